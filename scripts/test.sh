@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: starts (or installs) MariaDB and
+# Redis, installs and starts a real Home Assistant for the conformance tests,
+# then runs every test. Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh
+eval "$(scripts/ha/start.sh | grep -E '^HA_(URL|TOKEN)=')"
+export HA_TEST_URL="$HA_URL" HA_TEST_TOKEN="$HA_TOKEN" HA_CONFORMANCE_REQUIRED=1
+unset HA_URL HA_TOKEN
+# sqlx::test makes a fresh database per test; it keeps its bookkeeping in this one.
+mysql -h 127.0.0.1 -P 3306 -uroot -e 'CREATE DATABASE IF NOT EXISTS ha_fetchers_test'
+export DATABASE_URL="mysql://root@127.0.0.1:3306/ha_fetchers_test"
+export REDIS_TEST_URL="redis://127.0.0.1:6379"
+cargo test --all-targets --no-fail-fast "$@"

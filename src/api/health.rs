@@ -1,0 +1,165 @@
+//! `/api/health` and its parts.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::openapi::ErrorBody;
+use super::AppState;
+
+/// The WebSocket link as health sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebsocketHealth {
+    /// Whether HA_URL and HA_TOKEN are set.
+    pub configured: bool,
+    /// Authenticated and subscribed.
+    pub connected: bool,
+    /// Something (event or pong) came from HA within CACHE_MAX_AGE.
+    pub fresh: bool,
+    /// HA's version.
+    pub ha_version: Option<String>,
+    /// Seconds since HA last sent an event or pong.
+    pub last_event_age_secs: Option<f64>,
+    /// Reconnects since start.
+    pub reconnects: u64,
+    /// The last connection error.
+    pub last_error: Option<String>,
+    /// Entities in the cache.
+    pub entity_count: usize,
+}
+
+/// A backing service as health sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceHealth {
+    /// Whether the service is in use at all.
+    pub configured: bool,
+    /// Whether it answered.
+    pub ok: bool,
+    /// What is in use (`redis`, `memory`, `mysql`, `files`).
+    pub backend: &'static str,
+    /// Why it is not ok.
+    pub error: Option<String>,
+}
+
+impl WebsocketHealth {
+    pub fn ok(&self) -> bool {
+        self.configured && self.connected && self.fresh
+    }
+}
+
+pub fn websocket(app: &AppState) -> WebsocketHealth {
+    let s = app.states.summary();
+    let meta = app.states.meta();
+    let fresh = s
+        .last_event_age_secs
+        .is_some_and(|a| a <= app.cache_max_age.as_secs_f64());
+    WebsocketHealth {
+        configured: app.ha_configured,
+        connected: meta.connected,
+        fresh,
+        ha_version: meta.ha_version,
+        last_event_age_secs: s.last_event_age_secs,
+        reconnects: meta.reconnects,
+        last_error: meta.last_error,
+        entity_count: s.entity_count,
+    }
+}
+
+pub async fn redis(app: &AppState) -> ServiceHealth {
+    let store = app.states.store();
+    let configured = store.kind() == "redis";
+    let res = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await;
+    let error = match res {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("redis did not answer within 2s".into()),
+    };
+    ServiceHealth {
+        configured,
+        ok: error.is_none(),
+        backend: store.kind(),
+        error,
+    }
+}
+
+fn status(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// The body of `/api/health` (doc only: the handler builds it with `json!`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// `ok` when the link to HA is up and fresh and the store answers, else `degraded`.
+    #[schema(pattern = "^(ok|degraded)$")]
+    status: String,
+    /// The WebSocket link.
+    websocket: WebsocketHealth,
+    /// The store.
+    redis: ServiceHealth,
+}
+
+/// Overall health; open (no token) so load balancers can probe it.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    operation_id = "health",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Degraded (same body)", body = Health),
+    )
+)]
+pub async fn overall(State(app): State<AppState>) -> Response {
+    let ws = websocket(&app);
+    let redis = redis(&app).await;
+    let ok = ws.ok() && redis.ok;
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "websocket": ws,
+        "redis": redis,
+    });
+    (status(ok), Json(body)).into_response()
+}
+
+/// The WebSocket link to HA.
+#[utoipa::path(
+    get,
+    path = "/api/health/websocket",
+    operation_id = "health_websocket",
+    tag = "health",
+    responses(
+        (status = 200, description = "Connected and fresh", body = WebsocketHealth),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Not configured, not connected or stale (same body)", body = WebsocketHealth),
+    )
+)]
+pub async fn websocket_route(State(app): State<AppState>) -> Response {
+    let ws = websocket(&app);
+    (status(ws.ok()), Json(ws)).into_response()
+}
+
+/// The state store (Redis, or the in-memory store).
+#[utoipa::path(
+    get,
+    path = "/api/health/redis",
+    operation_id = "health_redis",
+    tag = "health",
+    responses(
+        (status = 200, description = "The store answers", body = ServiceHealth),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "The store does not answer (same body)", body = ServiceHealth),
+    )
+)]
+pub async fn redis_route(State(app): State<AppState>) -> Response {
+    let r = redis(&app).await;
+    (status(r.ok), Json(r)).into_response()
+}

@@ -1,0 +1,137 @@
+//! The HTTP API (axum): states, health, and later fetchers and prompts.
+
+mod error;
+mod extract;
+mod fetchers;
+mod health;
+mod openapi;
+mod prompts;
+mod states;
+
+pub use error::ApiError;
+pub use fetchers::outcome_json;
+pub use openapi::{ApiDoc, BEARER};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::fetchers::Engine;
+use crate::prompt::Prompts;
+use crate::state::StateManager;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Reads of the mirrored states.
+    pub states: StateManager,
+    /// Whether a Home Assistant is configured at all.
+    pub ha_configured: bool,
+    /// With nothing from HA for this long, health reports stale.
+    pub cache_max_age: Duration,
+    /// When set, the bearer token every route but `/api/health` needs.
+    pub api_token: Option<Arc<SecretString>>,
+    /// Runs the data fetchers; also holds their registry.
+    pub fetchers: Engine,
+    /// Prompt templates and their renderer.
+    pub prompts: Arc<Prompts>,
+}
+
+impl AppState {
+    /// A state over `fetchers` (and its states) with no templates, no HA and no
+    /// token: what router tests start from before setting the fields they need.
+    pub fn new(fetchers: Engine) -> Self {
+        let states = fetchers.states().clone();
+        let renderer = Arc::new(crate::prompt::Renderer::new(
+            states.clone(),
+            Arc::new(fetchers.clone()),
+        ));
+        Self {
+            states,
+            ha_configured: false,
+            cache_max_age: Duration::from_secs(300),
+            api_token: None,
+            prompts: Arc::new(Prompts::new(renderer, Vec::new())),
+            fetchers,
+        }
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(health::overall))
+        .route("/api/v1/states", get(states::list))
+        .route("/api/v1/states/{entity_id}", get(states::one))
+        .route("/api/v1/domains", get(states::domains))
+        .route("/api/v1/summary", get(states::summary))
+        .route("/api/v1/prompts", get(prompts::list))
+        .route("/api/v1/prompts/{name}/render", post(prompts::render))
+        .route("/api/v1/render", post(prompts::render_inline))
+        .route("/api/health/websocket", get(health::websocket_route))
+        .route("/api/health/redis", get(health::redis_route))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/fetchers", get(fetchers::list))
+        .route("/api/v1/fetchers/run", post(fetchers::run_many))
+        .route("/api/v1/fetchers/{name}", get(fetchers::one))
+        .route("/api/v1/fetchers/{name}/run", post(fetchers::run_one))
+        .route("/api/health/mysql", get(fetchers::mysql_health))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing or wrong bearer token", body = openapi::ErrorBody),
+    )
+)]
+async fn metrics() -> String {
+    crate::telemetry::prometheus().render()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The one route that answers without a token, so load balancers can probe it.
+const OPEN_ROUTE: &str = "/api/health";
+
+async fn require_token(
+    State(app): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let (Some(want), false) = (&app.api_token, req.uri().path() == OPEN_ROUTE) {
+        let got = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(req).await)
+}

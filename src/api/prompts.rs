@@ -1,0 +1,113 @@
+//! `/api/v1/prompts` and `/api/v1/render`: list and render prompt templates.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{Json as JsonBody, Path};
+use super::openapi::ErrorBody;
+use super::{ApiError, AppState};
+use crate::prompt::{RenderOptions, Rendered};
+
+/// A template in the listing (the body is left out to keep it short).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listed {
+    /// What to render it by.
+    name: String,
+    /// One line about it.
+    description: String,
+    /// Disabled templates do not render.
+    enabled: bool,
+    /// Last change in MySQL, when it comes from there.
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The prompt templates (without their bodies).
+#[utoipa::path(
+    get,
+    path = "/api/v1/prompts",
+    operation_id = "list_prompts",
+    tag = "prompts",
+    responses(
+        (status = 200, description = "The templates", body = Vec<Listed>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    )
+)]
+pub async fn list(State(app): State<AppState>) -> Json<Vec<Listed>> {
+    Json(
+        app.prompts
+            .list()
+            .into_iter()
+            .map(|t| Listed {
+                name: t.name,
+                description: t.description,
+                enabled: t.enabled,
+                updated_at: t.updated_at,
+            })
+            .collect(),
+    )
+}
+
+/// Renders a stored template, running the fetchers it uses.
+#[utoipa::path(
+    post,
+    path = "/api/v1/prompts/{name}/render",
+    operation_id = "render_prompt",
+    tag = "prompts",
+    params(("name" = String, Path, description = "The template's name", example = "home_status")),
+    request_body(content = Option<RenderOptions>, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The rendered text, with the fetchers that ran", body = Rendered),
+        (status = 400, description = "Not JSON, or undecodable path", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
+        (status = 422, description = "Disabled, syntax error, unknown fetcher, out of fuel, …, or a body that is not render options", body = ErrorBody),
+        (status = 503, description = "Strict mode and a fetcher failed", body = ErrorBody),
+    )
+)]
+pub async fn render(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: Option<JsonBody<RenderOptions>>,
+) -> Result<Json<Rendered>, ApiError> {
+    let opts = body.map(|JsonBody(o)| o).unwrap_or_default();
+    Ok(Json(app.prompts.render(&name, opts).await?))
+}
+
+/// An inline template for preview.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Inline {
+    /// The template source.
+    body: String,
+    /// Variables and strictness.
+    #[serde(flatten)]
+    opts: RenderOptions,
+}
+
+/// Renders a template given in the body (a preview; nothing is stored).
+#[utoipa::path(
+    post,
+    path = "/api/v1/render",
+    operation_id = "render_inline",
+    tag = "prompts",
+    request_body(content = Inline, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The rendered text, with the fetchers that ran", body = Rendered),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "It includes a template that does not exist", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
+        (status = 422, description = "Syntax error, unknown fetcher, out of fuel, …, or a body that is not an inline template", body = ErrorBody),
+        (status = 503, description = "Strict mode and a fetcher failed", body = ErrorBody),
+    )
+)]
+pub async fn render_inline(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<Inline>,
+) -> Result<Json<Rendered>, ApiError> {
+    Ok(Json(app.prompts.render_inline(&req.body, req.opts).await?))
+}

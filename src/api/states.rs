@@ -1,0 +1,125 @@
+//! `/api/v1/states`, `/api/v1/domains`, `/api/v1/summary`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::extract::{Path, Query as Q};
+use super::openapi::{ErrorBody, HaState};
+use super::{ApiError, AppState};
+use crate::state::{DomainCount, Summary};
+use crate::state::{EntityState, Glob, Query};
+
+/// Query string of the listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this domain.
+    domain: Option<String>,
+    /// Only this state.
+    state: Option<String>,
+    /// Glob over entity id and friendly name.
+    q: Option<String>,
+}
+
+/// Writes states as a JSON array of HA's own bytes, with no re-serialising.
+pub fn raw_array(states: &[EntityState]) -> Response {
+    let mut body = String::with_capacity(states.iter().map(|s| s.raw.len() + 1).sum::<usize>() + 2);
+    body.push('[');
+    for (i, s) in states.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&s.raw);
+    }
+    body.push(']');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// States, filtered by domain, state and a glob.
+#[utoipa::path(
+    get,
+    path = "/api/v1/states",
+    operation_id = "list_states",
+    tag = "states",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The matching states, as HA sent them", body = Vec<HaState>),
+        (status = 400, description = "Bad glob in `q`, or an undecodable query string", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "The store cannot be read", body = ErrorBody),
+    )
+)]
+pub async fn list(State(app): State<AppState>, Q(p): Q<ListParams>) -> Result<Response, ApiError> {
+    let pattern =
+        p.q.as_deref()
+            .map(Glob::new)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(format!("q: {e}")))?;
+    let q = Query {
+        domain: p.domain,
+        state: p.state,
+        pattern,
+    };
+    Ok(raw_array(&app.states.list(&q).await?))
+}
+
+/// One state, from the cache or (on a miss) HA's REST API.
+#[utoipa::path(
+    get,
+    path = "/api/v1/states/{entity_id}",
+    operation_id = "get_state",
+    tag = "states",
+    params(("entity_id" = String, Path, description = "`domain.object_id`", pattern = r"^[a-z0-9_]+\.[a-z0-9_]+$", max_length = 255, example = "light.bed_light")),
+    responses(
+        (status = 200, description = "The state, as HA sent it", body = HaState),
+        (status = 400, description = "Not a valid entity id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such entity", body = ErrorBody),
+        (status = 503, description = "Neither the cache nor HA could answer", body = ErrorBody),
+    )
+)]
+pub async fn one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = app.states.get(&id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        s.raw.to_string(),
+    )
+        .into_response())
+}
+
+/// Entities per domain, and per state within each.
+#[utoipa::path(
+    get,
+    path = "/api/v1/domains",
+    operation_id = "list_domains",
+    tag = "states",
+    responses(
+        (status = 200, description = "One entry per domain", body = Vec<DomainCount>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    )
+)]
+pub async fn domains(State(app): State<AppState>) -> impl IntoResponse {
+    Json(app.states.domains())
+}
+
+/// Cache statistics and link status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/summary",
+    operation_id = "get_summary",
+    tag = "states",
+    responses(
+        (status = 200, description = "The summary", body = Summary),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    )
+)]
+pub async fn summary(State(app): State<AppState>) -> impl IntoResponse {
+    Json(app.states.summary())
+}

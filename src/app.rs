@@ -1,0 +1,196 @@
+//! `Application`: wires the pipe together, binds its listener, and runs until shutdown.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::fetchers::{Engine, Registry};
+use crate::ha::{HaRest, Session, SessionConfig};
+use crate::prompt::{self, Prompts, Renderer};
+use crate::state::{
+    Fallback, MemoryStore, RedisStore, SharedStore, StateManager, Writer, WriterHandle,
+};
+
+/// A built service, listening but not yet serving.
+pub struct Application {
+    /// The bound listener; port 0 in settings picks a free port.
+    listener: TcpListener,
+    /// Shared handler state.
+    state: AppState,
+    /// Feeds the store; tests use it to inject changes and to flush.
+    writer: WriterHandle,
+    /// The one shutdown signal every task watches.
+    shutdown: CancellationToken,
+    /// Background tasks to wait for at shutdown.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens the store the settings ask for.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
+    Ok(match settings.redis_url() {
+        Some(url) => {
+            let store = RedisStore::connect(url, &settings.redis_prefix)
+                .await
+                .context("REDIS_URL: could not connect to Redis")?;
+            Arc::new(store)
+        }
+        None => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// Templates from MySQL (reloaded on an interval) when DATABASE_URL is set, else from files.
+/// MySQL down at start is not fatal: the shipped files serve until it answers,
+/// as the fetcher registry does.
+async fn open_prompts(
+    settings: &Settings,
+    pool: Option<sqlx::MySqlPool>,
+    renderer: Arc<Renderer>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<Prompts>> {
+    let dir = settings.fetchers_dir.join(prompt::PROMPTS_SUBDIR);
+    let from_files = || prompt::load_dir(&dir).context("FETCHERS_DIR: prompt templates");
+    let Some(pool) = pool else {
+        return Ok(Arc::new(Prompts::new(renderer, from_files()?)));
+    };
+    let loaded = async {
+        prompt::ensure_schema(&pool).await?;
+        prompt::load_db(&pool).await
+    };
+    let templates = match loaded.await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "MySQL unavailable: serving prompt templates from files until it answers");
+            from_files()?
+        }
+    };
+    let prompts = Arc::new(Prompts::new(renderer, templates));
+    tasks.push(prompts.spawn_reload(pool, settings.reload_interval, shutdown.clone()));
+    Ok(prompts)
+}
+
+impl Application {
+    /// Builds every part from settings and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// As [`build`](Self::build), with a store made by the caller (tests inject faulty ones).
+    pub async fn build_with_store(settings: Settings, store: SharedStore) -> anyhow::Result<Self> {
+        crate::telemetry::prometheus();
+        let shutdown = CancellationToken::new();
+        let (writer, writer_task) = Writer::spawn(store.clone(), settings.cache_mode());
+        let mut tasks = vec![writer_task];
+
+        let ha = match (&settings.ha_url, &settings.ha_token) {
+            (Some(url), Some(token)) => Some((url.clone(), token.clone())),
+            (Some(_), None) => anyhow::bail!("HA_TOKEN is not set but HA_URL is"),
+            _ => None,
+        };
+        let mut fallback: Option<Arc<dyn Fallback>> = None;
+        if let Some((url, token)) = &ha {
+            let ws = crate::config::ws_url(url)
+                .map_err(anyhow::Error::msg)
+                .context("HA_URL")?;
+            anyhow::ensure!(!token.expose_secret().is_empty(), "HA_TOKEN is empty");
+            fallback = Some(Arc::new(HaRest::new(
+                url.clone(),
+                token.clone(),
+                settings.ha_rest_timeout,
+            )));
+            let cfg = SessionConfig {
+                url: ws,
+                token: token.clone(),
+                max_frame: settings.ha_max_frame_bytes,
+                heartbeat: settings.ha_heartbeat.then_some((
+                    settings.ha_heartbeat_interval,
+                    settings.ha_heartbeat_timeout,
+                )),
+                reconnect_min: settings.ha_reconnect_min,
+                reconnect_max: settings.ha_reconnect_max,
+            };
+            let session = Session::new(cfg, writer.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(session.run()));
+        } else {
+            tracing::warn!("HA_URL is not set: no Home Assistant to mirror");
+        }
+
+        let states = StateManager::new(store, fallback);
+        let registry = Registry::open(&settings)
+            .await
+            .context("DATABASE_URL: could not set up the fetcher registry")?;
+        tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));
+        // Templates read MySQL through the fetcher registry's pool: one pool per process.
+        let pool = registry.pool().cloned();
+        let fetchers = Engine::new(registry, states.clone());
+        let renderer = Arc::new(Renderer::new(states.clone(), Arc::new(fetchers.clone())));
+        let prompts = open_prompts(&settings, pool, renderer, &shutdown, &mut tasks).await?;
+        let state = AppState {
+            fetchers,
+            prompts,
+            states,
+            ha_configured: ha.is_some(),
+            cache_max_age: settings.cache_max_age,
+            api_token: settings.api_token.clone().map(Arc::new),
+        };
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("BIND: could not listen on {}", settings.bind))?;
+        Ok(Self {
+            listener,
+            state,
+            writer,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
+    }
+
+    /// Cancel it to stop everything.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: in-flight
+    /// requests finish, the WebSocket closes, and pending cache writes land.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            writer,
+            shutdown,
+            tasks,
+        } = self;
+        let stop = shutdown.clone();
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("HTTP server failed")?;
+        shutdown.cancel();
+        writer.flush().await;
+        drop(writer);
+        for t in tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+        Ok(())
+    }
+}

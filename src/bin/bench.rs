@@ -1,0 +1,285 @@
+//! The benchmark suite of issue 7: `cargo run --release --bin bench [-- --quick]`
+//! (or `scripts/bench.sh`).
+//!
+//! Every figure is printed next to a reference measured in the same run,
+//! because these machines are noisy. Needs Redis on 127.0.0.1:6379 and
+//! `redis-benchmark`; compares with the real Home Assistant that
+//! `scripts/ha/start.sh` provides. See BENCHMARKS.md for the last full run.
+
+#[path = "bench/app.rs"]
+mod app;
+#[path = "bench/fake_ha.rs"]
+mod fake_ha;
+#[path = "bench/figures.rs"]
+mod figures;
+#[path = "bench/house.rs"]
+mod house;
+#[path = "bench/http.rs"]
+mod http;
+#[path = "bench/parse.rs"]
+mod parse;
+#[path = "bench/refs.rs"]
+mod refs;
+#[path = "bench/report.rs"]
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use report::Row;
+
+/// Sizes of one run: full or `--quick`.
+pub struct Sizes {
+    /// Entities in the synthetic house.
+    pub entities: usize,
+    /// Events in the ingest blast.
+    pub events: usize,
+    /// Timed probes in the visibility figure.
+    pub probes: usize,
+    /// Duration of each HTTP load run.
+    pub load: Duration,
+    /// Repetitions of in-process and sequential HTTP queries.
+    pub reps: usize,
+    /// Repetitions against the real HA (slow).
+    pub ha_reps: usize,
+    /// Entities of the large cold start.
+    pub big: usize,
+    /// Requests per redis-benchmark test.
+    pub redis_n: usize,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Self {
+            entities: 10_000,
+            events: 200_000,
+            probes: 1_000,
+            load: Duration::from_secs(5),
+            reps: 1_000,
+            ha_reps: 50,
+            big: 100_000,
+            redis_n: 300_000,
+        }
+    }
+    fn quick() -> Self {
+        Self {
+            entities: 1_000,
+            events: 20_000,
+            probes: 100,
+            load: Duration::from_millis(500),
+            reps: 100,
+            ha_reps: 5,
+            big: 5_000,
+            redis_n: 100_000,
+        }
+    }
+}
+
+const USAGE: &str = "usage: bench [--quick] [--no-ha] [--only FIGURE,...]
+  --quick   small sizes, a few seconds (CI smoke); does not start Home Assistant
+  --no-ha   skip the Home Assistant references
+  --only    only these figures: ingest, visible, get, lights, prompt, parse, cold, rss
+            (e.g. to profile one with perf)
+Environment: RUST_LOG sets the app's log level (default info, as in production);
+the app's logs go to target/bench/app.log.";
+
+/// Finds `ha-fetchers` next to this binary, building it when run by cargo.
+pub fn serve_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("ha-fetchers");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = me.parent().is_some_and(|d| d.ends_with("release"));
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bin", "ha-fetchers"]);
+        if release {
+            cmd.arg("--release");
+        }
+        anyhow::ensure!(cmd.status()?.success(), "could not build ha-fetchers");
+    }
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run scripts/bench.sh or cargo build --release --bins",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// Sends the app's logs to a file, at the production default level.
+fn init_logs() -> anyhow::Result<()> {
+    std::fs::create_dir_all("target/bench")?;
+    let file = std::fs::File::create("target/bench/app.log")?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .init();
+    Ok(())
+}
+
+/// Runs a figure, turning a failure into a row that says so.
+fn or_failed(fig: &str, target: &str, r: anyhow::Result<Vec<Row>>) -> Vec<Row> {
+    r.unwrap_or_else(|e| {
+        eprintln!("  {fig} failed: {e:#}");
+        let mut row = Row::skipped(fig, target, format!("failed: {e}"));
+        row.value = "failed".into();
+        vec![row]
+    })
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let mut only: Option<Vec<String>> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" | "--no-ha" => {}
+            "--only" => match it.next() {
+                Some(v) => only = Some(v.split(',').map(str::to_string).collect()),
+                None => {
+                    eprintln!("--only needs a list\n{USAGE}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            },
+            bad => {
+                eprintln!("unknown argument {bad}\n{USAGE}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let no_ha = args.iter().any(|a| a == "--no-ha");
+    let want = move |f: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == f));
+    match run(quick, no_ha, &want).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
+    init_logs()?;
+    let sz = if quick { Sizes::quick() } else { Sizes::full() };
+    let started = chrono::Utc::now();
+    println!(
+        "bench ({}) at {started}, load average {}",
+        if quick { "quick" } else { "full" },
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+
+    println!("building a house of {} entities…", sz.entities);
+    let mut house = house::House::new(sz.entities);
+    let payload = house.mean_state_bytes();
+
+    println!("references: redis-benchmark, payload {payload} bytes…");
+    let n = sz.redis_n.to_string();
+    let d = payload.to_string();
+    let r = sz.entities.to_string();
+    let set_ref = match refs::redis_benchmark("set", &["-P", "64", "-d", &d, "-n", &n, "-r", &r]) {
+        Ok((v, cmd)) => {
+            println!("  {cmd}: {:.0}/s", v.rps);
+            Some(v)
+        }
+        Err(e) => {
+            eprintln!("  {e}");
+            None
+        }
+    };
+    let get_ref = match refs::redis_benchmark("get", &["-c", "8", "-d", &d, "-n", &n, "-r", &r]) {
+        Ok((v, cmd)) => {
+            println!("  {cmd}: {:.0}/s, p99 {:.3} ms", v.rps, v.p99_ms);
+            Some(v)
+        }
+        Err(e) => {
+            eprintln!("  {e}");
+            None
+        }
+    };
+    refs::redis_cleanup_reference().await;
+    let ha = if no_ha {
+        Err("--no-ha".to_string())
+    } else {
+        println!("references: real Home Assistant via scripts/ha/start.sh…");
+        refs::real_ha(!quick)
+    };
+    if let Err(e) = &ha {
+        eprintln!("  no HA reference: {e}");
+    }
+    let ha_ref = ha.as_ref().map_err(|e| e.as_str());
+
+    println!("starting the app against a fast fake HA…");
+    let fake = fake_ha::FakeHa::start(Arc::new(house.snapshot_json())).await?;
+    let app = app::Running::start(&fake, "main").await?;
+    app.wait_resync(1).await?;
+
+    let mut rows = Vec::new();
+    if want("ingest") {
+        println!("1. ingest…");
+        let r = figures::ingest(&app, &fake, &mut house, &sz, set_ref).await;
+        rows.extend(or_failed("ingest", "≥ 100k events/s", r));
+    }
+    if want("visible") {
+        println!("2. event → visible…");
+        let r = figures::visibility(&app, &fake, &mut house, &sz).await;
+        rows.extend(or_failed("event → visible", "p99 ≤ 2 ms", r));
+    }
+    if want("get") {
+        println!("3. GET one state, {} connections…", figures::CONNECTIONS);
+        let r = figures::get_one(&app, &house, &sz, ha_ref, get_ref).await;
+        rows.extend(or_failed("GET one state", "≥ 10× HA; p99 ≤ 1 ms", r));
+    }
+    if want("lights") {
+        println!("4. lights that are on…");
+        let r = figures::lights_on(&app, &house, &sz, ha_ref).await;
+        rows.extend(or_failed("lights on", "p50 ≤ 1 ms; ≥ 20×", r));
+    }
+    if want("prompt") {
+        println!("5. prompt…");
+        rows.extend(figures::prompt(&app, &sz).await);
+    }
+    if want("parse") {
+        println!("diagnostic: session parsing alone…");
+        rows.extend(parse::compare(sz.events, &mut house));
+    }
+    let rest = figures::rest_calls(&app, &fake);
+    app.stop().await;
+    drop(fake);
+
+    if want("cold") {
+        println!("6. cold start…");
+        for (n, limit) in [(sz.entities, 300.0), (sz.big, 3000.0)] {
+            let r = figures::cold_start(n, limit).await.map(|r| vec![r]);
+            rows.extend(or_failed("cold start", "auth_ok → complete", r));
+        }
+    }
+    if want("rss") {
+        println!("7. RSS…");
+        let r = figures::rss(sz.entities, &sz).await.map(|r| vec![r]);
+        rows.extend(or_failed("RSS", "≤ 64 MiB", r));
+    }
+    rows.push(rest);
+
+    let table = report::table(&rows);
+    println!(
+        "\nResults ({}, {started}, {} entities; load generator: bench's own HTTP/1.1 keep-alive client, {} connections, {:?} per run):\n",
+        if quick { "quick" } else { "full" },
+        sz.entities,
+        figures::CONNECTIONS,
+        sz.load
+    );
+    println!("{table}");
+    std::fs::write("target/bench/results.md", &table)?;
+    println!("(also in target/bench/results.md; the app's logs are in target/bench/app.log)");
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! A small HTTP/1.1 keep-alive load client: one request in flight per
+//! connection (like `wrk -c N` with one thread), every latency recorded.
+//!
+//! Written here rather than installing wrk/oha so the bench needs nothing
+//! beyond cargo, and so the same client measures us and Home Assistant.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Where to send requests.
+#[derive(Clone)]
+pub struct Target {
+    /// Host and port.
+    pub addr: SocketAddr,
+    /// `Authorization` header value, if any.
+    pub auth: Option<String>,
+}
+
+impl Target {
+    /// From `http://host:port` (loopback only, no TLS).
+    pub fn parse(url: &str, auth: Option<String>) -> anyhow::Result<Self> {
+        let u = url::Url::parse(url)?;
+        let host = u.host_str().unwrap_or("127.0.0.1");
+        let port = u.port_or_known_default().unwrap_or(80);
+        let addr = format!("{host}:{port}").parse()?;
+        Ok(Self { addr, auth })
+    }
+}
+
+/// One keep-alive connection.
+pub struct Conn {
+    /// The socket.
+    stream: TcpStream,
+    /// Bytes read past the previous response.
+    buf: Vec<u8>,
+    /// Request header lines after the request line.
+    extra: String,
+}
+
+impl Conn {
+    pub async fn open(t: &Target) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(t.addr).await?;
+        stream.set_nodelay(true)?;
+        let mut extra = format!("Host: {}\r\n", t.addr);
+        if let Some(a) = &t.auth {
+            extra.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+            extra,
+        })
+    }
+
+    /// GETs `path`; returns the status and the body.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let req = format!("GET {path} HTTP/1.1\r\n{}\r\n", self.extra);
+        self.stream.write_all(req.as_bytes()).await?;
+        // Read the head.
+        let head_end = loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                break p + 4;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])?.to_ascii_lowercase();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("bad status line"))?;
+        let body = if let Some(len) = header(&head, "content-length") {
+            let len: usize = len.parse()?;
+            while self.buf.len() < head_end + len {
+                self.fill().await?;
+            }
+            let body = self.buf[head_end..head_end + len].to_vec();
+            self.buf.drain(..head_end + len);
+            body
+        } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            self.buf.drain(..head_end);
+            self.read_chunked().await?
+        } else {
+            anyhow::bail!("response without content-length or chunked encoding")
+        };
+        Ok((status, body))
+    }
+
+    async fn read_chunked(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(p) = find(&self.buf, b"\r\n") {
+                    break p;
+                }
+                self.fill().await?;
+            };
+            let size_txt = std::str::from_utf8(&self.buf[..line_end])?;
+            let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)?;
+            while self.buf.len() < line_end + 2 + size + 2 {
+                self.fill().await?;
+            }
+            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+            self.buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                return Ok(body);
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim())
+    })
+}
+
+/// What a load run measured.
+pub struct Load {
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests (non-200 or I/O).
+    pub errors: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Latency of every successful request, sorted, in microseconds.
+    pub lat_us: Vec<u32>,
+}
+
+impl Load {
+    pub fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    /// Percentile `p` (0-100) in milliseconds.
+    pub fn pct_ms(&self, p: f64) -> f64 {
+        pct_us(&self.lat_us, p) / 1000.0
+    }
+}
+
+/// Percentile of sorted microsecond samples.
+pub fn pct_us(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64
+}
+
+/// Runs `conns` connections for `dur` on a thread of its own (so the client
+/// does not share the server's runtime), cycling through `paths`.
+pub fn run_load(t: Target, paths: Vec<String>, conns: usize, dur: Duration) -> Load {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("client runtime");
+        rt.block_on(async move {
+            let start = Instant::now();
+            let deadline = start + dur;
+            let mut tasks = Vec::new();
+            for c in 0..conns {
+                let t = t.clone();
+                let paths = paths.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(1 << 16);
+                    let mut errors = 0u64;
+                    let mut conn = match Conn::open(&t).await {
+                        Ok(c) => c,
+                        Err(_) => return (lat, 1),
+                    };
+                    let mut i = c * 7919;
+                    while Instant::now() < deadline {
+                        let p = &paths[i % paths.len()];
+                        i += 1;
+                        let t0 = Instant::now();
+                        match conn.get(p).await {
+                            Ok((200, _)) => lat.push(t0.elapsed().as_micros() as u32),
+                            Ok(_) => errors += 1,
+                            Err(_) => {
+                                errors += 1;
+                                match Conn::open(&t).await {
+                                    Ok(c) => conn = c,
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                    (lat, errors)
+                }));
+            }
+            let mut lat_us = Vec::new();
+            let mut errors = 0;
+            for task in tasks {
+                if let Ok((l, e)) = task.await {
+                    lat_us.extend(l);
+                    errors += e;
+                }
+            }
+            let elapsed = start.elapsed();
+            lat_us.sort_unstable();
+            Load {
+                ok: lat_us.len() as u64,
+                errors,
+                elapsed,
+                lat_us,
+            }
+        })
+    })
+    .join()
+    .expect("load thread")
+}

@@ -1,0 +1,207 @@
+//! The command line: `serve`, `migrate`, `fetch`, `render`, `check`, `demo`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{Application, Settings};
+
+/// Mirror Home Assistant, run SQL-registered data fetchers, render LLM prompts.
+#[derive(Parser, Debug)]
+#[command(name = "ha-fetchers", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service: mirror HA and serve the HTTP API.
+    Serve {
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Run the whole pipe on a built-in simulated house: no MySQL, Redis or HA needed.
+    Demo {
+        /// Address the API binds to (a free port is taken if it is busy).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Folder of fetcher and prompt definitions.
+        #[arg(long, env = "FETCHERS_DIR", default_value = "fetchers")]
+        fetchers_dir: std::path::PathBuf,
+        /// When set, every route but /api/health needs `Authorization: Bearer <token>`.
+        #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+        api_token: Option<secrecy::SecretString>,
+    },
+    /// Apply mysql/schemas in order, then seed the shipped fetchers from fetchers/.
+    Migrate {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Upsert the shipped fetchers from fetchers/ into MySQL (migrate does this too).
+    Seed {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Run one fetcher and print its result as JSON.
+    Fetch {
+        /// The fetcher's name.
+        name: String,
+        /// A param as key=value (value parsed as JSON when it can be); repeatable.
+        #[arg(long = "param", value_parser = crate::fetchers::cli::parse_param)]
+        params: Vec<(String, serde_json::Value)>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Validate every fetcher row; exits non-zero with one line per problem.
+    Check {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Render a prompt template (or an inline one) against the live house and print it.
+    Render {
+        /// The stored template's name.
+        #[arg(required_unless_present = "inline", conflicts_with = "inline")]
+        name: Option<String>,
+        /// A template body to render instead of a stored one.
+        #[arg(long)]
+        inline: Option<String>,
+        /// Fail when any fetcher fails, instead of printing a marker.
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// How long `render` waits for the first snapshot from HA before rendering what it has.
+const RENDER_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Loads `.env` and drops settings that are set but empty (`HA_URL=` in a
+/// copied `.env.example` means "unset", not "an empty URL"). Call it before
+/// any thread starts: it edits the process environment.
+pub fn load_env() {
+    let _ = dotenvy::dotenv();
+    let cmd = <Cli as clap::CommandFactory>::command();
+    for sub in cmd.get_subcommands() {
+        for name in sub.get_arguments().filter_map(|a| a.get_env()) {
+            if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+                std::env::remove_var(name);
+            }
+        }
+    }
+}
+
+/// Parses arguments and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { settings } => {
+            let app = Application::build(*settings).await?;
+            tracing::info!(port = app.port(), "Serving the API");
+            let stop = app.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            });
+            app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            bind,
+            fetchers_dir,
+            api_token,
+        } => {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let signal = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                signal.cancel();
+            });
+            crate::demo::run(bind, fetchers_dir, api_token, stop).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { settings } => crate::fetchers::cli::migrate(&settings).await,
+        Command::Seed { settings } => crate::fetchers::cli::seed_only(&settings).await,
+        Command::Fetch {
+            name,
+            params,
+            settings,
+        } => crate::fetchers::cli::fetch(&settings, name, params).await,
+        Command::Check { settings } => crate::fetchers::cli::check(&settings).await,
+        Command::Render {
+            name,
+            inline,
+            strict,
+            settings,
+        } => render(name, inline, strict, settings).await,
+    }
+}
+
+/// Builds the service on a free port, waits for HA's snapshot, renders once, and stops.
+async fn render(
+    name: Option<String>,
+    inline: Option<String>,
+    strict: bool,
+    mut settings: Settings,
+) -> anyhow::Result<ExitCode> {
+    settings.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let wait_for_ha = settings.ha_url.is_some();
+    let app = Application::build(settings).await?;
+    let state = app.state().clone();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    if wait_for_ha {
+        let deadline = tokio::time::Instant::now() + RENDER_SNAPSHOT_WAIT;
+        while state.states.meta().last_resync_at.is_none() && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let opts = crate::prompt::RenderOptions {
+        strict,
+        ..Default::default()
+    };
+    let res = match (&name, &inline) {
+        (_, Some(body)) => state.prompts.render_inline(body, opts).await,
+        (Some(n), None) => state.prompts.render(n, opts).await,
+        (None, None) => unreachable!("clap requires a name or --inline"),
+    };
+    stop.cancel();
+    let _ = server.await;
+    let out = res?;
+    println!("{}", out.text);
+    for e in &out.errors {
+        eprintln!("warning: fetcher {} failed: {}", e.fetcher, e.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("Shutting down");
+}

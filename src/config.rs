@@ -1,0 +1,164 @@
+//! Settings: one typed struct, read from flags, the environment and `.env`.
+//!
+//! Every setting has an environment variable; `.env.example` lists them all.
+//! Secrets are [`SecretString`]s and print as `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::state::CacheMode;
+
+/// Parses `30s`, `500ms`, `5m`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 500ms, 5m)"))
+}
+
+/// Everything the service needs to run.
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    /// Home Assistant's base URL (http or https); the WebSocket is derived from it.
+    #[arg(long, env = "HA_URL")]
+    pub ha_url: Option<Url>,
+    /// A long-lived access token for Home Assistant.
+    #[arg(long, env = "HA_TOKEN", hide_env_values = true)]
+    pub ha_token: Option<SecretString>,
+    /// The largest WebSocket frame accepted; real homes send get_states results of 4-23 MB.
+    #[arg(long, env = "HA_MAX_FRAME_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub ha_max_frame_bytes: usize,
+    /// Whether to ping HA to find dead links.
+    #[arg(long, env = "HA_HEARTBEAT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ha_heartbeat: bool,
+    /// Time between pings.
+    #[arg(long, env = "HA_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub ha_heartbeat_interval: Duration,
+    /// How long a ping may wait for its pong before the link counts as dead.
+    #[arg(long, env = "HA_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub ha_heartbeat_timeout: Duration,
+    /// The first reconnect delay (full jitter below it).
+    #[arg(long, env = "HA_RECONNECT_MIN", default_value = "1s", value_parser = duration)]
+    pub ha_reconnect_min: Duration,
+    /// The longest reconnect delay; also the wait after auth_invalid.
+    #[arg(long, env = "HA_RECONNECT_MAX", default_value = "60s", value_parser = duration)]
+    pub ha_reconnect_max: Duration,
+    /// How long one REST call to HA may take.
+    #[arg(long, env = "HA_REST_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub ha_rest_timeout: Duration,
+
+    /// Redis URL; without it, states live in memory.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key, so several homes or test runs can share a Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "ha:")]
+    pub redis_prefix: String,
+    /// true: write new states from events into the cache; false: delete them and refill from REST.
+    #[arg(long, env = "WEBSOCKET_UPDATE_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub websocket_update_cache: bool,
+    /// With nothing (event or pong) from HA for this long, health reports the cache stale.
+    #[arg(long, env = "CACHE_MAX_AGE", default_value = "300s", value_parser = duration)]
+    pub cache_max_age: Duration,
+
+    /// MySQL/MariaDB URL for fetcher and template rows; without it they come from files.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// The repository folder of shipped fetcher and prompt definitions.
+    #[arg(long, env = "FETCHERS_DIR", default_value = "fetchers")]
+    pub fetchers_dir: PathBuf,
+    /// How often definitions are reloaded from MySQL.
+    #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
+    pub reload_interval: Duration,
+
+    /// Address the HTTP API binds to.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// When set, every route but /api/health needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<SecretString>,
+}
+
+impl Settings {
+    /// `ws(s)://host/api/websocket` from `HA_URL`.
+    pub fn ws_url(&self) -> Option<Url> {
+        let base = self.ha_url.as_ref()?;
+        ws_url(base).ok()
+    }
+
+    pub fn cache_mode(&self) -> CacheMode {
+        if self.websocket_update_cache {
+            CacheMode::Update
+        } else {
+            CacheMode::Invalidate
+        }
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_ref().map(|s| s.expose_secret())
+    }
+
+    /// Settings with every default and no services, whatever the environment
+    /// says (test runs export `DATABASE_URL` for sqlx): what tests and the demo start from.
+    pub fn embedded() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            s: Settings,
+        }
+        let mut s = <Only as clap::Parser>::parse_from(["x"]).s;
+        s.ha_url = None;
+        s.ha_token = None;
+        s.redis_url = None;
+        s.database_url = None;
+        s.api_token = None;
+        s.bind = ([127, 0, 0, 1], 0).into();
+        s
+    }
+}
+
+/// Maps an HA base URL to its WebSocket endpoint.
+pub fn ws_url(base: &Url) -> Result<Url, String> {
+    let mut u = base.clone();
+    let scheme = match base.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        other => return Err(format!("HA_URL must be http or https, not {other}")),
+    };
+    u.set_scheme(scheme)
+        .map_err(|_| "HA_URL has an unusable scheme".to_string())?;
+    let path = base.path().trim_end_matches('/');
+    let path = path.strip_suffix("/api/websocket").unwrap_or(path);
+    u.set_path(&format!("{path}/api/websocket"));
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_url_maps_schemes_and_paths() {
+        let u = |s: &str| ws_url(&Url::parse(s).unwrap()).unwrap().to_string();
+        assert_eq!(
+            u("http://ha.local:8123"),
+            "ws://ha.local:8123/api/websocket"
+        );
+        assert_eq!(u("https://ha.example/"), "wss://ha.example/api/websocket");
+        assert_eq!(
+            u("http://x/prefix/api/websocket"),
+            "ws://x/prefix/api/websocket"
+        );
+        assert!(ws_url(&Url::parse("ftp://x").unwrap()).is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let mut s = Settings::embedded();
+        s.ha_token = Some(SecretString::from("very-secret-token"));
+        s.api_token = Some(SecretString::from("api-secret"));
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("very-secret-token") && !dbg.contains("api-secret"));
+    }
+}

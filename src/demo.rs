@@ -1,0 +1,98 @@
+//! `ha-fetchers demo`: the whole pipe on embedded defaults, fed by the
+//! simulated house, reached through the same WebSocket client as production.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::sim::{demo_changes, Sim, DEMO_TICK};
+use crate::{Application, Settings};
+
+/// The token the simulated house accepts; it guards nothing real.
+const DEMO_TOKEN: &str = "demo-token";
+/// The shipped prompt the demo prints.
+const DEMO_PROMPT: &str = "home_status";
+/// How long the demo waits for the first snapshot before it prints anyway.
+const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs the demo until `stop` is cancelled (Ctrl-C in the CLI).
+pub async fn run(
+    bind: SocketAddr,
+    fetchers_dir: std::path::PathBuf,
+    api_token: Option<SecretString>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let sim = Sim::start_demo(DEMO_TOKEN)
+        .await
+        .context("could not start the simulated house")?;
+    tokio::spawn(demo_changes(sim.clone(), DEMO_TICK, stop.clone()));
+
+    let mut settings = Settings::embedded();
+    settings.ha_url = Some(sim.url());
+    settings.ha_token = Some(SecretString::from(DEMO_TOKEN));
+    settings.fetchers_dir = fetchers_dir;
+    settings.bind = bind;
+    settings.api_token = api_token;
+    let app = match Application::build(settings.clone()).await {
+        Ok(app) => app,
+        Err(e) if bind.port() != 0 => {
+            tracing::warn!(error = %e, "Demo port busy, picking a free one");
+            settings.bind = SocketAddr::new(bind.ip(), 0);
+            Application::build(settings).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let base = format!("http://{}:{}", bind.ip(), app.port());
+    let states = app.state().states.clone();
+    let waited = tokio::time::Instant::now();
+    while states.summary().entity_count == 0 && waited.elapsed() < FIRST_SNAPSHOT_WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    println!(
+        "ha-fetchers demo: a simulated house of {} entities at {}",
+        states.summary().entity_count,
+        sim.url()
+    );
+    println!("API: {base}");
+    println!();
+    println!("Try:");
+    if app.state().api_token.is_some() {
+        println!("  (API_TOKEN is set: add -H \"authorization: Bearer $API_TOKEN\" to all but the first)");
+    }
+    println!("  curl -s {base}/api/health");
+    println!("  curl -s '{base}/api/v1/states?domain=light&state=on'");
+    println!("  curl -s {base}/api/v1/states/light.bed_light");
+    println!("  curl -s '{base}/api/v1/states?q=*kitchen*'");
+    println!("  curl -s {base}/api/v1/domains");
+    println!();
+    println!("  curl -s -XPOST {base}/api/v1/prompts/home_status/render -H 'content-type: application/json' -d '{{}}'");
+    println!("  curl -s -XPOST {base}/api/v1/fetchers/ha_lights_on/run -H 'content-type: application/json' -d '{{}}'");
+    println!();
+    match app
+        .state()
+        .prompts
+        .render(DEMO_PROMPT, Default::default())
+        .await
+    {
+        Ok(r) => println!(
+            "The \"{DEMO_PROMPT}\" prompt, rendered in {:.1} ms:\n\n{}\n",
+            r.elapsed_ms,
+            r.text.trim()
+        ),
+        Err(e) => println!("The \"{DEMO_PROMPT}\" prompt did not render: {e}\n"),
+    }
+    println!("Serving until Ctrl-C.");
+
+    let app_stop = app.shutdown_token();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        app_stop.cancel();
+    });
+    let res = app.run_until_stopped().await;
+    sim.stop();
+    res
+}

@@ -1,0 +1,161 @@
+//! The fetcher commands behind the binary: `migrate`, `seed`, `fetch`, `check`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use super::{db, files, validate_all, Engine, FetchRequest, Registry};
+use crate::config::Settings;
+use crate::ha::HaRest;
+use crate::state::{MemoryStore, SharedStore, StateManager, Store};
+
+fn pool(settings: &Settings) -> anyhow::Result<sqlx::MySqlPool> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .context("DATABASE_URL is not set")?;
+    db::pool(url.expose_secret()).context("DATABASE_URL")
+}
+
+/// Applies the schema files, then seeds the shipped fetchers from `fetchers_dir`.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = pool(settings)?;
+    let versions = db::migrate(&pool).await.context("applying mysql/schemas")?;
+    println!("migrations applied: {versions:?}");
+    seed(settings, &pool).await
+}
+
+/// Upserts `fetchers/*.toml` into `data_fetchers`; a file that does not parse or validate stops it.
+pub async fn seed(settings: &Settings, pool: &sqlx::MySqlPool) -> anyhow::Result<ExitCode> {
+    let dir = &settings.fetchers_dir;
+    let (rows, mut problems) =
+        files::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    problems.extend(validate_all(&rows).1);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        anyhow::bail!(
+            "not seeding: {} problem(s) in {}",
+            problems.len(),
+            dir.display()
+        );
+    }
+    let n = db::seed(pool, &rows)
+        .await
+        .context("seeding data_fetchers")?;
+    println!("seeded {n} fetchers from {}", dir.display());
+    let prompts = dir.join(crate::prompt::PROMPTS_SUBDIR);
+    let n = crate::prompt::seed(pool, &prompts)
+        .await
+        .with_context(|| format!("seeding prompt_templates from {}", prompts.display()))?;
+    println!("seeded {n} prompt templates from {}", prompts.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `seed` on its own.
+pub async fn seed_only(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = pool(settings)?;
+    seed(settings, &pool).await
+}
+
+/// Validates every fetcher row and prompt template (MySQL when configured,
+/// else files); one line per problem, naming the row and field.
+pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let reg = open_registry(settings).await?;
+    let (rows, mut problems) = reg.read_rows().await.context("reading fetcher rows")?;
+    problems.extend(validate_all(&rows).1);
+    for p in &problems {
+        println!("{p}");
+    }
+    // Templates are checked against the fetchers that loaded.
+    let engine = Engine::new(
+        Registry::from_rows(rows.clone()),
+        StateManager::new(Arc::new(MemoryStore::new()), None),
+    );
+    let renderer = crate::prompt::Renderer::new(engine.states().clone(), Arc::new(engine));
+    let templates = match &settings.database_url {
+        Some(_) => crate::prompt::load_db(&pool(settings)?)
+            .await
+            .context("reading prompt_templates")?,
+        None => crate::prompt::load_dir(&settings.fetchers_dir.join(crate::prompt::PROMPTS_SUBDIR))
+            .context("reading prompt templates")?,
+    };
+    let template_problems = crate::prompt::check(&renderer, &templates);
+    for p in &template_problems {
+        println!("template {}: field {}: {}", p.template, p.field, p.reason);
+    }
+    let total = problems.len() + template_problems.len();
+    if total == 0 {
+        eprintln!(
+            "{} fetcher rows and {} templates, all valid",
+            rows.len(),
+            templates.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{total} problem(s) in {} rows and {} templates",
+            rows.len(),
+            templates.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn open_registry(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
+    let reg = Arc::new(Registry::new(match &settings.database_url {
+        Some(_) => super::Backend::Mysql(pool(settings)?),
+        None => super::Backend::Files(settings.fetchers_dir.clone()),
+    }));
+    Ok(reg)
+}
+
+/// `k=v`: `v` as JSON when it parses (numbers, booleans, arrays), else as a string.
+pub fn parse_param(s: &str) -> Result<(String, Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--param {s:?}: expected key=value"))?;
+    let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+    Ok((k.to_string(), v))
+}
+
+/// Runs one fetcher and prints its outcome as JSON.
+///
+/// States come from one REST snapshot of HA when `HA_URL` is set (no
+/// WebSocket: a one-shot command does not need the live mirror), else from
+/// Redis when `REDIS_URL` is set, else from an empty in-memory store.
+pub async fn fetch(
+    settings: &Settings,
+    name: String,
+    params: Vec<(String, Value)>,
+) -> anyhow::Result<ExitCode> {
+    let reg = open_registry(settings).await?;
+    reg.reload().await.context("loading fetcher definitions")?;
+    let store: SharedStore = match (&settings.ha_url, &settings.ha_token) {
+        (Some(url), Some(token)) => {
+            let rest = HaRest::new(url.clone(), token.clone(), settings.ha_rest_timeout);
+            let snapshot = rest.states().await.context("HA_URL: reading /api/states")?;
+            let mem = MemoryStore::new();
+            mem.replace_all(snapshot).await?;
+            Arc::new(mem)
+        }
+        (Some(_), None) => anyhow::bail!("HA_TOKEN is not set but HA_URL is"),
+        _ => crate::app::open_store(settings).await?,
+    };
+    let engine = Engine::new(reg, StateManager::new(store, None));
+    let params: Map<String, Value> = params.into_iter().collect();
+    let out = engine.run(FetchRequest { name, params }).await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&crate::api::outcome_json(&out))?
+    );
+    Ok(if out.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

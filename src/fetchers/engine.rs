@@ -1,0 +1,172 @@
+//! The engine: runs fetchers concurrently, each under its own timeout, with
+//! a result cache that state changes invalidate. An error is a value in the
+//! outcome, never a `?` that aborts a batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use serde_json::{Map, Value};
+
+use super::cache::ResultCache;
+use super::definition::{Definition, Problem, Source};
+use super::registry::Registry;
+use super::sources::{self, Read};
+use super::{FetchError, FetchOutcome, FetchRequest};
+use crate::state::StateManager;
+
+/// Runs fetchers from a registry over the states.
+#[derive(Clone)]
+pub struct Engine {
+    /// The definitions.
+    registry: Arc<Registry>,
+    /// What they read.
+    states: StateManager,
+    /// Results by name and params.
+    cache: Arc<ResultCache>,
+}
+
+impl Engine {
+    pub fn new(registry: Arc<Registry>, states: StateManager) -> Self {
+        Self {
+            registry,
+            states,
+            cache: Arc::default(),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn states(&self) -> &StateManager {
+        &self.states
+    }
+
+    /// Whether an enabled, valid fetcher has this name.
+    pub fn exists(&self, name: &str) -> bool {
+        self.registry.get(name).is_some()
+    }
+
+    /// The names of the enabled, valid fetchers, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.registry.current().defs.keys().cloned().collect()
+    }
+
+    /// The enabled, valid definitions, sorted by name.
+    pub fn definitions(&self) -> Vec<Arc<Definition>> {
+        self.registry.current().defs.values().cloned().collect()
+    }
+
+    /// What is wrong with the rows that did not load.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.registry.current().problems.clone()
+    }
+
+    /// Runs them all at once; outcomes come back in request order.
+    pub async fn run_many(&self, requests: Vec<FetchRequest>) -> Vec<FetchOutcome> {
+        join_all(requests.into_iter().map(|r| self.run(r))).await
+    }
+
+    /// Runs one, from cache when fresh.
+    pub async fn run(&self, req: FetchRequest) -> FetchOutcome {
+        let started = Instant::now();
+        let loaded = self.registry.current();
+        let Some(def) = loaded.defs.get(&req.name).cloned() else {
+            return outcome(
+                req.name.clone(),
+                req.params,
+                Err(FetchError::UnknownFetcher(req.name)),
+                started,
+                false,
+            );
+        };
+        let params = match def.merge(&req.params) {
+            Ok(p) => p,
+            Err(e) => {
+                return outcome(
+                    req.name,
+                    req.params,
+                    Err(FetchError::BadParams(e)),
+                    started,
+                    false,
+                )
+            }
+        };
+        if let Some(v) = self
+            .cache
+            .get(&def.name, &params, loaded.revision, &self.states)
+        {
+            metrics::counter!("ha_fetcher_runs_total", "fetcher" => def.name.clone(), "cached" => "true").increment(1);
+            return outcome(req.name, params, Ok(v), started, true);
+        }
+        let timeout = def.timeout;
+        let result = match tokio::time::timeout(timeout, self.compute(&def, &params)).await {
+            Ok(Ok((value, reads))) => {
+                self.cache.put(
+                    &def.name,
+                    &params,
+                    loaded.revision,
+                    def.ttl,
+                    value.clone(),
+                    reads,
+                );
+                Ok(value)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(FetchError::Timeout(timeout.as_millis() as u64)),
+        };
+        let out = outcome(req.name, params, result, started, false);
+        // Labelled by defined names only, so callers cannot grow the series.
+        metrics::counter!("ha_fetcher_runs_total", "fetcher" => def.name.clone(), "cached" => "false").increment(1);
+        metrics::histogram!("ha_fetcher_duration_seconds", "fetcher" => def.name.clone())
+            .record(out.elapsed_ms / 1e3);
+        if let Err(e) = &out.result {
+            metrics::counter!("ha_fetcher_errors_total", "fetcher" => def.name.clone(), "code" => e.code()).increment(1);
+        }
+        match &out.result {
+            Ok(_) => {
+                tracing::debug!(fetcher = %out.name, elapsed_ms = out.elapsed_ms, "Fetcher ran")
+            }
+            Err(e) => {
+                tracing::warn!(fetcher = %out.name, elapsed_ms = out.elapsed_ms, code = e.code(), error = %e, "Fetcher failed")
+            }
+        }
+        out
+    }
+
+    async fn compute(
+        &self,
+        def: &Definition,
+        params: &Map<String, Value>,
+    ) -> Result<(Value, Vec<Read>), FetchError> {
+        match &def.source {
+            Source::Template(t) => {
+                // Rendering is synchronous; on a blocking thread the timeout can
+                // still answer, and fuel bounds how long the render itself runs.
+                let (t, states, params) = (t.clone(), self.states.clone(), params.clone());
+                tokio::task::spawn_blocking(move || t.render(&states, &params))
+                    .await
+                    .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?
+                    .map_err(FetchError::Failed)
+            }
+            other => sources::run(other, &self.states, params).await,
+        }
+    }
+}
+
+fn outcome(
+    name: String,
+    params: Map<String, Value>,
+    result: Result<Value, FetchError>,
+    started: Instant,
+    cached: bool,
+) -> FetchOutcome {
+    FetchOutcome {
+        name,
+        params,
+        result,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        cached,
+    }
+}

@@ -1,0 +1,97 @@
+//! Data fetchers: definitions (rows in MySQL or files in `fetchers/`), the
+//! registry that loads and hot-reloads them, and the engine that runs them.
+//!
+//! CONTRACT (shared with `prompt/`; the fetchers work fills in the bodies):
+//! - [`FetchRequest`]: a fetcher name plus JSON params.
+//! - [`FetchOutcome`]: what one run produced; an error is a value, never a panic.
+//! - `Engine::run_many(Vec<FetchRequest>) -> Vec<FetchOutcome>` runs them concurrently,
+//!   each with its own timeout and TTL cache; `Engine::exists(name)` and
+//!   `Engine::names()` tell templates what is known.
+
+mod cache;
+pub mod cli;
+pub mod db;
+mod definition;
+mod engine;
+pub mod files;
+mod registry;
+mod sources;
+mod template;
+
+pub use definition::{
+    validate, validate_all, Definition, Problem, Row, Source, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
+    SOURCES,
+};
+pub use engine::Engine;
+pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};
+pub use sources::{compact_json, Read};
+pub use template::{Compiled, FUEL, MAX_OUTPUT_BYTES};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One fetcher to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRequest {
+    /// The fetcher's unique name (a template identifier).
+    pub name: String,
+    /// Parameters merged over the row's defaults.
+    pub params: Map<String, Value>,
+}
+
+/// Why one fetcher run produced no result.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[serde(tag = "code", content = "message", rename_all = "snake_case")]
+pub enum FetchError {
+    #[error("unknown fetcher {0}")]
+    UnknownFetcher(String),
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("bad params: {0}")]
+    BadParams(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl FetchError {
+    /// A short machine-readable code (`timeout`, `unknown_fetcher`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownFetcher(_) => "unknown_fetcher",
+            Self::Timeout(_) => "timeout",
+            Self::BadParams(_) => "bad_params",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchOutcome {
+    /// Which fetcher.
+    pub name: String,
+    /// The params it ran with (after defaults).
+    pub params: Map<String, Value>,
+    /// Its value, or why there is none.
+    pub result: Result<Value, FetchError>,
+    /// Wall time of the run, or ~0 when served from cache.
+    pub elapsed_ms: f64,
+    /// Whether the value came from the result cache.
+    pub cached: bool,
+}
+
+impl FetchRequest {
+    /// A request with no params.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            params: Map::new(),
+        }
+    }
+
+    /// Adds one param.
+    pub fn param(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.params.insert(key.to_string(), value.into());
+        self
+    }
+}

@@ -1,0 +1,271 @@
+//! The registry: loads definitions from MySQL (or `fetchers/` files),
+//! validates them, and hot-reloads. When MySQL fails, the last-known
+//! definitions stay in force and the failure shows in health.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use sqlx::mysql::MySqlPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::db::{self, DbError};
+use super::definition::{validate_all, Definition, Problem, Row};
+use super::files;
+use crate::config::Settings;
+
+/// Seconds since the epoch, now.
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Where definitions come from.
+#[derive(Clone)]
+pub enum Backend {
+    /// `data_fetchers` rows.
+    Mysql(MySqlPool),
+    /// `*.toml` files in a folder.
+    Files(PathBuf),
+    /// Fixed rows (tests, embedding).
+    Rows(Vec<Row>),
+}
+
+/// Why a load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("reading {dir}: {error}")]
+    Files { dir: String, error: std::io::Error },
+}
+
+/// One validated set of definitions.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Enabled, valid definitions by name.
+    pub defs: BTreeMap<String, Arc<Definition>>,
+    /// What was wrong with the rest.
+    pub problems: Vec<Problem>,
+    /// Bumped whenever the rows change; cached results of older revisions are dropped.
+    pub revision: u64,
+    /// The rows this came from, to tell whether a reload changed anything.
+    rows: Vec<Row>,
+    /// Problems found before validation (unreadable files).
+    pre_problems: Vec<Problem>,
+}
+
+/// How the last load went, for `/api/health/mysql`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LoadStatus {
+    /// `mysql`, `files` or `rows`.
+    pub backend: &'static str,
+    /// Whether the last load succeeded.
+    pub ok: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    /// Unix seconds of the last successful load.
+    pub last_ok_at: Option<f64>,
+}
+
+/// Definitions, hot-reloaded.
+pub struct Registry {
+    /// Where they come from.
+    backend: Backend,
+    /// The current set; swapped whole so readers never see a half-load.
+    loaded: RwLock<Arc<Loaded>>,
+    /// How the last load went.
+    status: RwLock<LoadStatus>,
+}
+
+impl Registry {
+    /// An empty registry over `backend`; call [`reload`](Self::reload) to fill it.
+    pub fn new(backend: Backend) -> Self {
+        let kind = match &backend {
+            Backend::Mysql(_) => "mysql",
+            Backend::Files(_) => "files",
+            Backend::Rows(_) => "rows",
+        };
+        Self {
+            backend,
+            loaded: RwLock::new(Arc::new(Loaded::default())),
+            status: RwLock::new(LoadStatus {
+                backend: kind,
+                ok: false,
+                error: Some("not loaded yet".into()),
+                last_ok_at: None,
+            }),
+        }
+    }
+
+    /// The MySQL pool rows come from, so other MySQL readers share it.
+    pub fn pool(&self) -> Option<&MySqlPool> {
+        match &self.backend {
+            Backend::Mysql(pool) => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// MySQL when `DATABASE_URL` is set, else `fetchers_dir`; loads once.
+    ///
+    /// If MySQL cannot be read at start, the shipped files are the
+    /// last-known set until it can, so prompts still work.
+    pub async fn open(settings: &Settings) -> Result<Arc<Self>, LoadError> {
+        match &settings.database_url {
+            Some(url) => {
+                let reg = Arc::new(Self::new(Backend::Mysql(db::pool(url.expose_secret())?)));
+                if let Err(e) = reg.reload().await {
+                    tracing::warn!(error = %e, dir = %settings.fetchers_dir.display(),
+                        "MySQL unavailable at start; using the shipped fetcher files until it answers");
+                    if let Ok((rows, pre)) = files::load_dir(&settings.fetchers_dir) {
+                        reg.install(rows, pre);
+                    }
+                }
+                Ok(reg)
+            }
+            None => {
+                let reg = Arc::new(Self::new(Backend::Files(settings.fetchers_dir.clone())));
+                if let Err(e) = reg.reload().await {
+                    tracing::warn!(error = %e, "Could not read fetcher files");
+                }
+                Ok(reg)
+            }
+        }
+    }
+
+    /// Fixed rows, loaded at once.
+    pub fn from_rows(rows: Vec<Row>) -> Arc<Self> {
+        let reg = Self::new(Backend::Rows(rows.clone()));
+        reg.install(rows, Vec::new());
+        *reg.status.write() = LoadStatus {
+            backend: "rows",
+            ok: true,
+            error: None,
+            last_ok_at: Some(now_secs()),
+        };
+        Arc::new(reg)
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Reads the rows from the backend (no validation).
+    pub async fn read_rows(&self) -> Result<(Vec<Row>, Vec<Problem>), LoadError> {
+        match &self.backend {
+            Backend::Mysql(pool) => Ok((db::load_rows(pool).await?, Vec::new())),
+            Backend::Files(dir) => files::load_dir(dir).map_err(|error| LoadError::Files {
+                dir: dir.display().to_string(),
+                error,
+            }),
+            Backend::Rows(r) => Ok((r.clone(), Vec::new())),
+        }
+    }
+
+    /// Reloads; on failure the current definitions stay and status says why.
+    pub async fn reload(&self) -> Result<(), LoadError> {
+        match self.read_rows().await {
+            Ok((rows, pre)) => {
+                self.install(rows, pre);
+                let mut st = self.status.write();
+                if !st.ok && st.last_ok_at.is_some() {
+                    tracing::info!(backend = st.backend, "Fetcher definitions source is back");
+                }
+                st.ok = true;
+                st.error = None;
+                st.last_ok_at = Some(now_secs());
+                Ok(())
+            }
+            Err(e) => {
+                let mut st = self.status.write();
+                if st.ok || st.error.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!(backend = st.backend, error = %e,
+                        "Could not reload fetcher definitions; keeping the last-known set");
+                }
+                st.ok = false;
+                st.error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Validates and swaps in `rows` if they differ from the current ones.
+    fn install(&self, rows: Vec<Row>, pre_problems: Vec<Problem>) {
+        let cur = self.loaded.read().clone();
+        if cur.revision > 0 && cur.rows == rows && cur.pre_problems == pre_problems {
+            return;
+        }
+        let (defs, mut problems) = validate_all(&rows);
+        problems.splice(0..0, pre_problems.iter().cloned());
+        for p in &problems {
+            tracing::warn!(fetcher = %p.name, field = %p.field, reason = %p.reason, "Skipping an invalid fetcher");
+        }
+        tracing::info!(
+            fetchers = defs.len(),
+            problems = problems.len(),
+            "Fetcher definitions loaded"
+        );
+        let loaded = Loaded {
+            defs: defs
+                .into_iter()
+                .map(|d| (d.name.clone(), Arc::new(d)))
+                .collect(),
+            problems,
+            revision: cur.revision + 1,
+            rows,
+            pre_problems,
+        };
+        *self.loaded.write() = Arc::new(loaded);
+    }
+
+    /// The current set.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.loaded.read().clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Definition>> {
+        self.loaded.read().defs.get(name).cloned()
+    }
+
+    pub fn status(&self) -> LoadStatus {
+        self.status.read().clone()
+    }
+
+    /// Checks MySQL answers now (`SELECT 1`); `Ok` for file backends.
+    pub async fn ping(&self) -> Result<(), String> {
+        match &self.backend {
+            Backend::Mysql(pool) => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reloads every `interval` until `stop` is cancelled.
+    pub fn spawn_reloader(
+        self: &Arc<Self>,
+        interval: Duration,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let reg = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(interval) => {
+                        let _ = reg.reload().await;
+                    }
+                }
+            }
+        })
+    }
+}

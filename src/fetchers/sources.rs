@@ -1,0 +1,233 @@
+//! The built-in sources: general reads over the state store that rows
+//! parameterise. Results are compact JSON because they end up in LLM prompts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::definition::{DeviceStatusParams, EntitiesParams, EntityParams, Source};
+use super::FetchError;
+use crate::state::{EntityState, Glob, Query, StateError, StateManager};
+
+/// The default cap on listed entities.
+pub const DEFAULT_LIMIT: usize = 200;
+/// The most unavailable entities `device_status` names.
+pub const MAX_UNAVAILABLE_LISTED: usize = 50;
+
+/// A domain (or everything, `None`) a run read, with its generation before the read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// The domain, or `None` for "all states".
+    pub domain: Option<Arc<str>>,
+    /// Its generation counter when read.
+    pub generation: u64,
+}
+
+impl Read {
+    /// Snapshots the generation now, before reading.
+    pub fn of(states: &StateManager, domain: Option<&str>) -> Self {
+        Self {
+            domain: domain.map(Arc::from),
+            generation: states.generation(domain),
+        }
+    }
+
+    /// Whether nothing it covers changed since.
+    pub fn is_current(&self, states: &StateManager) -> bool {
+        states.generation(self.domain.as_deref()) == self.generation
+    }
+}
+
+/// Attributes worth a prompt's tokens, per domain, beyond id, name and state.
+fn useful_attributes(domain: &str) -> &'static [&'static str] {
+    match domain {
+        "light" => &["brightness"],
+        "climate" => &["current_temperature", "temperature", "hvac_action"],
+        "cover" => &["current_position"],
+        "media_player" => &["media_title", "volume_level"],
+        "lock" | "switch" | "binary_sensor" => &["device_class"],
+        "sensor" => &["unit_of_measurement", "device_class"],
+        _ => &["unit_of_measurement"],
+    }
+}
+
+/// `{entity_id, name, state, …useful attributes, …extra}` from a full state object.
+pub fn compact_json(full: &Value, extra: &[String]) -> Value {
+    let id = full.get("entity_id").and_then(Value::as_str).unwrap_or("");
+    let attrs = full.get("attributes").and_then(Value::as_object);
+    let mut out = Map::new();
+    out.insert("entity_id".into(), id.into());
+    let name = attrs
+        .and_then(|a| a.get("friendly_name"))
+        .and_then(Value::as_str)
+        .or_else(|| full.get("name").and_then(Value::as_str))
+        .unwrap_or(id);
+    out.insert("name".into(), name.into());
+    out.insert(
+        "state".into(),
+        full.get("state").cloned().unwrap_or(Value::Null),
+    );
+    let domain = crate::state::domain_of(id);
+    let keys = useful_attributes(domain)
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str));
+    for k in keys {
+        if let Some(v) = attrs.and_then(|a| a.get(k)).filter(|v| !v.is_null()) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn compact(s: &EntityState, extra: &[String]) -> Value {
+    compact_json(&s.json(), extra)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(params: &Map<String, Value>) -> Result<T, FetchError> {
+    serde_json::from_value(Value::Object(params.clone()))
+        .map_err(|e| FetchError::BadParams(e.to_string()))
+}
+
+fn state_err(e: StateError) -> FetchError {
+    match e {
+        StateError::BadEntityId(_) | StateError::BadPattern(_) => {
+            FetchError::BadParams(e.to_string())
+        }
+        other => FetchError::Failed(other.to_string()),
+    }
+}
+
+/// Runs a built-in source (templates run in [`super::template`]).
+pub async fn run(
+    source: &Source,
+    states: &StateManager,
+    params: &Map<String, Value>,
+) -> Result<(Value, Vec<Read>), FetchError> {
+    match source {
+        Source::Entities => entities(states, typed(params)?).await,
+        Source::Entity => entity(states, typed(params)?).await,
+        Source::Summary => {
+            let read = Read::of(states, None);
+            let v = serde_json::to_value(states.summary())
+                .map_err(|e| FetchError::Failed(e.to_string()))?;
+            Ok((v, vec![read]))
+        }
+        Source::DeviceStatus => device_status(states, typed(params)?),
+        Source::Template(_) => Err(FetchError::Failed(
+            "template sources run through the engine".into(),
+        )),
+    }
+}
+
+async fn entities(
+    states: &StateManager,
+    p: EntitiesParams,
+) -> Result<(Value, Vec<Read>), FetchError> {
+    let pattern = match &p.pattern {
+        Some(s) => Some(Glob::new(s).map_err(|e| FetchError::BadParams(format!("pattern: {e}")))?),
+        None => None,
+    };
+    let read = Read::of(states, p.domain.as_deref());
+    let q = Query {
+        domain: p.domain.clone(),
+        state: p.state.clone(),
+        pattern,
+    };
+    let mut found = states.list(&q).await.map_err(state_err)?;
+    if let Some(area) = &p.area {
+        let inside = states.area_entities(area).ok_or_else(|| {
+            FetchError::BadParams(format!(
+                "area: no area {area:?} in Home Assistant's area registry"
+            ))
+        })?;
+        found.retain(|s| inside.contains(&*s.entity_id));
+    }
+    let mut out = Map::new();
+    out.insert("count".into(), found.len().into());
+    if p.breakdown {
+        let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &found {
+            *by_state.entry(&s.state).or_default() += 1;
+        }
+        out.insert("by_state".into(), json!(by_state));
+    }
+    if !p.counts_only {
+        let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+        let list: Vec<Value> = found
+            .iter()
+            .take(limit)
+            .map(|s| compact(s, &p.attributes))
+            .collect();
+        if found.len() > limit {
+            out.insert("truncated".into(), true.into());
+        }
+        out.insert("entities".into(), Value::Array(list));
+    }
+    Ok((Value::Object(out), vec![read]))
+}
+
+async fn entity(states: &StateManager, p: EntityParams) -> Result<(Value, Vec<Read>), FetchError> {
+    let id = p
+        .entity_id
+        .ok_or_else(|| FetchError::BadParams("missing required param entity_id".into()))?;
+    let read = Read::of(states, Some(crate::state::domain_of(&id)));
+    let s = states.get(&id).await.map_err(state_err)?;
+    let full = s.json();
+    let mut out = compact_json(&full, &[]);
+    if let (Value::Object(o), Some(Value::Object(attrs))) = (&mut out, full.get("attributes")) {
+        let mut rest = attrs.clone();
+        for k in [
+            "friendly_name",
+            "supported_features",
+            "entity_picture",
+            "icon",
+        ] {
+            rest.remove(k);
+        }
+        o.insert("attributes".into(), Value::Object(rest));
+        if let Some(lc) = full.get("last_changed") {
+            o.insert("last_changed".into(), lc.clone());
+        }
+    }
+    Ok((out, vec![read]))
+}
+
+fn device_status(
+    states: &StateManager,
+    p: DeviceStatusParams,
+) -> Result<(Value, Vec<Read>), FetchError> {
+    let read = Read::of(states, None);
+    let summary = states.summary();
+    // Live means events are streaming in; otherwise reads are served from the
+    // cache and misses from HA's REST API.
+    let mode = if summary.connected {
+        "websocket"
+    } else {
+        "rest_fallback"
+    };
+    let domains: Vec<_> = states
+        .domains()
+        .into_iter()
+        .filter(|d| p.domains.is_empty() || p.domains.contains(&d.domain))
+        .collect();
+    let (found, _) = states.scan(&Query::default());
+    let unavailable: Vec<&str> = found
+        .iter()
+        .filter(|s| p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain()))
+        .filter(|s| matches!(&*s.state, "unavailable" | "unknown"))
+        .map(|s| &*s.entity_id)
+        .collect();
+    let v = json!({
+        "mode": mode,
+        "connected": summary.connected,
+        "ha_version": summary.ha_version,
+        "last_event_age_secs": summary.last_event_age_secs,
+        "entity_count": summary.entity_count,
+        "unavailable_count": unavailable.len(),
+        "unavailable": unavailable.iter().take(MAX_UNAVAILABLE_LISTED).collect::<Vec<_>>(),
+        "domains": domains,
+    });
+    Ok((v, vec![read]))
+}

@@ -1,0 +1,28 @@
+//! Home Assistant: protocol types, the WebSocket session, the REST fallback.
+
+mod connection;
+pub mod protocol;
+mod rest;
+mod session;
+
+pub use connection::Connection;
+pub use rest::HaRest;
+pub use session::{Session, SessionConfig};
+
+/// Failures of one connection attempt. Each ends that attempt; the session
+/// then backs off and reconnects.
+#[derive(Debug, thiserror::Error)]
+pub enum HaError {
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("auth_invalid: {0}")]
+    AuthInvalid(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("no pong within {0:?}: link is dead")]
+    HeartbeatTimeout(std::time::Duration),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("connection closed by Home Assistant")]
+    Closed,
+}

@@ -1,0 +1,38 @@
+//! ha-fetchers: the data layer of a home MCP.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! Home Assistant ─ws─▶ ha::Session ─changes─▶ state::Writer ─batches─▶ state::Store (Redis | memory)
+//!                          │                                               │
+//!                          └─ ha::HaRest on a miss ◀──────────────── state::StateManager (queries)
+//!                                                                          │
+//!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Engine ─▶ prompt ─▶ api (axum)
+//! ```
+//!
+//! - [`config`]: typed settings from flags, environment and `.env`.
+//! - [`ha`]: protocol types, the WebSocket session, the REST fallback.
+//! - [`state`]: the store trait, its Redis and in-memory implementations, the writer and queries.
+//! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the engine.
+//! - [`prompt`]: minijinja prompt templates with HA's functions, fed by fetchers.
+//! - [`api`]: the HTTP routes and `ApiError`.
+//! - [`app`]: `Application`, which wires the parts and binds the listener.
+//! - [`sim`]: a simulated Home Assistant for the demo and the tests.
+//! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
+//! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`cli`]: the commands behind the binary.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod fetchers;
+pub mod ha;
+pub mod prompt;
+pub mod sim;
+pub mod state;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;

@@ -1,0 +1,61 @@
+//! Validation of stored templates: syntax, and names that are no fetcher.
+
+use serde::Serialize;
+
+use super::{PromptTemplate, Renderer};
+
+/// One thing wrong with a template, reported the same way by `check`, the API and logs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    /// The template's name.
+    pub template: String,
+    /// Which field is wrong (`name`, `body`).
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Checks every template: valid name, parsable body, and only known fetchers.
+pub fn check(renderer: &Renderer, templates: &[PromptTemplate]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut problem = |t: &PromptTemplate, field: &str, reason: String| {
+        out.push(Problem {
+            template: t.name.clone(),
+            field: field.to_string(),
+            reason,
+        })
+    };
+    for t in templates {
+        if !super::store::valid_name(&t.name) {
+            problem(
+                t,
+                "name",
+                "use lowercase letters, digits and underscores (at most 128)".into(),
+            );
+        }
+        let refs = match renderer.references(&t.name, &t.body, &Default::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                problem(t, "body", e.to_string());
+                continue;
+            }
+        };
+        for name in refs.unknown {
+            problem(
+                t,
+                "body",
+                format!("{name} is not a fetcher or a template function"),
+            );
+        }
+        for call in refs.calls {
+            if !renderer.source().exists(&call.name) {
+                problem(
+                    t,
+                    "body",
+                    format!("fetch(\"{}\") names no fetcher", call.name),
+                );
+            }
+        }
+    }
+    out
+}

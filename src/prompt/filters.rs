@@ -1,0 +1,272 @@
+//! Token-lean output filters: a list of states in, short text out.
+//!
+//! Input may be state objects (`states.light`), fetcher results (lists of HA
+//! state JSON, or objects with an `entities` list) or entity ids. Each entity
+//! becomes one line with its name, state with unit, area and the attributes
+//! Home Assistant's LLM API exposes — nothing else.
+
+use std::collections::BTreeMap;
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, Error};
+
+use super::ha::{state_object, StateObject};
+use super::render::Unavailable;
+use crate::state::StateManager;
+
+/// The attributes Home Assistant's LLM API shows an assistant
+/// (`homeassistant/helpers/llm.py`, `_get_exposed_entities`).
+pub const EXPOSED_ATTRIBUTES: [&str; 13] = [
+    "temperature",
+    "current_temperature",
+    "temperature_unit",
+    "brightness",
+    "humidity",
+    "unit_of_measurement",
+    "device_class",
+    "current_position",
+    "percentage",
+    "volume_level",
+    "media_title",
+    "media_artist",
+    "media_album_name",
+];
+
+/// The parts of one entity the filters print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    /// `light.bed_light`.
+    pub entity_id: String,
+    /// Friendly name, else the id.
+    pub name: String,
+    /// The state string.
+    pub state: String,
+    /// Area name, when the registries place it.
+    pub area: Option<String>,
+    /// The allowlisted attributes, in allowlist order.
+    pub attributes: Vec<(String, serde_json::Value)>,
+}
+
+impl Entity {
+    fn from_object(o: &StateObject) -> Self {
+        Self::from_parts(
+            &o.state.entity_id,
+            o.state.name(),
+            &o.state.state,
+            o.area_name.clone(),
+            o.attributes(),
+        )
+    }
+
+    fn from_parts(
+        id: &str,
+        name: &str,
+        state: &str,
+        area: Option<String>,
+        attrs: &serde_json::Value,
+    ) -> Self {
+        let attributes = EXPOSED_ATTRIBUTES
+            .iter()
+            .filter_map(|k| Some((k.to_string(), attrs.get(*k)?.clone())))
+            .filter(|(_, v)| !v.is_null())
+            .collect();
+        Self {
+            entity_id: id.to_string(),
+            name: name.to_string(),
+            state: state.to_string(),
+            area,
+            attributes,
+        }
+    }
+
+    /// The state with its unit: `21.5 °C`.
+    fn state_with_unit(&self) -> String {
+        match self.attr("unit_of_measurement") {
+            Some(u) => format!("{} {}", self.state, plain(u)),
+            None => self.state.clone(),
+        }
+    }
+
+    fn attr(&self, k: &str) -> Option<&serde_json::Value> {
+        self.attributes.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+    }
+
+    /// One line: `Bed Light (Bedroom): on, brightness 180`.
+    pub fn compact_line(&self, with_id: bool) -> String {
+        let mut line = self.name.clone();
+        if with_id {
+            line.push_str(&format!(" [{}]", self.entity_id));
+        }
+        if let Some(a) = &self.area {
+            line.push_str(&format!(" ({a})"));
+        }
+        line.push_str(": ");
+        line.push_str(&self.state_with_unit());
+        let temp_unit = self.attr("temperature_unit").map(plain);
+        for (k, v) in &self.attributes {
+            // The unit already follows the value it belongs to.
+            if k == "unit_of_measurement" || k == "temperature_unit" {
+                continue;
+            }
+            line.push_str(&format!(", {} {}", k.replace('_', " "), plain(v)));
+            if let (Some(u), true) = (&temp_unit, k.ends_with("temperature")) {
+                line.push_str(&format!(" {u}"));
+            }
+        }
+        line
+    }
+}
+
+/// A JSON value as bare text: strings unquoted, the rest as compact JSON.
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Turns any accepted input into entities, in input order.
+pub fn entities(sm: &StateManager, v: &Value) -> Vec<Entity> {
+    let mut out = Vec::new();
+    collect(sm, v, &mut out);
+    out
+}
+
+fn collect(sm: &StateManager, v: &Value, out: &mut Vec<Entity>) {
+    if let Some(o) = v.downcast_object_ref::<StateObject>() {
+        out.push(Entity::from_object(o));
+        return;
+    }
+    match v.kind() {
+        ValueKind::String => {
+            if let Some(o) = v.as_str().and_then(|id| state_object(sm, id)) {
+                out.push(Entity::from_object(&o));
+            }
+        }
+        ValueKind::Map => {
+            if let Ok(list) = v.get_attr("entities") {
+                if !list.is_undefined() && !list.is_none() {
+                    return collect(sm, &list, out);
+                }
+            }
+            let Ok(json) = serde_json::to_value(v) else {
+                return;
+            };
+            let Some(id) = json.get("entity_id").and_then(|i| i.as_str()) else {
+                return;
+            };
+            // Prefer the store's view: it has every attribute, units and areas.
+            if let Some(o) = state_object(sm, id) {
+                out.push(Entity::from_object(&o));
+                return;
+            }
+            let area = None;
+            // Fetchers give attributes either nested (HA's shape) or flat beside id, name and state.
+            let attrs = json.get("attributes").cloned().unwrap_or_else(|| {
+                let mut flat = json.as_object().cloned().unwrap_or_default();
+                for k in ["entity_id", "name", "state"] {
+                    flat.remove(k);
+                }
+                serde_json::Value::Object(flat)
+            });
+            let name = attrs
+                .get("friendly_name")
+                .and_then(|n| n.as_str())
+                .or_else(|| json.get("name").and_then(|n| n.as_str()))
+                .unwrap_or(id);
+            let state = json.get("state").map(plain).unwrap_or_default();
+            out.push(Entity::from_parts(id, name, &state, area, &attrs));
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            if let Ok(items) = v.try_iter() {
+                for item in items {
+                    collect(sm, &item, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A failed fetcher's marker passes through every filter, so it stays visible.
+fn marker(v: &Value) -> Option<String> {
+    v.downcast_object_ref::<Unavailable>()
+        .map(|_| v.to_string())
+}
+
+/// `compact`: one line per entity; `ids=true` adds entity ids.
+fn compact(sm: &StateManager, v: &Value, kwargs: &Kwargs) -> Result<String, Error> {
+    let with_id: Option<bool> = kwargs.get("ids")?;
+    kwargs.assert_all_used()?;
+    if let Some(m) = marker(v) {
+        return Ok(m);
+    }
+    Ok(entities(sm, v)
+        .iter()
+        .map(|e| format!("- {}", e.compact_line(with_id.unwrap_or(false))))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// `count_by_state`: `on 3, off 2` (most common first).
+fn count_by_state(sm: &StateManager, v: &Value) -> String {
+    if let Some(m) = marker(v) {
+        return m;
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in entities(sm, v) {
+        *counts.entry(e.state).or_default() += 1;
+    }
+    let mut pairs: Vec<(String, usize)> = counts.into_iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    pairs
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `names`: `Bed Light, Kitchen Lights`.
+fn names(sm: &StateManager, v: &Value) -> String {
+    if let Some(m) = marker(v) {
+        return m;
+    }
+    entities(sm, v)
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Registers the output filters.
+pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
+    let s = sm.clone();
+    env.add_filter("compact", move |v: Value, kwargs: Kwargs| {
+        compact(&s, &v, &kwargs)
+    });
+    let s = sm.clone();
+    env.add_filter("count_by_state", move |v: Value| count_by_state(&s, &v));
+    let s = sm.clone();
+    env.add_filter("names", move |v: Value| names(&s, &v));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_line_puts_units_after_values() {
+        let attrs = serde_json::json!({"unit_of_measurement": "°C", "device_class": "temperature", "friendly_name": "Out", "icon": "mdi:x"});
+        let e = Entity::from_parts("sensor.out", "Out", "12.5", Some("Garden".into()), &attrs);
+        assert_eq!(
+            e.compact_line(false),
+            "Out (Garden): 12.5 °C, device class temperature"
+        );
+        let attrs = serde_json::json!({"temperature": 21, "current_temperature": 19.5, "temperature_unit": "°C"});
+        let e = Entity::from_parts("climate.x", "X", "heat", None, &attrs);
+        assert_eq!(
+            e.compact_line(true),
+            "X [climate.x]: heat, temperature 21 °C, current temperature 19.5 °C"
+        );
+    }
+}

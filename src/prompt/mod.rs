@@ -1,0 +1,55 @@
+//! Prompt templates: minijinja with Home Assistant's functions, fed by the
+//! fetchers a template names, with token-lean output filters and hard limits.
+//!
+//! - [`Renderer`]: the environment, built once; finds and runs the fetchers a
+//!   template uses, then renders.
+//! - [`FetcherSource`]: what the renderer needs from the fetcher engine.
+//! - [`Prompts`]: the stored templates (MySQL with hot reload, else files).
+//! - [`check`]: the validator behind `ha-fetchers check`.
+
+mod check;
+mod filters;
+mod ha;
+mod refs;
+mod render;
+mod source;
+mod store;
+
+pub use check::{check, Problem};
+pub use filters::{entities, Entity, EXPOSED_ATTRIBUTES};
+pub use ha::{DateTimeValue, StateObject};
+pub use refs::{fetch_calls, FetchCall};
+pub use render::{
+    FetchFailure, FetchRun, References, RenderOptions, Rendered, Renderer, FUEL, MAX_OUTPUT,
+    RECURSION_LIMIT,
+};
+pub use source::{FetcherSource, NoFetchers};
+pub use store::{
+    ensure_schema, load_db, load_dir, seed, PromptTemplate, Prompts, TemplateStoreError,
+    PROMPTS_SUBDIR,
+};
+
+/// Why a render failed as a whole.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    #[error("no prompt template named {0}")]
+    NotFound(String),
+    #[error("template {template} has a syntax error: {message}")]
+    Syntax { template: String, message: String },
+    #[error("template {template} refers to unknown fetcher {name}")]
+    UnknownFetcher { template: String, name: String },
+    #[error("template {template}: fetcher {fetcher} failed ({reason}) and strict mode is on")]
+    FetcherFailed {
+        template: String,
+        fetcher: String,
+        reason: String,
+    },
+    #[error("template {template} ran out of fuel: it did more than {fuel} steps (endless loop or runaway recursion?)")]
+    OutOfFuel { template: String, fuel: u64 },
+    #[error("template {template} produced more than {limit} bytes of output")]
+    TooLarge { template: String, limit: usize },
+    #[error("template {template} failed to render: {message}")]
+    Render { template: String, message: String },
+    #[error("render failed: {0}")]
+    Internal(String),
+}

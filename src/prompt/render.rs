@@ -1,0 +1,501 @@
+//! The renderer: one minijinja environment with HA functions and output
+//! filters, limits on work and output, and the fetchers a template uses run
+//! concurrently before it renders.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+
+use super::refs::{fetch_calls, FetchCall};
+use super::source::FetcherSource;
+use super::{filters, ha, RenderError};
+use crate::fetchers::{FetchError, FetchOutcome, FetchRequest};
+use crate::state::StateManager;
+
+/// Instructions one render may execute: a home-sized template needs well under
+/// a tenth of this; an endless loop stops in a fraction of a second.
+pub const FUEL: u64 = 1_000_000;
+/// Nesting depth of loops, macros and calls, so a recursive macro stops early.
+pub const RECURSION_LIMIT: usize = 100;
+/// The largest output, as Home Assistant caps template results.
+pub const MAX_OUTPUT: usize = 256 * 1024;
+/// Longest error reason printed inside a failure marker.
+const MARKER_REASON_CHARS: usize = 80;
+/// The context key the per-render fetch state travels under.
+const FETCH_CTX: &str = "__fetch";
+/// minijinja's own globals and the names templates bind implicitly.
+const BUILTINS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+    "fetch",
+];
+
+/// What a caller may pass to a render.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct RenderOptions {
+    /// Extra template variables; they shadow fetchers of the same name.
+    #[schema(value_type = Object)]
+    pub variables: Map<String, serde_json::Value>,
+    /// Fail the whole render when a fetcher fails, instead of printing a marker.
+    pub strict: bool,
+}
+
+/// One fetcher that ran for a render.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FetchRun {
+    /// The fetcher.
+    pub name: String,
+    /// The params it ran with.
+    #[schema(value_type = Object)]
+    pub params: Map<String, serde_json::Value>,
+    /// Its wall time.
+    pub elapsed_ms: f64,
+    /// Whether the engine answered from its cache.
+    pub cached: bool,
+    /// Whether it produced a value.
+    pub ok: bool,
+}
+
+/// A fetcher that failed during a render (it rendered as a marker).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct FetchFailure {
+    /// The fetcher.
+    pub fetcher: String,
+    /// `timeout`, `failed`, ….
+    pub code: String,
+    /// Why.
+    pub message: String,
+}
+
+/// A finished render.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Rendered {
+    /// The template's name (`inline` for previews).
+    pub template: String,
+    /// The text.
+    pub text: String,
+    /// The fetchers that ran, in the order they finished being asked for.
+    pub fetchers: Vec<FetchRun>,
+    /// Fetchers that failed and rendered as markers.
+    pub errors: Vec<FetchFailure>,
+    /// Wall time of the whole render, fetchers included.
+    pub elapsed_ms: f64,
+}
+
+/// What a template refers to.
+#[derive(Debug, Clone, Default)]
+pub struct References {
+    /// Fetchers used as plain variables.
+    pub fetchers: Vec<String>,
+    /// Literal `fetch("…")` calls.
+    pub calls: Vec<FetchCall>,
+    /// Undeclared names that are neither fetchers, functions nor given variables.
+    pub unknown: Vec<String>,
+}
+
+/// Renders templates; built once and shared.
+pub struct Renderer {
+    /// The environment: HA functions, filters, limits; no loader, so no file access.
+    env: Environment<'static>,
+    /// Where fetchers run.
+    source: Arc<dyn FetcherSource>,
+}
+
+impl Renderer {
+    pub fn new(states: StateManager, source: Arc<dyn FetcherSource>) -> Self {
+        let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
+        // Prompts are plain text; HTML escaping would mangle them.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_keep_trailing_newline(true);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        ha::register(&mut env, &states);
+        filters::register(&mut env, &states);
+        env.add_function("fetch", fetch_fn);
+        Self { env, source }
+    }
+
+    /// The fetcher source, for listings and checks.
+    pub fn source(&self) -> &Arc<dyn FetcherSource> {
+        &self.source
+    }
+
+    /// Parses `body` and lists what it refers to; unknown names are reported, not errors.
+    pub fn references(
+        &self,
+        name: &str,
+        body: &str,
+        variables: &Map<String, serde_json::Value>,
+    ) -> Result<References, RenderError> {
+        let tmpl = self.compile(name, body)?;
+        Ok(self.references_of(&tmpl, body, variables))
+    }
+
+    fn compile<'s>(
+        &self,
+        name: &'s str,
+        body: &'s str,
+    ) -> Result<minijinja::Template<'_, 's>, RenderError> {
+        self.env
+            .template_from_named_str(name, body)
+            .map_err(|e| RenderError::Syntax {
+                template: name.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    fn references_of(
+        &self,
+        tmpl: &minijinja::Template<'_, '_>,
+        body: &str,
+        variables: &Map<String, serde_json::Value>,
+    ) -> References {
+        let mut refs = References {
+            calls: fetch_calls(body),
+            ..Default::default()
+        };
+        let undeclared: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
+        for v in undeclared {
+            if variables.contains_key(&v)
+                || ha::GLOBALS.contains(&v.as_str())
+                || BUILTINS.contains(&v.as_str())
+            {
+                continue;
+            }
+            if self.source.exists(&v) {
+                refs.fetchers.push(v);
+            } else {
+                refs.unknown.push(v);
+            }
+        }
+        refs
+    }
+
+    /// Runs the fetchers `body` uses, then renders it.
+    pub async fn render(
+        self: &Arc<Self>,
+        name: &str,
+        body: &str,
+        opts: RenderOptions,
+    ) -> Result<Rendered, RenderError> {
+        let this = self.clone();
+        let (name, body) = (name.to_string(), body.to_string());
+        let handle = tokio::runtime::Handle::current();
+        // The render is synchronous and may wait on lazy `fetch` calls, so it runs
+        // off the async workers.
+        tokio::task::spawn_blocking(move || this.render_blocking(&name, &body, opts, handle))
+            .await
+            .map_err(|e| RenderError::Internal(e.to_string()))?
+    }
+
+    fn render_blocking(
+        &self,
+        name: &str,
+        body: &str,
+        opts: RenderOptions,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Rendered, RenderError> {
+        let started = Instant::now();
+        let tmpl = self.compile(name, body)?;
+        let refs = self.references_of(&tmpl, body, &opts.variables);
+        if let Some(unknown) = refs.unknown.first() {
+            return Err(RenderError::UnknownFetcher {
+                template: name.to_string(),
+                name: unknown.clone(),
+            });
+        }
+        let ctx = Arc::new(FetchCtx {
+            template: name.to_string(),
+            strict: opts.strict,
+            source: self.source.clone(),
+            handle,
+            results: Mutex::default(),
+            runs: Mutex::default(),
+            errors: Mutex::default(),
+            fatal: Mutex::default(),
+        });
+
+        // Everything known up front runs at once.
+        let mut requests: Vec<FetchRequest> = refs
+            .fetchers
+            .iter()
+            .map(|n| FetchRequest {
+                name: n.clone(),
+                params: Map::new(),
+            })
+            .collect();
+        for call in &refs.calls {
+            if !self.source.exists(&call.name) {
+                return Err(RenderError::UnknownFetcher {
+                    template: name.to_string(),
+                    name: call.name.clone(),
+                });
+            }
+            if let Some(params) = &call.params {
+                let req = FetchRequest {
+                    name: call.name.clone(),
+                    params: params.clone(),
+                };
+                if !requests.contains(&req) {
+                    requests.push(req);
+                }
+            }
+        }
+        ctx.run(requests)?;
+
+        let mut vars: BTreeMap<String, Value> = BTreeMap::new();
+        for f in &refs.fetchers {
+            if let Some(v) = ctx.results.lock().get(&cache_key(f, &Map::new())) {
+                vars.insert(f.clone(), v.clone());
+            }
+        }
+        for (k, v) in &opts.variables {
+            vars.insert(k.clone(), Value::from_serialize(v));
+        }
+        vars.insert(FETCH_CTX.to_string(), Value::from_dyn_object(ctx.clone()));
+
+        let mut out = Capped::default();
+        let res = tmpl.render_captured_to(Value::from(vars), &mut out);
+        if let Some(fatal) = ctx.fatal.lock().take() {
+            return Err(fatal);
+        }
+        if let Err(e) = res {
+            return Err(match e.kind() {
+                ErrorKind::OutOfFuel => RenderError::OutOfFuel {
+                    template: name.to_string(),
+                    fuel: FUEL,
+                },
+                _ if out.over => RenderError::TooLarge {
+                    template: name.to_string(),
+                    limit: MAX_OUTPUT,
+                },
+                _ => RenderError::Render {
+                    template: name.to_string(),
+                    message: e.to_string(),
+                },
+            });
+        }
+        let text = String::from_utf8(out.buf).map_err(|e| RenderError::Internal(e.to_string()))?;
+        let fetchers = std::mem::take(&mut *ctx.runs.lock());
+        let errors = std::mem::take(&mut *ctx.errors.lock());
+        Ok(Rendered {
+            template: name.to_string(),
+            text,
+            fetchers,
+            errors,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+}
+
+fn cache_key(name: &str, params: &Map<String, serde_json::Value>) -> String {
+    format!("{name}?{}", serde_json::Value::Object(params.clone()))
+}
+
+/// Per-render fetch state: results so far, what ran, what failed.
+struct FetchCtx {
+    /// For error messages.
+    template: String,
+    /// Whether a failure ends the render.
+    strict: bool,
+    /// The engine.
+    source: Arc<dyn FetcherSource>,
+    /// To wait on the engine from the synchronous render.
+    handle: tokio::runtime::Handle,
+    /// Values by name and params, so a fetcher runs once per render.
+    results: Mutex<HashMap<String, Value>>,
+    /// Every run, for the response.
+    runs: Mutex<Vec<FetchRun>>,
+    /// Every failure, for the response.
+    errors: Mutex<Vec<FetchFailure>>,
+    /// The error that must end the render (strict failure, unknown fetcher).
+    fatal: Mutex<Option<RenderError>>,
+}
+
+impl std::fmt::Debug for FetchCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<fetch context>")
+    }
+}
+
+impl Object for FetchCtx {}
+
+impl FetchCtx {
+    /// Runs requests concurrently and records their outcomes.
+    fn run(&self, requests: Vec<FetchRequest>) -> Result<(), RenderError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        // Keyed by what the template asked for: the engine reports params with
+        // the row's defaults merged in, which the template never wrote.
+        let keys: Vec<String> = requests
+            .iter()
+            .map(|r| cache_key(&r.name, &r.params))
+            .collect();
+        let outcomes = self.handle.block_on(self.source.run_many(requests));
+        for (key, o) in keys.into_iter().zip(outcomes) {
+            self.record(key, o)?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, key: String, o: FetchOutcome) -> Result<(), RenderError> {
+        self.runs.lock().push(FetchRun {
+            name: o.name.clone(),
+            params: o.params.clone(),
+            elapsed_ms: o.elapsed_ms,
+            cached: o.cached,
+            ok: o.result.is_ok(),
+        });
+        let value = match o.result {
+            Ok(v) => Value::from_serialize(&v),
+            Err(e) => {
+                if self.strict {
+                    return Err(RenderError::FetcherFailed {
+                        template: self.template.clone(),
+                        fetcher: o.name,
+                        reason: e.to_string(),
+                    });
+                }
+                tracing::warn!(fetcher = %o.name, template = %self.template, error = %e, "Fetcher failed during a render");
+                self.errors.lock().push(FetchFailure {
+                    fetcher: o.name.clone(),
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                });
+                Value::from_object(Unavailable {
+                    name: o.name,
+                    reason: marker_reason(&e),
+                })
+            }
+        };
+        self.results.lock().insert(key, value);
+        Ok(())
+    }
+
+    /// `fetch(name, k=v)`: from this render's results, else run now.
+    fn fetch(&self, name: &str, params: Map<String, serde_json::Value>) -> Result<Value, Error> {
+        let key = cache_key(name, &params);
+        if let Some(v) = self.results.lock().get(&key) {
+            return Ok(v.clone());
+        }
+        let fail = |e: RenderError| {
+            let msg = e.to_string();
+            *self.fatal.lock() = Some(e);
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        };
+        if !self.source.exists(name) {
+            return fail(RenderError::UnknownFetcher {
+                template: self.template.clone(),
+                name: name.to_string(),
+            });
+        }
+        let req = FetchRequest {
+            name: name.to_string(),
+            params,
+        };
+        if let Err(e) = self.run(vec![req]) {
+            return fail(e);
+        }
+        Ok(self.results.lock().get(&key).cloned().unwrap_or_default())
+    }
+}
+
+fn marker_reason(e: &FetchError) -> String {
+    match e {
+        FetchError::Timeout(_) => "timeout".to_string(),
+        other => other
+            .to_string()
+            .chars()
+            .take(MARKER_REASON_CHARS)
+            .collect(),
+    }
+}
+
+/// The `fetch` function.
+fn fetch_fn(state: &State<'_, '_>, name: &str, kwargs: Kwargs) -> Result<Value, Error> {
+    let ctx = state
+        .lookup(FETCH_CTX)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "fetch is not available here"))?;
+    let ctx = ctx
+        .downcast_object_ref::<FetchCtx>()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "fetch is not available here"))?;
+    let keys: Vec<String> = kwargs.args().map(str::to_string).collect();
+    let mut params = Map::new();
+    for k in keys {
+        let v: Value = kwargs.get(&k)?;
+        let json = serde_json::to_value(&v)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("fetch {k}: {e}")))?;
+        params.insert(k, json);
+    }
+    ctx.fetch(name, params)
+}
+
+/// What a failed fetcher renders as: a short visible marker, empty when iterated, false when tested.
+#[derive(Debug)]
+pub(crate) struct Unavailable {
+    /// The fetcher.
+    name: String,
+    /// Why, short.
+    reason: String,
+}
+
+impl Object for Unavailable {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Empty
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        false
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} unavailable: {}]", self.name, self.reason)
+    }
+}
+
+/// Collects output and refuses to grow past [`MAX_OUTPUT`].
+#[derive(Default)]
+struct Capped {
+    /// The text so far.
+    buf: Vec<u8>,
+    /// Set once a write was refused.
+    over: bool,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(io::Error::other("output limit reached"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

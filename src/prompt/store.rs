@@ -1,0 +1,270 @@
+//! Where templates live: files in `fetchers/prompts/` (the source of truth,
+//! shipped with the code) seeded into MySQL's `prompt_templates`, which is
+//! reloaded on an interval so an `UPDATE` takes effect without a restart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use serde::Serialize;
+use sqlx::MySqlPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{check, Problem, RenderError, RenderOptions, Rendered, Renderer};
+
+/// The folder under `FETCHERS_DIR` that holds shipped templates.
+pub const PROMPTS_SUBDIR: &str = "prompts";
+/// Template files end with this.
+const EXTENSION: &str = "j2";
+/// The table's definition, idempotent.
+const SCHEMA: &str = include_str!("../../mysql/schemas/03_prompt_templates.sql");
+/// The name previews render under.
+const INLINE_NAME: &str = "inline";
+
+/// Why templates could not be loaded or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateStoreError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0}: a template file name must be lowercase letters, digits and underscores, ending .j2"
+    )]
+    BadFileName(PathBuf),
+    #[error("prompt_templates: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// One stored template.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PromptTemplate {
+    /// Unique name, what the API and MCP ask for.
+    pub name: String,
+    /// The minijinja source.
+    pub body: String,
+    /// One line for listings.
+    pub description: String,
+    /// Disabled templates are listed but not rendered.
+    pub enabled: bool,
+    /// Last change in MySQL; `None` for files.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Template names follow fetcher names: identifiers, so they are safe in URLs and logs.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The first line of a leading `{# … #}` comment.
+fn description_of(body: &str) -> String {
+    body.trim_start()
+        .strip_prefix("{#")
+        .and_then(|rest| rest.split_once("#}"))
+        .and_then(|(c, _)| c.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Reads every `*.j2` in `dir`, sorted by name; a missing folder is no templates.
+pub fn load_dir(dir: &Path) -> Result<Vec<PromptTemplate>, TemplateStoreError> {
+    let io = |source| TemplateStoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io)?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|n| valid_name(n))
+            .ok_or_else(|| TemplateStoreError::BadFileName(path.clone()))?
+            .to_string();
+        let body = std::fs::read_to_string(&path).map_err(|source| TemplateStoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        out.push(PromptTemplate {
+            description: description_of(&body),
+            name,
+            body,
+            enabled: true,
+            updated_at: None,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Creates `prompt_templates` if it is missing.
+pub async fn ensure_schema(pool: &MySqlPool) -> Result<(), TemplateStoreError> {
+    sqlx::raw_sql(SCHEMA).execute(pool).await?;
+    Ok(())
+}
+
+/// Writes the files in `dir` into MySQL: body and description follow the
+/// files; `enabled` stays as the operator set it. Returns how many it wrote.
+pub async fn seed(pool: &MySqlPool, dir: &Path) -> Result<usize, TemplateStoreError> {
+    ensure_schema(pool).await?;
+    let templates = load_dir(dir)?;
+    for t in &templates {
+        sqlx::query(
+            "INSERT INTO prompt_templates (name, body, description) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE body = VALUES(body), description = VALUES(description)",
+        )
+        .bind(&t.name)
+        .bind(&t.body)
+        .bind(&t.description)
+        .execute(pool)
+        .await?;
+    }
+    Ok(templates.len())
+}
+
+/// Every row of `prompt_templates`, sorted by name.
+pub async fn load_db(pool: &MySqlPool) -> Result<Vec<PromptTemplate>, TemplateStoreError> {
+    let rows: Vec<(String, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT name, body, description, enabled, updated_at FROM prompt_templates ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(name, body, description, enabled, updated_at)| PromptTemplate {
+                name,
+                body,
+                description,
+                enabled,
+                updated_at: Some(updated_at),
+            },
+        )
+        .collect())
+}
+
+/// The templates in use and the renderer that serves them.
+pub struct Prompts {
+    /// Shared environment and fetcher source.
+    renderer: Arc<Renderer>,
+    /// By name; swapped whole on reload, so a render sees one consistent set.
+    templates: RwLock<Arc<BTreeMap<String, PromptTemplate>>>,
+}
+
+impl Prompts {
+    pub fn new(renderer: Arc<Renderer>, templates: Vec<PromptTemplate>) -> Self {
+        let p = Self {
+            renderer,
+            templates: RwLock::default(),
+        };
+        p.replace(templates);
+        p
+    }
+
+    pub fn renderer(&self) -> &Arc<Renderer> {
+        &self.renderer
+    }
+
+    /// Swaps in a new set of templates.
+    pub fn replace(&self, templates: Vec<PromptTemplate>) {
+        let map = templates.into_iter().map(|t| (t.name.clone(), t)).collect();
+        *self.templates.write() = Arc::new(map);
+    }
+
+    /// Every template, sorted by name.
+    pub fn list(&self) -> Vec<PromptTemplate> {
+        self.templates.read().values().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<PromptTemplate> {
+        self.templates.read().get(name).cloned()
+    }
+
+    /// Renders a stored, enabled template.
+    pub async fn render(&self, name: &str, opts: RenderOptions) -> Result<Rendered, RenderError> {
+        let t = self
+            .get(name)
+            .filter(|t| t.enabled)
+            .ok_or_else(|| RenderError::NotFound(name.to_string()))?;
+        let started = std::time::Instant::now();
+        let res = self.renderer.render(&t.name, &t.body, opts).await;
+        metrics::histogram!("ha_render_duration_seconds", "template" => t.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        if res.is_err() {
+            metrics::counter!("ha_render_errors_total", "template" => t.name).increment(1);
+        }
+        res
+    }
+
+    /// Renders a body that is not stored: the authors' preview.
+    pub async fn render_inline(
+        &self,
+        body: &str,
+        opts: RenderOptions,
+    ) -> Result<Rendered, RenderError> {
+        self.renderer.render(INLINE_NAME, body, opts).await
+    }
+
+    /// Problems with the current templates.
+    pub fn check(&self) -> Vec<Problem> {
+        check(&self.renderer, &self.list())
+    }
+
+    /// Reloads from MySQL every `every` until `shutdown`; a failed load keeps the last good set.
+    pub fn spawn_reload(
+        self: &Arc<Self>,
+        pool: MySqlPool,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match load_db(&pool).await {
+                    Ok(t) if t != this.list() => {
+                        tracing::info!(templates = t.len(), "Prompt templates reloaded");
+                        this.replace(t);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "Could not reload prompt templates"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_is_the_leading_comment() {
+        assert_eq!(
+            description_of("{# Home status.\n more #}\nx"),
+            "Home status."
+        );
+        assert_eq!(description_of("x {# no #}"), "");
+        assert!(valid_name("home_status") && !valid_name("Home-Status") && !valid_name(""));
+    }
+}

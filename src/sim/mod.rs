@@ -1,0 +1,302 @@
+//! A simulated Home Assistant for the demo and the tests.
+//!
+//! It speaks the real protocol on a listener of the caller's choosing: the
+//! WebSocket API at `/api/websocket` (auth, `supported_features`,
+//! `subscribe_events`, `get_states`, `ping`) and REST `GET /api/states` and
+//! `GET /api/states/{entity_id}`. It is seeded with the recorded demo house.
+//!
+//! [`Sim`] is also the control handle: tests change the house and inject
+//! faults through it (malformed frames, dropped or blackholed links, a held
+//! snapshot, late events, rejected auth).
+
+mod house;
+mod rest;
+mod ws;
+
+pub use house::{state_changed, House, SeedError, DEMO_HA_VERSION, DEMO_HOUSE};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use parking_lot::Mutex;
+use rand::seq::IndexedRandom;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::EntityState;
+
+/// Frames queued per connection before a slow client starts losing them.
+const FRAME_QUEUE: usize = 4096;
+/// How often the demo ticker changes the house.
+pub const DEMO_TICK: Duration = Duration::from_secs(1);
+
+/// What the simulator is asked to do to every open connection.
+#[derive(Debug, Clone)]
+pub(crate) enum Cmd {
+    /// One `state_changed` event body, sent to subscribers.
+    Event(Arc<str>),
+    /// Several event bodies, sent to subscribers as one coalesced array frame.
+    Events(Arc<[String]>),
+    /// A text frame sent as it is, subscribed or not.
+    Raw(Arc<str>),
+    /// Close every connection.
+    Drop,
+    /// Stop reading and writing, but keep the TCP connection open.
+    Blackhole,
+}
+
+/// Counters the tests read.
+#[derive(Debug, Default)]
+pub struct SimCounters {
+    /// WebSocket connections accepted.
+    pub connections: AtomicU64,
+    /// Auth attempts that got `auth_ok`.
+    pub auth_ok: AtomicU64,
+    /// Auth attempts that got `auth_invalid`.
+    pub auth_invalid: AtomicU64,
+    /// `get_states` commands received.
+    pub get_states: AtomicU64,
+    /// `ping` commands received.
+    pub pings: AtomicU64,
+    /// REST requests received (any status).
+    pub rest_calls: AtomicU64,
+}
+
+/// Shared by the server's handlers and the control handle.
+pub(crate) struct Inner {
+    /// The house: what `get_states` and REST answer.
+    house: Mutex<House>,
+    /// The access token a client must present.
+    token: String,
+    /// When set, every auth attempt gets `auth_invalid`.
+    reject_auth: AtomicBool,
+    /// Sent in `auth_required` and `auth_ok`.
+    ha_version: String,
+    /// Fan-out of commands to every open connection.
+    tx: broadcast::Sender<Cmd>,
+    /// While true, `get_states` answers are held back (the snapshot is taken on arrival).
+    hold_snapshot: watch::Sender<bool>,
+    /// What the tests count.
+    counters: SimCounters,
+    /// Stops the server and its connections.
+    shutdown: CancellationToken,
+}
+
+/// A running simulated Home Assistant, and the handle that controls it.
+#[derive(Clone)]
+pub struct Sim {
+    /// Shared with the server.
+    inner: Arc<Inner>,
+    /// Where it listens.
+    addr: SocketAddr,
+}
+
+impl Sim {
+    /// Serves `house` on `listener`; clients must present `token`.
+    pub fn start(listener: TcpListener, house: House, token: &str) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (tx, _) = broadcast::channel(FRAME_QUEUE);
+        let inner = Arc::new(Inner {
+            house: Mutex::new(house),
+            token: token.to_string(),
+            reject_auth: AtomicBool::new(false),
+            ha_version: DEMO_HA_VERSION.to_string(),
+            tx,
+            hold_snapshot: watch::channel(false).0,
+            counters: SimCounters::default(),
+            shutdown: CancellationToken::new(),
+        });
+        let app = Router::new()
+            .route("/api/websocket", get(ws::upgrade))
+            .route("/api/states", get(rest::all))
+            .route("/api/states/{entity_id}", get(rest::one))
+            .with_state(inner.clone());
+        let stop = inner.shutdown.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "Simulated Home Assistant failed");
+            }
+        });
+        Ok(Self { inner, addr })
+    }
+
+    /// Binds a free port on loopback and serves the demo house.
+    pub async fn start_demo(token: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start(listener, House::demo(), token)
+    }
+
+    /// `http://127.0.0.1:{port}`, for `HA_URL`.
+    pub fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://{}", self.addr)).expect("a socket address is a valid host")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and closes every connection.
+    pub fn stop(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &SimCounters {
+        &self.inner.counters
+    }
+
+    /// REST requests received so far.
+    pub fn rest_calls(&self) -> u64 {
+        self.inner.counters.rest_calls.load(Ordering::SeqCst)
+    }
+
+    /// One state's JSON text as the sim holds it.
+    pub fn state(&self, id: &str) -> Option<String> {
+        self.inner.house.lock().get(id).map(str::to_string)
+    }
+
+    /// Every state, as `GET /api/states` answers.
+    pub fn states_json(&self) -> String {
+        self.inner.house.lock().states_json()
+    }
+
+    /// Every entity id, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.inner.house.lock().ids().map(str::to_string).collect()
+    }
+
+    /// Sets a state and fires `state_changed`; returns the new state's JSON text.
+    pub fn set(&self, id: &str, state: &str) -> String {
+        self.set_with(id, state, None)
+    }
+
+    /// As [`set`](Self::set), merging `attributes` into the entity's attributes.
+    pub fn set_with(
+        &self,
+        id: &str,
+        state: &str,
+        attributes: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> String {
+        let mut house = self.inner.house.lock();
+        let ev = house.set(id, state, attributes);
+        // Sent under the lock, so events leave in timestamp order.
+        self.broadcast(Cmd::Event(ev.into()));
+        house.get(id).unwrap_or_default().to_string()
+    }
+
+    /// Applies several changes and sends their events as one coalesced array frame.
+    pub fn set_many(&self, changes: &[(&str, &str)]) {
+        let mut house = self.inner.house.lock();
+        let evs: Vec<String> = changes
+            .iter()
+            .map(|(id, st)| house.set(id, st, None))
+            .collect();
+        self.broadcast(Cmd::Events(evs.into()));
+    }
+
+    /// Removes an entity and fires `state_changed` with `new_state: null`.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut house = self.inner.house.lock();
+        match house.remove(id) {
+            Some(ev) => {
+                self.broadcast(Cmd::Event(ev.into()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends an event carrying `state` stamped `by` earlier than the current
+    /// state, as a late delivery would; the house keeps its current state.
+    pub fn send_older(&self, id: &str, state: &str, by: Duration) -> bool {
+        let mut house = self.inner.house.lock();
+        match house.older_event(id, state, by) {
+            Some(ev) => {
+                self.broadcast(Cmd::Event(ev.into()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a raw text frame (malformed, truncated, wrong shape) to every connection.
+    pub fn send_raw(&self, text: &str) {
+        self.broadcast(Cmd::Raw(text.into()));
+    }
+
+    /// Sends an event body of the caller's making to subscribers.
+    pub fn send_event(&self, body: &str) {
+        self.broadcast(Cmd::Event(body.into()));
+    }
+
+    /// Closes every open connection; clients may reconnect.
+    pub fn drop_connections(&self) {
+        self.broadcast(Cmd::Drop);
+    }
+
+    /// Makes every open connection go silent: no reads, no writes, no pongs, TCP kept open.
+    /// Connections made later behave normally.
+    pub fn blackhole(&self) {
+        self.broadcast(Cmd::Blackhole);
+    }
+
+    /// While `true`, `get_states` answers are held back. The snapshot is taken
+    /// when the command arrives; events fired meanwhile are sent before it.
+    pub fn hold_snapshot(&self, hold: bool) {
+        self.inner.hold_snapshot.send_replace(hold);
+    }
+
+    /// While `true`, every auth attempt gets `auth_invalid`.
+    pub fn reject_auth(&self, reject: bool) {
+        self.inner.reject_auth.store(reject, Ordering::SeqCst);
+    }
+
+    /// Replaces the whole house without firing events, as changes made while a
+    /// client was away; the client sees them at its next resync.
+    pub fn replace_house(&self, house: House) {
+        let mut cur = self.inner.house.lock();
+        let last = cur.last_ts();
+        *cur = house;
+        cur.bump_ts(last);
+    }
+
+    fn broadcast(&self, cmd: Cmd) {
+        // No receivers just means no client is connected.
+        let _ = self.inner.tx.send(cmd);
+    }
+}
+
+/// Changes a few states every `every` until `stop`: lights and switches
+/// toggle, a power sensor drifts. Keeps the demo's prompts moving.
+pub async fn demo_changes(sim: Sim, every: Duration, stop: CancellationToken) {
+    const TOGGLES: &[&str] = &[
+        "light.bed_light",
+        "light.kitchen_lights",
+        "light.ceiling_lights",
+        "switch.decorative_lights",
+        "switch.ac",
+    ];
+    const POWER: &str = "sensor.power_consumption";
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let pick = *TOGGLES.choose(&mut rand::rng()).unwrap_or(&TOGGLES[0]);
+        if let Some(cur) = sim.state(pick).and_then(|s| EntityState::from_raw(&s).ok()) {
+            let on = &*cur.state == "on";
+            sim.set(pick, if on { "off" } else { "on" });
+        }
+        let watts = 80 + rand::random_range(0..60u32);
+        sim.set(POWER, &watts.to_string());
+    }
+}

@@ -1,0 +1,252 @@
+//! One simulated WebSocket connection: the auth handshake, then commands in
+//! and events out, with the faults the control handle asks for.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use super::{Cmd, Inner};
+
+/// How long a client may take to send its `auth` message.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn upgrade(ws: WebSocketUpgrade, State(sim): State<Arc<Inner>>) -> Response {
+    ws.on_upgrade(move |socket| async move {
+        let stop = sim.shutdown.clone();
+        tokio::select! {
+            _ = run(socket, sim) => {}
+            _ = stop.cancelled() => {}
+        }
+    })
+}
+
+/// A command from the client; only the fields we act on.
+#[derive(Deserialize)]
+struct Command {
+    /// The client's message id, echoed in the answer.
+    #[serde(default)]
+    id: Option<u64>,
+    /// `auth`, `ping`, `get_states`, …
+    #[serde(rename = "type")]
+    kind: String,
+    /// For `auth`.
+    #[serde(default)]
+    access_token: Option<String>,
+    /// For `subscribe_events`.
+    #[serde(default)]
+    event_type: Option<String>,
+}
+
+/// What one connection remembers.
+#[derive(Default)]
+struct Conn {
+    /// The id of the `state_changed` subscription; events go out under it.
+    sub: Option<u64>,
+    /// A `get_states` answer held back while the snapshot is on hold.
+    pending: Option<String>,
+}
+
+async fn send(ws: &mut WebSocket, text: String) -> bool {
+    ws.send(Message::text(text)).await.is_ok()
+}
+
+async fn recv_text(ws: &mut WebSocket) -> Option<String> {
+    loop {
+        match ws.recv().await? {
+            Ok(Message::Text(t)) => return Some(t.as_str().to_string()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
+    // Subscribe before anything else, so no command sent after the accept is missed.
+    let mut rx = sim.tx.subscribe();
+    sim.counters.connections.fetch_add(1, Ordering::SeqCst);
+    let hello = json!({"type": "auth_required", "ha_version": sim.ha_version}).to_string();
+    if !send(&mut ws, hello).await {
+        return;
+    }
+    let Ok(Some(auth)) = tokio::time::timeout(AUTH_TIMEOUT, recv_text(&mut ws)).await else {
+        return;
+    };
+    let token = serde_json::from_str::<Command>(&auth)
+        .ok()
+        .filter(|c| c.kind == "auth")
+        .and_then(|c| c.access_token);
+    if sim.reject_auth.load(Ordering::SeqCst) || token.as_deref() != Some(sim.token.as_str()) {
+        sim.counters.auth_invalid.fetch_add(1, Ordering::SeqCst);
+        let no = json!({"type": "auth_invalid", "message": "Invalid access token or password"});
+        let _ = send(&mut ws, no.to_string()).await;
+        let _ = ws.send(Message::Close(None)).await;
+        return;
+    }
+    sim.counters.auth_ok.fetch_add(1, Ordering::SeqCst);
+    let ok = json!({"type": "auth_ok", "ha_version": sim.ha_version}).to_string();
+    if !send(&mut ws, ok).await {
+        return;
+    }
+
+    let mut conn = Conn::default();
+    let mut hold = sim.hold_snapshot.subscribe();
+    loop {
+        tokio::select! {
+            msg = ws.recv() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.as_str().to_string(),
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => continue,
+                };
+                for reply in answer(&sim, &mut conn, &text) {
+                    if !send(&mut ws, reply).await {
+                        return;
+                    }
+                }
+            }
+            cmd = rx.recv() => match outgoing(&conn, cmd) {
+                Out::Send(text) => {
+                    if !send(&mut ws, text).await {
+                        return;
+                    }
+                }
+                Out::Nothing => {}
+                Out::Close => return,
+                Out::Silence => return silent(rx).await,
+            },
+            changed = hold.changed(), if conn.pending.is_some() => {
+                let held = *hold.borrow_and_update();
+                if changed.is_err() || held {
+                    continue;
+                }
+                // Events fired while the snapshot was held go out first, as they would have.
+                loop {
+                    let cmd = match rx.try_recv() {
+                        Ok(c) => Ok(c),
+                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => return,
+                    };
+                    match outgoing(&conn, cmd) {
+                        Out::Send(text) => {
+                            if !send(&mut ws, text).await {
+                                return;
+                            }
+                        }
+                        Out::Nothing => {}
+                        Out::Close => return,
+                        Out::Silence => return silent(rx).await,
+                    }
+                }
+                if let Some(text) = conn.pending.take() {
+                    if !send(&mut ws, text).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What to do with a command from the control handle.
+enum Out {
+    /// Send this frame.
+    Send(String),
+    /// Nothing for this connection.
+    Nothing,
+    /// Close the connection.
+    Close,
+    /// Go silent (blackhole).
+    Silence,
+}
+
+fn outgoing(conn: &Conn, cmd: Result<Cmd, RecvError>) -> Out {
+    let text = match cmd {
+        Ok(Cmd::Drop) | Err(RecvError::Closed) => return Out::Close,
+        Ok(Cmd::Blackhole) => return Out::Silence,
+        Ok(Cmd::Raw(t)) => Some(t.to_string()),
+        Ok(Cmd::Event(body)) => conn.sub.map(|id| event(id, &body)),
+        Ok(Cmd::Events(bodies)) => conn.sub.map(|id| {
+            let items: Vec<String> = bodies.iter().map(|b| event(id, b)).collect();
+            format!("[{}]", items.join(","))
+        }),
+        Err(RecvError::Lagged(n)) => {
+            tracing::warn!(missed = n, "Simulated HA connection fell behind");
+            None
+        }
+    };
+    text.map_or(Out::Nothing, Out::Send)
+}
+
+/// A blackholed link: keep the socket open, read nothing, write nothing,
+/// until told to drop (or the sim stops, which drops the socket).
+async fn silent(mut rx: tokio::sync::broadcast::Receiver<Cmd>) {
+    loop {
+        match rx.recv().await {
+            Ok(Cmd::Drop) | Err(RecvError::Closed) => return,
+            _ => {}
+        }
+    }
+}
+
+fn event(sub: u64, body: &str) -> String {
+    format!(r#"{{"id":{sub},"type":"event","event":{body}}}"#)
+}
+
+fn result(id: Option<u64>, result: &str) -> String {
+    let id = serde_json::to_string(&id).unwrap_or_else(|_| "null".into());
+    format!(r#"{{"id":{id},"type":"result","success":true,"result":{result}}}"#)
+}
+
+fn failure(id: Option<u64>, code: &str, message: &str) -> String {
+    json!({"id": id, "type": "result", "success": false, "error": {"code": code, "message": message}})
+        .to_string()
+}
+
+/// Answers one client message; most get one reply, a held snapshot none yet.
+fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<String> {
+    let Ok(cmd) = serde_json::from_str::<Command>(text) else {
+        return vec![failure(
+            None,
+            "invalid_format",
+            "Message incorrectly formatted.",
+        )];
+    };
+    let reply = match cmd.kind.as_str() {
+        "supported_features" => result(cmd.id, "null"),
+        "subscribe_events" => {
+            if matches!(cmd.event_type.as_deref(), None | Some("state_changed")) {
+                conn.sub = cmd.id;
+            }
+            result(cmd.id, "null")
+        }
+        "get_states" => {
+            sim.counters.get_states.fetch_add(1, Ordering::SeqCst);
+            let body = result(cmd.id, &sim.house.lock().states_json());
+            let held = *sim.hold_snapshot.borrow();
+            if held {
+                conn.pending = Some(body);
+                return Vec::new();
+            }
+            body
+        }
+        "ping" => {
+            sim.counters.pings.fetch_add(1, Ordering::SeqCst);
+            json!({"id": cmd.id, "type": "pong"}).to_string()
+        }
+        "get_config" => result(
+            cmd.id,
+            &json!({"version": sim.ha_version, "location_name": "Home", "state": "RUNNING"})
+                .to_string(),
+        ),
+        _ => failure(cmd.id, "unknown_command", "Unknown command."),
+    };
+    vec![reply]
+}

@@ -1,0 +1,225 @@
+//! The in-process index: the hot read path of both stores.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::entity::{domain_of, EntityState};
+use super::registry::Registries;
+
+/// What an upsert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upserted {
+    /// A new entity.
+    Inserted,
+    /// Replaced an older state; carries the old state string for the log.
+    Updated { old_state: Option<Arc<str>> },
+    /// Dropped: what we hold is newer.
+    Stale,
+}
+
+/// What a slot holds: a state, or a known entity whose state was invalidated.
+pub type Slot = Option<EntityState>;
+
+/// Entities by id and by domain, with a change counter per domain.
+#[derive(Default, Debug)]
+pub struct Index {
+    /// id → state; `None` marks an invalidated entry that a read must refill.
+    by_id: HashMap<Arc<str>, Slot>,
+    /// domain → sorted ids, so listings come out in a stable order.
+    by_domain: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// domain → generation, bumped on every change, so fetcher results know when they are stale.
+    generations: HashMap<Arc<str>, u64>,
+    /// Bumped on every change anywhere.
+    generation: u64,
+    /// Areas, devices and entity links, for area-aware templates.
+    registries: Registries,
+}
+
+impl Index {
+    /// Inserts or replaces a state unless ours is newer.
+    pub fn upsert(&mut self, s: EntityState) -> Upserted {
+        let outcome = match self.by_id.get(&s.entity_id) {
+            Some(Some(old)) if old.last_updated > s.last_updated => return Upserted::Stale,
+            Some(Some(old)) if old.raw == s.raw => {
+                return Upserted::Updated {
+                    old_state: Some(old.state.clone()),
+                }
+            }
+            Some(Some(old)) => Upserted::Updated {
+                old_state: Some(old.state.clone()),
+            },
+            Some(None) => Upserted::Updated { old_state: None },
+            None => Upserted::Inserted,
+        };
+        let id = s.entity_id.clone();
+        self.bump(domain_of(&id));
+        if outcome == Upserted::Inserted {
+            self.add_to_domain(&id);
+        }
+        self.by_id.insert(id, Some(s));
+        outcome
+    }
+
+    /// Removes an entity unless our state is newer than `at` (micros; 0 = always).
+    pub fn remove(&mut self, id: &str, at: i64) -> Option<Slot> {
+        if let Some(Some(cur)) = self.by_id.get(id) {
+            if at > 0 && cur.last_updated > at {
+                return None;
+            }
+        }
+        let slot = self.by_id.remove(id)?;
+        let d = domain_of(id);
+        if let Some(set) = self.by_domain.get_mut(d) {
+            set.remove(id);
+            if set.is_empty() {
+                self.by_domain.remove(d);
+            }
+        }
+        self.bump(d);
+        Some(slot)
+    }
+
+    /// Drops the state but remembers the entity, so listings know to refill it.
+    pub fn invalidate(&mut self, id: &str) {
+        if let Some(slot) = self.by_id.get_mut(id) {
+            *slot = None;
+        } else {
+            let id: Arc<str> = Arc::from(id);
+            self.add_to_domain(&id);
+            self.by_id.insert(id, None);
+        }
+        self.bump(domain_of(id));
+    }
+
+    /// Makes the index equal to `snapshot` (newer states we hold survive) and returns the ids removed.
+    pub fn replace_all(&mut self, snapshot: Vec<EntityState>) -> Vec<Arc<str>> {
+        let keep: std::collections::HashSet<Arc<str>> =
+            snapshot.iter().map(|s| s.entity_id.clone()).collect();
+        let gone: Vec<Arc<str>> = self
+            .by_id
+            .keys()
+            .filter(|id| !keep.contains(*id))
+            .cloned()
+            .collect();
+        for id in &gone {
+            self.remove(id, 0);
+        }
+        for s in snapshot {
+            self.upsert(s);
+        }
+        gone
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Slot> {
+        self.by_id.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Every id, sorted by domain then id.
+    pub fn ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.by_domain.values().flatten()
+    }
+
+    /// Ids of one domain, sorted.
+    pub fn domain_ids(&self, domain: &str) -> impl Iterator<Item = &Arc<str>> {
+        self.by_domain.get(domain).into_iter().flatten()
+    }
+
+    /// Domains with their entity counts.
+    pub fn domains(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
+        self.by_domain.iter().map(|(d, s)| (d, s.len()))
+    }
+
+    /// The area, entity and device registries.
+    pub fn registries(&self) -> &Registries {
+        &self.registries
+    }
+
+    pub fn registries_mut(&mut self) -> &mut Registries {
+        &mut self.registries
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn domain_generation(&self, domain: &str) -> u64 {
+        self.generations.get(domain).copied().unwrap_or(0)
+    }
+
+    fn add_to_domain(&mut self, id: &Arc<str>) {
+        let d = domain_of(id);
+        match self.by_domain.get_mut(d) {
+            Some(set) => {
+                set.insert(id.clone());
+            }
+            None => {
+                self.by_domain
+                    .insert(Arc::from(d), BTreeSet::from([id.clone()]));
+            }
+        }
+    }
+
+    fn bump(&mut self, domain: &str) {
+        self.generation += 1;
+        let g = self.generation;
+        match self.generations.get_mut(domain) {
+            Some(v) => *v = g,
+            None => {
+                self.generations.insert(Arc::from(domain), g);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(id: &str, state: &str, ts: &str) -> EntityState {
+        EntityState::from_raw(&format!(
+            r#"{{"entity_id":"{id}","state":"{state}","attributes":{{}},"last_updated":"{ts}"}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn older_state_never_overwrites_newer() {
+        let mut ix = Index::default();
+        ix.upsert(st("light.a", "on", "2026-01-01T00:00:02+00:00"));
+        assert_eq!(
+            ix.upsert(st("light.a", "off", "2026-01-01T00:00:01+00:00")),
+            Upserted::Stale
+        );
+        assert_eq!(&*ix.get("light.a").unwrap().as_ref().unwrap().state, "on");
+    }
+
+    #[test]
+    fn replace_all_drops_vanished_and_bumps_generations() {
+        let mut ix = Index::default();
+        ix.upsert(st("light.a", "on", "2026-01-01T00:00:00+00:00"));
+        ix.upsert(st("switch.b", "on", "2026-01-01T00:00:00+00:00"));
+        let g = ix.domain_generation("switch");
+        let gone = ix.replace_all(vec![st("light.a", "off", "2026-01-01T00:00:05+00:00")]);
+        assert_eq!(gone, vec![Arc::<str>::from("switch.b")]);
+        assert!(ix.domain_generation("switch") > g);
+        assert_eq!(ix.domains().count(), 1);
+        assert_eq!(ix.len(), 1);
+    }
+
+    #[test]
+    fn invalidate_keeps_the_entity_known() {
+        let mut ix = Index::default();
+        ix.upsert(st("light.a", "on", "2026-01-01T00:00:00+00:00"));
+        ix.invalidate("light.a");
+        assert_eq!(ix.get("light.a"), Some(&None));
+        assert_eq!(ix.domain_ids("light").count(), 1);
+    }
+}

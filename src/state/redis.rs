@@ -1,0 +1,329 @@
+//! The Redis store: the shared cache other processes read, and what survives our restart.
+//!
+//! Layout under the prefix `P` (default `ha:`):
+//! - `P state:{entity_id}`: the state's JSON text as HA sent it;
+//! - `P domain:{domain}`: a set of entity ids;
+//! - `P entities`: a set of every entity id;
+//! - `P meta`: a hash of link facts (see [`Meta`]);
+//! - `P registry:{area|entity|device}`: HA's registry list as the JSON text it sent.
+//!
+//! Reads come from an in-process mirror kept in step with every write, so a
+//! read never waits on Redis. A write goes to Redis first and reaches the
+//! mirror only when Redis took it, so the two never disagree.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+use super::{
+    domain_of, EntityState, Index, MemoryStore, Meta, RegistryKind, Store, StoreError, Upserted,
+};
+
+/// How long one Redis command may take before we call Redis down.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting to Redis may take.
+pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Commands per pipeline when writing a snapshot, to bound one round trip's size.
+const SNAPSHOT_CHUNK: usize = 2000;
+
+/// A store backed by Redis with an in-process mirror for reads.
+pub struct RedisStore {
+    /// Multiplexed, self-reconnecting connection.
+    conn: ConnectionManager,
+    /// Key prefix, so several homes or test runs share one Redis.
+    prefix: String,
+    /// The read path, equal to what Redis holds.
+    mirror: MemoryStore,
+    /// Set when a write failed, so Redis may lack changes the mirror has.
+    dirty: AtomicBool,
+}
+
+impl RedisStore {
+    /// Connects and loads the mirror from what Redis already holds.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(REDIS_RESPONSE_TIMEOUT)
+            .set_connection_timeout(REDIS_CONNECT_TIMEOUT)
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client, cfg).await?;
+        let store = Self {
+            conn,
+            prefix: prefix.to_string(),
+            mirror: MemoryStore::new(),
+            dirty: AtomicBool::new(false),
+        };
+        store.load().await?;
+        Ok(store)
+    }
+
+    fn key(&self, part: &str) -> String {
+        format!("{}{}", self.prefix, part)
+    }
+
+    fn state_key(&self, id: &str) -> String {
+        format!("{}state:{}", self.prefix, id)
+    }
+
+    fn domain_key(&self, id: &str) -> String {
+        format!("{}domain:{}", self.prefix, domain_of(id))
+    }
+
+    /// Rebuilds the mirror from Redis, so a restart serves the last known house at once.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.smembers(self.key("entities")).await?;
+        let mut states = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(SNAPSHOT_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|id| self.state_key(id)).collect();
+            let raws: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+            for (id, raw) in chunk.iter().zip(raws) {
+                match raw.map(|r| EntityState::from_raw(&r)) {
+                    Some(Ok(s)) => states.push(s),
+                    Some(Err(e)) => {
+                        tracing::warn!(entity_id = %id, error = %e, "Skipping unreadable state in Redis")
+                    }
+                    None => {}
+                }
+            }
+        }
+        let n = states.len();
+        for kind in RegistryKind::ALL {
+            let raw: Option<String> = conn.get(self.registry_key(kind)).await?;
+            if let Some(raw) = raw {
+                if let Err(e) = self.mirror.set_registry(kind, raw.into()).await {
+                    tracing::warn!(error = %e, "Skipping an unreadable registry in Redis");
+                }
+            }
+        }
+        let mut ix = self.mirror.index().write();
+        ix.replace_all(states);
+        for id in &ids {
+            if ix.get(id).is_none() {
+                ix.invalidate(id);
+            }
+        }
+        Ok(n)
+    }
+
+    fn registry_key(&self, kind: RegistryKind) -> String {
+        format!("{}registry:{}", self.prefix, kind.name())
+    }
+
+    /// Every entity id Redis knows.
+    pub async fn redis_ids(&self) -> Result<HashSet<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.smembers(self.key("entities")).await?)
+    }
+
+    /// The raw JSON Redis holds for one entity (tests and tools).
+    pub async fn redis_state(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.state_key(id)).await?)
+    }
+
+    /// The meta hash as Redis holds it.
+    pub async fn redis_meta(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hgetall(self.key("meta")).await?)
+    }
+
+    /// Runs a pipeline; a failure marks Redis as needing a repair.
+    async fn exec(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let res = pipe.query_async::<()>(&mut conn).await;
+        if res.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        Ok(res?)
+    }
+
+    fn push_set(&self, pipe: &mut redis::Pipeline, s: &EntityState, new: bool) {
+        pipe.set(self.state_key(&s.entity_id), &*s.raw).ignore();
+        if new {
+            pipe.sadd(self.key("entities"), &*s.entity_id).ignore();
+            pipe.sadd(self.domain_key(&s.entity_id), &*s.entity_id)
+                .ignore();
+        }
+    }
+
+    /// Makes Redis hold exactly `states` plus the known-but-invalidated `invalid` ids.
+    /// Everything is written before anything is removed, so Redis readers never
+    /// see a half-empty cache; the removals go in one `MULTI`.
+    async fn write_all(
+        &self,
+        states: &[EntityState],
+        invalid: &[Arc<str>],
+    ) -> Result<(), StoreError> {
+        for chunk in states.chunks(SNAPSHOT_CHUNK) {
+            let mut pipe = redis::pipe();
+            for s in chunk {
+                self.push_set(&mut pipe, s, true);
+            }
+            self.exec(&pipe).await?;
+        }
+        let mut keep: HashSet<&str> = states.iter().map(|s| &*s.entity_id).collect();
+        keep.extend(invalid.iter().map(|id| &**id));
+        let mut conn = self.conn.clone();
+        let known: HashSet<String> =
+            conn.smembers(self.key("entities")).await.inspect_err(|_| {
+                self.dirty.store(true, Ordering::Relaxed);
+            })?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for id in known.iter().filter(|id| !keep.contains(id.as_str())) {
+            self.push_remove(&mut pipe, id);
+        }
+        for id in invalid {
+            pipe.unlink(self.state_key(id)).ignore();
+            pipe.sadd(self.key("entities"), &**id).ignore();
+            pipe.sadd(self.domain_key(id), &**id).ignore();
+        }
+        self.exec(&pipe).await
+    }
+
+    fn push_remove(&self, pipe: &mut redis::Pipeline, id: &str) {
+        pipe.unlink(self.state_key(id)).ignore();
+        pipe.srem(self.key("entities"), id).ignore();
+        pipe.srem(self.domain_key(id), id).ignore();
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&Index)) {
+        self.mirror.read(f)
+    }
+
+    async fn upsert(
+        &self,
+        states: Vec<EntityState>,
+    ) -> Result<Vec<(EntityState, Upserted)>, StoreError> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        self.mirror.read(&mut |ix| {
+            for s in &states {
+                match ix.get(&s.entity_id) {
+                    Some(Some(old)) if old.last_updated > s.last_updated => {}
+                    Some(Some(old)) if old.raw == s.raw => {}
+                    known => {
+                        self.push_set(&mut pipe, s, known.is_none());
+                        any = true;
+                    }
+                }
+            }
+        });
+        if any {
+            self.exec(&pipe).await?;
+        }
+        self.mirror.upsert(states).await
+    }
+
+    async fn remove(&self, ids: &[(Arc<str>, i64)]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        self.mirror.read(&mut |ix| {
+            for (id, at) in ids {
+                let newer =
+                    matches!(ix.get(id), Some(Some(cur)) if *at > 0 && cur.last_updated > *at);
+                if !newer {
+                    self.push_remove(&mut pipe, id);
+                }
+            }
+        });
+        self.exec(&pipe).await?;
+        self.mirror.remove(ids).await
+    }
+
+    async fn invalidate(&self, ids: &[Arc<str>]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.unlink(self.state_key(id)).ignore();
+            pipe.sadd(self.key("entities"), &**id).ignore();
+            pipe.sadd(self.domain_key(id), &**id).ignore();
+        }
+        let res = self.exec(&pipe).await;
+        // The mirror forgets the state even when Redis is down: serving a state
+        // we were told to drop would be worse than a REST round trip.
+        self.mirror.invalidate(ids).await?;
+        res
+    }
+
+    async fn replace_all(&self, snapshot: Vec<EntityState>) -> Result<Vec<Arc<str>>, StoreError> {
+        // Where the mirror holds a newer state than the snapshot, Redis gets that one too.
+        let mut effective = Vec::with_capacity(snapshot.len());
+        self.mirror.read(&mut |ix| {
+            effective.extend(snapshot.iter().map(|s| match ix.get(&s.entity_id) {
+                Some(Some(cur)) if cur.last_updated > s.last_updated => cur.clone(),
+                _ => s.clone(),
+            }))
+        });
+        let res = self.write_all(&effective, &[]).await;
+        // The snapshot is the truth whatever Redis says; a failed write is repaired later.
+        let gone = self.mirror.replace_all(snapshot).await?;
+        res.map(|()| gone)
+    }
+
+    async fn set_registry(&self, kind: RegistryKind, raw: Arc<str>) -> Result<(), StoreError> {
+        // Check the shape first, so Redis never holds a list the mirror would refuse.
+        super::Registries::default()
+            .set(kind, raw.clone())
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        conn.set::<_, _, ()>(self.registry_key(kind), &*raw).await?;
+        self.mirror.set_registry(kind, raw).await
+    }
+
+    fn meta(&self) -> Meta {
+        self.mirror.meta()
+    }
+
+    async fn set_meta(&self, meta: &Meta) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.hset_multiple::<_, _, _, ()>(self.key("meta"), &meta.fields())
+            .await?;
+        self.mirror.set_meta(meta).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn repair(&self) -> Result<bool, StoreError> {
+        if !self.dirty.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.ping().await?;
+        self.dirty.store(false, Ordering::Relaxed);
+        let mut states = Vec::new();
+        let mut invalid = Vec::new();
+        self.mirror.read(&mut |ix| {
+            for id in ix.ids() {
+                match ix.get(id) {
+                    Some(Some(s)) => states.push(s.clone()),
+                    _ => invalid.push(id.clone()),
+                }
+            }
+        });
+        self.write_all(&states, &invalid).await?;
+        self.set_meta(&self.mirror.meta()).await?;
+        tracing::info!(
+            entities = states.len(),
+            "Redis is back: rewrote it from the in-process index"
+        );
+        Ok(true)
+    }
+}

@@ -1,0 +1,399 @@
+//! The single writer: applies HA's changes to the store in arrival order.
+//!
+//! The session hands changes over an unbounded channel and never awaits the
+//! store; the writer drains whatever has queued up and writes it as one batch,
+//! so a burst costs a few pipelines, not one round trip per event.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{EntityState, Meta, RegistryKind, SharedStore, Upserted};
+
+/// The most queued messages folded into one batch.
+pub const MAX_BATCH: usize = 4096;
+/// How often the writer checks whether a failed backing store is back and needs a rewrite.
+pub const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+/// How often `last_event_at` is written to the store's meta hash during steady traffic.
+pub const META_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What to do with a `state_changed` event's new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Write the new state into the cache (`WEBSOCKET_UPDATE_CACHE=true`).
+    Update,
+    /// Delete the cached state; the next read refills it from REST.
+    Invalidate,
+}
+
+/// One change from a `state_changed` event.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// `new_state` was an object.
+    Upsert(EntityState),
+    /// `new_state` was null: HA removed the entity. `at` is `time_fired` in micros.
+    Remove { entity_id: Arc<str>, at: i64 },
+}
+
+/// What the session tells the writer.
+#[derive(Debug)]
+pub enum WriterMsg {
+    /// A full `get_states` result; replaces the cache.
+    Snapshot(Vec<EntityState>),
+    /// Changes from events, in arrival order.
+    Changes(Vec<Change>),
+    /// The session authenticated and subscribed.
+    Connected { ha_version: String },
+    /// The link dropped or failed; `error` says why.
+    Disconnected { error: Option<String> },
+    /// A registry list (`config/*_registry/list…` result) as HA sent it.
+    Registry { kind: RegistryKind, raw: Arc<str> },
+    /// HA answered a ping: the link is alive though nothing changed.
+    Alive,
+    /// Acknowledged once everything sent before it is applied.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters for health and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Events received from the session.
+    pub events: AtomicU64,
+    /// Events that changed the cache.
+    pub applied: AtomicU64,
+    /// Updates written into the cache.
+    pub updates: AtomicU64,
+    /// Deletes in invalidate mode.
+    pub invalidations: AtomicU64,
+    /// Failed updates that fell back to a delete.
+    pub fallbacks: AtomicU64,
+    /// Events older than what we held.
+    pub stale: AtomicU64,
+    /// Snapshots applied.
+    pub resyncs: AtomicU64,
+}
+
+/// The sending side, held by the session and by tests.
+#[derive(Clone)]
+pub struct WriterHandle {
+    /// Unbounded so the socket reader never waits on the cache.
+    tx: mpsc::UnboundedSender<WriterMsg>,
+    /// Shared counters.
+    pub stats: Arc<WriterStats>,
+    /// Signalled when the store was repaired and a fresh snapshot from HA would make it complete.
+    resync: Arc<tokio::sync::Notify>,
+}
+
+impl WriterHandle {
+    /// Resolves when the writer wants the session to take a new snapshot.
+    pub async fn resync_wanted(&self) {
+        self.resync.notified().await
+    }
+
+    pub fn send(&self, msg: WriterMsg) {
+        if let WriterMsg::Changes(c) = &msg {
+            self.stats
+                .events
+                .fetch_add(c.len() as u64, Ordering::Relaxed);
+        }
+        // A closed writer means we are shutting down; nothing left to keep.
+        let _ = self.tx.send(msg);
+    }
+
+    /// Waits until everything sent so far is in the store.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriterMsg::Flush(tx));
+        let _ = rx.await;
+    }
+}
+
+/// The task that owns all writes to the store.
+pub struct Writer {
+    /// Where states go.
+    store: SharedStore,
+    /// Update or invalidate.
+    mode: CacheMode,
+    /// Incoming work.
+    rx: mpsc::UnboundedReceiver<WriterMsg>,
+    /// The link facts, written to the store's meta hash.
+    meta: Meta,
+    /// Shared counters.
+    stats: Arc<WriterStats>,
+    /// When meta was last flushed to the store.
+    meta_flushed: std::time::Instant,
+    /// Wakes the session for a resync after a repair.
+    resync: Arc<tokio::sync::Notify>,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+impl Writer {
+    /// Starts the writer; it ends when every handle is dropped.
+    pub fn spawn(store: SharedStore, mode: CacheMode) -> (WriterHandle, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(WriterStats::default());
+        let meta = store.meta();
+        let resync = Arc::new(tokio::sync::Notify::new());
+        let w = Writer {
+            resync: resync.clone(),
+            store,
+            mode,
+            rx,
+            meta,
+            stats: stats.clone(),
+            meta_flushed: std::time::Instant::now(),
+        };
+        (WriterHandle { tx, stats, resync }, tokio::spawn(w.run()))
+    }
+
+    async fn run(mut self) {
+        let mut queued = Vec::new();
+        let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut queued, MAX_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.drain(&mut queued).await;
+                }
+                _ = repair.tick() => self.repair().await,
+            }
+        }
+        self.flush_meta().await;
+    }
+
+    /// Repairs a backing store that failed writes, then asks for a fresh snapshot.
+    async fn repair(&mut self) {
+        match self.store.repair().await {
+            Ok(true) => self.resync.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "Store still failing; repair postponed"),
+        }
+    }
+
+    /// Applies one drained batch of messages in order.
+    async fn drain(&mut self, queued: &mut Vec<WriterMsg>) {
+        let mut changes: Vec<Change> = Vec::new();
+        let mut meta_dirty = false;
+        for msg in queued.drain(..) {
+            match msg {
+                WriterMsg::Changes(c) => {
+                    changes.extend(c);
+                    self.meta.last_event_at = Some(now_secs());
+                }
+                other => {
+                    self.apply_changes(std::mem::take(&mut changes)).await;
+                    meta_dirty |= self.handle(other).await;
+                }
+            }
+        }
+        self.apply_changes(changes).await;
+        if meta_dirty || self.meta_flushed.elapsed() >= META_FLUSH_INTERVAL {
+            self.flush_meta().await;
+        }
+    }
+
+    /// Handles a non-change message; returns whether meta must be written now.
+    async fn handle(&mut self, msg: WriterMsg) -> bool {
+        match msg {
+            WriterMsg::Snapshot(states) => {
+                let n = states.len();
+                match self.store.replace_all(states).await {
+                    Ok(gone) => {
+                        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("ha_resyncs_total").increment(1);
+                        tracing::info!(
+                            entities = n,
+                            removed = gone.len(),
+                            "Cache resynced from snapshot"
+                        );
+                        for id in gone {
+                            tracing::info!(entity_id = %id, action = "remove", "Entity vanished during resync");
+                        }
+                        self.meta.last_resync_at = Some(now_secs());
+                    }
+                    Err(e) => tracing::error!(error = %e, "Failed to apply snapshot"),
+                }
+                true
+            }
+            WriterMsg::Connected { ha_version } => {
+                if self.meta.last_resync_at.is_some() || self.meta.last_error.is_some() {
+                    self.meta.reconnects += 1;
+                    metrics::counter!("ha_reconnects_total").increment(1);
+                }
+                self.meta.connected = true;
+                self.meta.ha_version = Some(ha_version);
+                // last_error stays: after a reconnect, health should still say why the link dropped.
+                self.meta.last_event_at = Some(now_secs());
+                true
+            }
+            WriterMsg::Disconnected { error } => {
+                self.meta.connected = false;
+                if error.is_some() {
+                    self.meta.last_error = error;
+                }
+                true
+            }
+            WriterMsg::Registry { kind, raw } => {
+                match self.store.set_registry(kind, raw).await {
+                    Ok(()) => tracing::info!(registry = kind.name(), "Registry updated"),
+                    Err(e) => {
+                        tracing::warn!(registry = kind.name(), error = %e, "Failed to store a registry")
+                    }
+                }
+                false
+            }
+            WriterMsg::Alive => {
+                self.meta.last_event_at = Some(now_secs());
+                false
+            }
+            WriterMsg::Flush(ack) => {
+                self.flush_meta().await;
+                let _ = ack.send(());
+                false
+            }
+            WriterMsg::Changes(_) => unreachable!("changes are batched by run"),
+        }
+    }
+
+    async fn flush_meta(&mut self) {
+        self.store.read(&mut |ix| self.meta.entity_count = ix.len());
+        metrics::gauge!("ha_entities").set(self.meta.entity_count as f64);
+        if let Err(e) = self.store.set_meta(&self.meta).await {
+            tracing::warn!(error = %e, "Failed to write link meta");
+        }
+        self.meta_flushed = std::time::Instant::now();
+    }
+
+    /// Applies a run of changes: consecutive upserts go out as one batch.
+    async fn apply_changes(&mut self, changes: Vec<Change>) {
+        let mut upserts = Vec::new();
+        let mut removes = Vec::new();
+        for c in changes {
+            match c {
+                Change::Upsert(s) => {
+                    if !removes.is_empty() {
+                        self.apply_removes(std::mem::take(&mut removes)).await;
+                    }
+                    upserts.push(s);
+                }
+                Change::Remove { entity_id, at } => {
+                    if !upserts.is_empty() {
+                        self.apply_upserts(std::mem::take(&mut upserts)).await;
+                    }
+                    removes.push((entity_id, at));
+                }
+            }
+        }
+        if !upserts.is_empty() {
+            self.apply_upserts(upserts).await;
+        }
+        if !removes.is_empty() {
+            self.apply_removes(removes).await;
+        }
+    }
+
+    async fn apply_removes(&mut self, ids: Vec<(Arc<str>, i64)>) {
+        match self.store.remove(&ids).await {
+            Ok(()) => {
+                for (id, _) in &ids {
+                    self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("ha_events_applied_total").increment(1);
+                    tracing::info!(entity_id = %id, action = "remove", "Entity removed from cache");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, count = ids.len(), "Failed to remove entities from cache")
+            }
+        }
+    }
+
+    async fn apply_upserts(&mut self, states: Vec<EntityState>) {
+        let states = newest_per_entity(states);
+        if self.mode == CacheMode::Invalidate {
+            let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
+            let mut old = Vec::with_capacity(ids.len());
+            self.store.read(&mut |ix| {
+                old.extend(ids.iter().map(|id| match ix.get(id) {
+                    Some(Some(s)) => Some(s.state.clone()),
+                    _ => None,
+                }))
+            });
+            let res = self.store.invalidate(&ids).await;
+            for (s, old) in states.iter().zip(old) {
+                self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("ha_cache_invalidations_total").increment(1);
+                self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("ha_events_applied_total").increment(1);
+                tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "invalidate", "Cache invalidated for state change");
+            }
+            if let Err(e) = res {
+                tracing::error!(error = %e, "Failed to invalidate cache");
+            }
+            return;
+        }
+        let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
+        match self.store.upsert(states).await {
+            Ok(done) => {
+                for (s, outcome) in done {
+                    let old = match outcome {
+                        Upserted::Stale => {
+                            self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("ha_events_stale_total").increment(1);
+                            tracing::debug!(entity_id = %s.entity_id, "Dropped a state older than the cached one");
+                            continue;
+                        }
+                        Upserted::Inserted => None,
+                        Upserted::Updated { old_state } => old_state,
+                    };
+                    self.stats.updates.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("ha_cache_updates_total").increment(1);
+                    self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("ha_events_applied_total").increment(1);
+                    tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "update", "Cache updated from WebSocket");
+                }
+            }
+            Err(e) => {
+                for id in &ids {
+                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("ha_cache_update_fallbacks_total").increment(1);
+                    tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
+                }
+                if let Err(e) = self.store.invalidate(&ids).await {
+                    tracing::error!(error = %e, "Fallback invalidation failed too");
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one state per entity, the last seen, in first-seen order.
+fn newest_per_entity(states: Vec<EntityState>) -> Vec<EntityState> {
+    if states.len() < 2 {
+        return states;
+    }
+    let mut pos: std::collections::HashMap<Arc<str>, usize> = std::collections::HashMap::new();
+    let mut out: Vec<EntityState> = Vec::with_capacity(states.len());
+    for s in states {
+        match pos.get(&s.entity_id) {
+            Some(&i) if out[i].last_updated <= s.last_updated => out[i] = s,
+            Some(_) => {}
+            None => {
+                pos.insert(s.entity_id.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    out
+}

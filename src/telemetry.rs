@@ -1,0 +1,63 @@
+//! Logging: readable text by default, JSON with `LOG_FORMAT=json`, level from `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber once; later calls are no-ops.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets in seconds: sub-millisecond reads up to slow fetchers.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Counters without labels, published at zero before their first event.
+const ZEROED_COUNTERS: &[&str] = &[
+    "ha_events_received_total",
+    "ha_events_applied_total",
+    "ha_events_stale_total",
+    "ha_cache_hits_total",
+    "ha_cache_misses_total",
+    "ha_cache_updates_total",
+    "ha_cache_invalidations_total",
+    "ha_cache_update_fallbacks_total",
+    "ha_rest_fallbacks_total",
+    "ha_reconnects_total",
+    "ha_resyncs_total",
+];
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("A metrics recorder was already installed; /metrics will be empty");
+        }
+        // Series exist from the start, so dashboards and alerts see zeros, not gaps.
+        for name in ZEROED_COUNTERS {
+            metrics::counter!(*name).increment(0);
+        }
+        metrics::gauge!("ha_entities").set(0.0);
+        handle
+    })
+}

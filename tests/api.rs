@@ -1,0 +1,254 @@
+//! The HTTP API in-process (`tower::ServiceExt::oneshot`), over the recorded demo house.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use ha_fetchers::api::{router, AppState};
+use ha_fetchers::fetchers::{Engine, Registry};
+use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const API_TOKEN: &str = "api-secret";
+
+async fn app(token: Option<&str>) -> Router {
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let text = common::fixture("2025.4.4", "rest-states.json");
+    let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+    let states = raws
+        .iter()
+        .map(|r| EntityState::from_raw(r.get()).unwrap())
+        .collect();
+    store.replace_all(states).await.unwrap();
+    let engine = Engine::new(
+        Registry::from_rows(Vec::new()),
+        StateManager::new(store, None),
+    );
+    let mut state = AppState::new(engine);
+    state.api_token = token.map(|t| Arc::new(SecretString::from(t)));
+    router(state)
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    bearer: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{uri}: {e}: {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}
+
+async fn ids(app: &Router, uri: &str) -> Vec<String> {
+    let (status, v) = call(app, Method::GET, uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["entity_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_error(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn listing_filters() {
+    let app = app(None).await;
+    assert_eq!(ids(&app, "/api/v1/states").await.len(), 108);
+    let lights = ids(&app, "/api/v1/states?domain=light").await;
+    assert_eq!(lights.len(), 6);
+    assert!(lights.windows(2).all(|w| w[0] < w[1]), "sorted by id");
+    assert_eq!(
+        ids(&app, "/api/v1/states?domain=switch&state=off").await,
+        ["switch.ac", "switch.decorative_lights"]
+    );
+    assert_eq!(
+        ids(&app, "/api/v1/states?state=locked").await,
+        ["lock.front_door", "lock.openable_lock"]
+    );
+    assert!(ids(&app, "/api/v1/states?domain=nothing").await.is_empty());
+    // The listing serves HA's own bytes.
+    let (_, one) = call(&app, Method::GET, "/api/v1/states/light.bed_light", None).await;
+    assert_eq!(one["attributes"]["friendly_name"], "Bed Light");
+}
+
+#[tokio::test]
+async fn q_is_a_case_insensitive_glob_over_id_and_name() {
+    let app = app(None).await;
+    assert_eq!(
+        ids(&app, "/api/v1/states?q=*KITCHEN*").await,
+        [
+            "cover.kitchen_window",
+            "light.kitchen_lights",
+            "lock.kitchen_door",
+            "media_player.kitchen"
+        ]
+    );
+    // Matches the friendly name ("Bed Light", "Bedroom") as well as the id.
+    assert_eq!(
+        ids(&app, "/api/v1/states?q=Bed*").await,
+        ["light.bed_light", "media_player.bedroom"]
+    );
+    assert_eq!(
+        ids(&app, "/api/v1/states?q=lock.?????_door").await,
+        ["lock.front_door"]
+    );
+    assert_eq!(
+        ids(&app, "/api/v1/states?domain=light&q=*office*").await,
+        ["light.office_rgbw_lights"]
+    );
+    // Redis-glob syntax is plain data, not a character class.
+    assert!(ids(&app, "/api/v1/states?q=light.[bk]*").await.is_empty());
+    let (status, v) = call(&app, Method::GET, "/api/v1/states?q=", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "bad_request");
+}
+
+#[tokio::test]
+async fn errors_are_json() {
+    let app = app(None).await;
+    let (status, v) = call(&app, Method::GET, "/api/v1/states/light.nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found");
+    let (status, v) = call(&app, Method::GET, "/api/v1/states/NoDot", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "bad_request");
+    let (status, v) = call(&app, Method::GET, "/api/v1/nothing/here", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found");
+    let (status, v) = call(&app, Method::POST, "/api/v1/states", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&v, "method_not_allowed");
+    let (status, v) = call(&app, Method::DELETE, "/api/v1/states/light.bed_light", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&v, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn domains_and_summary() {
+    let app = app(None).await;
+    let (status, v) = call(&app, Method::GET, "/api/v1/domains", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let lock = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == "lock")
+        .unwrap()
+        .clone();
+    assert_eq!(lock["count"], 4);
+    assert_eq!(lock["states"]["locked"], 2);
+    assert_eq!(lock["states"]["unlocked"], 2);
+    let (status, v) = call(&app, Method::GET, "/api/v1/summary", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["entity_count"], 108);
+    assert_eq!(v["store"], "memory");
+}
+
+#[tokio::test]
+async fn bearer_token_guards_every_route_but_health() {
+    let app = app(Some(API_TOKEN)).await;
+    let guarded = [
+        "/api/v1/states",
+        "/api/v1/states/light.bed_light",
+        "/api/v1/domains",
+        "/api/v1/summary",
+        "/api/health/websocket",
+        "/api/health/redis",
+        "/api/v1/nothing/here",
+    ];
+    for uri in guarded {
+        for bearer in [None, Some("wrong"), Some("api-secre"), Some("api-secretX")] {
+            let (status, v) = call(&app, Method::GET, uri, bearer).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} {bearer:?}");
+            assert_error(&v, "unauthorized");
+        }
+        let (status, _) = call(&app, Method::GET, uri, Some(API_TOKEN)).await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let (status, _) = call(&app, Method::GET, "/api/v1/states", Some(API_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Health answers without a token (503 here: no Home Assistant is configured).
+    let (status, v) = call(&app, Method::GET, "/api/health", None).await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["status"], "degraded");
+}
+
+async fn post(app: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn inline_render_previews_and_names_what_is_wrong() {
+    let app = app(None).await;
+    let (status, v) = post(&app, "/api/v1/render", serde_json::json!({"body": "{{ states('light.bed_light') }}|{{ who }}", "variables": {"who": "me"}})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["text"], "on|me");
+    assert_eq!(v["errors"], serde_json::json!([]));
+    let (status, v) = post(
+        &app,
+        "/api/v1/render",
+        serde_json::json!({"body": "{{ fetch('no_such_fetcher') }}"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_fetcher"),
+        "{v}"
+    );
+    let (status, v) = post(
+        &app,
+        "/api/v1/render",
+        serde_json::json!({"body": "{% for x in %}"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = post(&app, "/api/v1/render", serde_json::json!({"body": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("fuel"),
+        "{v}"
+    );
+    let (status, v) = post(&app, "/api/v1/prompts/nope/render", serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, v) = call(&app, Method::GET, "/api/v1/prompts", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}

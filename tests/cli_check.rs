@@ -1,0 +1,70 @@
+//! `ha-fetchers check` on files: one line per problem naming the row or
+//! template and the field, and a non-zero exit.
+
+use std::process::Command;
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn check(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ha-fetchers"))
+        .arg("check")
+        .env("FETCHERS_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn shipped_definitions_pass_and_bad_ones_are_named() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fetchers");
+    let (ok, out) = check(&shipped);
+    assert!(ok, "shipped definitions are valid: {out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped, dir.path());
+    std::fs::write(dir.path().join("bad_source.toml"), "source = \"magic\"\n").unwrap();
+    std::fs::write(dir.path().join("prompts/broken.j2"), "{% for x in %}\n").unwrap();
+    std::fs::write(
+        dir.path().join("prompts/typo.j2"),
+        "{{ fetch(\"ha_lights_of\") }}\n",
+    )
+    .unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "problems give a non-zero exit");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("bad_source") && l.contains("source")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("broken") && l.contains("body")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("typo") && l.contains("ha_lights_of")),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "one line per problem: {out}");
+}

@@ -1,0 +1,62 @@
+//! Shared helpers for the fetcher tests: known states and engines over them.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ha_fetchers::fetchers::{Engine, Registry, Row};
+use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager, Store};
+
+/// The known states every fetcher test starts from.
+pub fn fixture_states() -> Vec<EntityState> {
+    let text = include_str!("../fixtures/fetcher_states.json");
+    let list: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
+    list.iter()
+        .map(|v| EntityState::from_raw(&v.to_string()).unwrap())
+        .collect()
+}
+
+/// A memory store holding the fixture.
+pub async fn fixture_store() -> SharedStore {
+    let store = MemoryStore::new();
+    store.replace_all(fixture_states()).await.unwrap();
+    Arc::new(store)
+}
+
+/// One state object, with a `last_updated` in 2026 at `sec` seconds.
+pub fn state(id: &str, st: &str, attrs: serde_json::Value, sec: u32) -> EntityState {
+    let v = serde_json::json!({
+        "entity_id": id, "state": st, "attributes": attrs,
+        "last_changed": format!("2026-01-02T00:00:{sec:02}+00:00"),
+        "last_updated": format!("2026-01-02T00:00:{sec:02}+00:00"),
+    });
+    EntityState::from_raw(&v.to_string()).unwrap()
+}
+
+/// The shipped `fetchers/*.toml` as rows.
+pub fn shipped_rows() -> Vec<Row> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fetchers");
+    let (rows, problems) = ha_fetchers::fetchers::files::load_dir(&dir).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    rows
+}
+
+/// An engine over the shipped fetchers and the fixture.
+pub async fn shipped_engine() -> Engine {
+    let states = StateManager::new(fixture_store().await, None);
+    Engine::new(Registry::from_rows(shipped_rows()), states)
+}
+
+/// A row with the usual defaults.
+pub fn row(name: &str, source: &str, params: &str) -> Row {
+    Row {
+        name: name.into(),
+        description: format!("test fetcher {name}"),
+        source: source.into(),
+        params: params.into(),
+        required_params: "[]".into(),
+        template: None,
+        ttl_seconds: 30,
+        timeout_ms: 1000,
+        enabled: true,
+    }
+}
