@@ -65,14 +65,17 @@ async fn heartbeat_finds_a_blackholed_link() {
 
     h.sim.blackhole();
     wait_for("a reconnect after the blackhole", || connections() >= 2).await;
-    assert!(
-        logs.text().contains("no pong within"),
-        "the heartbeat, not a socket error, ended the link"
-    );
     wait_for("resynced", || {
         h.sim.counters().get_states.load(Ordering::SeqCst) >= 2 && h.state.states.meta().connected
     })
     .await;
+    // The link meta keeps why the link dropped; the log says it too.
+    let why = h.state.states.meta().last_error.unwrap_or_default();
+    assert!(
+        why.contains("no pong within"),
+        "the heartbeat, not a socket error, ended the link: {why:?}"
+    );
+    assert!(logs.text().contains("no pong within"), "logged");
     assert!(h.state.states.meta().reconnects >= 1);
     h.sim.set("light.bed_light", "off");
     h.wait_state("light.bed_light", "off").await;
