@@ -81,8 +81,22 @@ pub fn compact_json(full: &Value, extra: &[String]) -> Value {
     Value::Object(out)
 }
 
+/// [`compact_json`] of a stored state, parsing only the attributes it keeps.
 fn compact(s: &EntityState, extra: &[String]) -> Value {
-    compact_json(&s.json(), extra)
+    let useful = useful_attributes(s.domain());
+    let wanted = |k: &str| useful.contains(&k) || extra.iter().any(|e| e == k);
+    let mut picked = s.attributes_where(&wanted);
+    let mut out = Map::new();
+    out.insert("entity_id".into(), (&*s.entity_id).into());
+    out.insert("name".into(), s.name().into());
+    out.insert("state".into(), (&*s.state).into());
+    for k in useful.iter().copied().chain(extra.iter().map(String::as_str)) {
+        if let Some(i) = picked.iter().position(|(n, v)| n == k && !v.is_null()) {
+            let (k, v) = picked.swap_remove(i);
+            out.insert(k, v);
+        }
+    }
+    Value::Object(out)
 }
 
 fn typed<T: serde::de::DeserializeOwned>(params: &Map<String, Value>) -> Result<T, FetchError> {
@@ -230,4 +244,22 @@ fn device_status(
         "domains": domains,
     });
     Ok((v, vec![read]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_of_a_stored_state_equals_compact_of_its_json() {
+        let raw = include_str!("../../tests/fixtures/home-assistant-2025.4.4/rest-states.json");
+        let all: Vec<Value> = serde_json::from_str(raw).unwrap();
+        let extra = vec!["hvac_modes".to_string(), "brightness".to_string()];
+        for v in &all {
+            let s = EntityState::from_raw(&v.to_string()).unwrap();
+            for extra in [&[][..], &extra[..]] {
+                assert_eq!(compact(&s, extra), compact_json(v, extra), "{}", s.entity_id);
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@ use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error};
 
 use super::ha::{state_object, StateObject};
+use crate::state::EntityState;
 use super::render::Unavailable;
 use crate::state::StateManager;
 
@@ -48,14 +49,18 @@ pub struct Entity {
 }
 
 impl Entity {
-    fn from_object(o: &StateObject) -> Self {
-        Self::from_parts(
-            &o.state.entity_id,
-            o.state.name(),
-            &o.state.state,
-            o.area_name.clone(),
-            o.attributes(),
-        )
+    /// From a stored state, parsing only the allowlisted attributes.
+    fn from_state(s: &EntityState, area: Option<String>) -> Self {
+        let mut picked = s.attributes_where(&|k| EXPOSED_ATTRIBUTES.contains(&k));
+        picked.retain(|(_, v)| !v.is_null());
+        picked.sort_by_key(|(k, _)| EXPOSED_ATTRIBUTES.iter().position(|e| e == k));
+        Self {
+            entity_id: s.entity_id.to_string(),
+            name: s.name().to_string(),
+            state: s.state.to_string(),
+            area,
+            attributes: picked,
+        }
     }
 
     fn from_parts(
@@ -125,22 +130,63 @@ fn plain(v: &serde_json::Value) -> String {
     }
 }
 
+/// One entity to print: a stored state, parsed only when its attributes are
+/// printed, or an entity a fetcher described that the store does not hold.
+enum Item {
+    /// From the store, with its area name.
+    Stored(EntityState, Option<String>),
+    /// From a fetcher's JSON alone.
+    Loose(Entity),
+}
+
+impl Item {
+    fn state(&self) -> &str {
+        match self {
+            Self::Stored(s, _) => &s.state,
+            Self::Loose(e) => &e.state,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::Stored(s, _) => s.name(),
+            Self::Loose(e) => &e.name,
+        }
+    }
+
+    fn entity(self) -> Entity {
+        match self {
+            Self::Stored(s, area) => Entity::from_state(&s, area),
+            Self::Loose(e) => e,
+        }
+    }
+}
+
 /// Turns any accepted input into entities, in input order.
 pub fn entities(sm: &StateManager, v: &Value) -> Vec<Entity> {
+    items(sm, v).into_iter().map(Item::entity).collect()
+}
+
+fn items(sm: &StateManager, v: &Value) -> Vec<Item> {
     let mut out = Vec::new();
     collect(sm, v, &mut out);
     out
 }
 
-fn collect(sm: &StateManager, v: &Value, out: &mut Vec<Entity>) {
+/// The store's state of `id` with its area name.
+fn stored(sm: &StateManager, id: &str) -> Option<Item> {
+    state_object(sm, id).map(|o| Item::Stored(o.state, o.area_name))
+}
+
+fn collect(sm: &StateManager, v: &Value, out: &mut Vec<Item>) {
     if let Some(o) = v.downcast_object_ref::<StateObject>() {
-        out.push(Entity::from_object(o));
+        out.push(Item::Stored(o.state.clone(), o.area_name.clone()));
         return;
     }
     match v.kind() {
         ValueKind::String => {
-            if let Some(o) = v.as_str().and_then(|id| state_object(sm, id)) {
-                out.push(Entity::from_object(&o));
+            if let Some(item) = v.as_str().and_then(|id| stored(sm, id)) {
+                out.push(item);
             }
         }
         ValueKind::Map => {
@@ -149,33 +195,15 @@ fn collect(sm: &StateManager, v: &Value, out: &mut Vec<Entity>) {
                     return collect(sm, &list, out);
                 }
             }
-            let Ok(json) = serde_json::to_value(v) else {
-                return;
-            };
-            let Some(id) = json.get("entity_id").and_then(|i| i.as_str()) else {
-                return;
-            };
             // Prefer the store's view: it has every attribute, units and areas.
-            if let Some(o) = state_object(sm, id) {
-                out.push(Entity::from_object(&o));
+            let id = v.get_attr("entity_id").ok();
+            if let Some(item) = id.as_ref().and_then(Value::as_str).and_then(|id| stored(sm, id)) {
+                out.push(item);
                 return;
             }
-            let area = None;
-            // Fetchers give attributes either nested (HA's shape) or flat beside id, name and state.
-            let attrs = json.get("attributes").cloned().unwrap_or_else(|| {
-                let mut flat = json.as_object().cloned().unwrap_or_default();
-                for k in ["entity_id", "name", "state"] {
-                    flat.remove(k);
-                }
-                serde_json::Value::Object(flat)
-            });
-            let name = attrs
-                .get("friendly_name")
-                .and_then(|n| n.as_str())
-                .or_else(|| json.get("name").and_then(|n| n.as_str()))
-                .unwrap_or(id);
-            let state = json.get("state").map(plain).unwrap_or_default();
-            out.push(Entity::from_parts(id, name, &state, area, &attrs));
+            if let Some(e) = loose(v) {
+                out.push(Item::Loose(e));
+            }
         }
         ValueKind::Seq | ValueKind::Iterable => {
             if let Ok(items) = v.try_iter() {
@@ -186,6 +214,27 @@ fn collect(sm: &StateManager, v: &Value, out: &mut Vec<Entity>) {
         }
         _ => {}
     }
+}
+
+/// An entity from a fetcher's JSON alone, when the store does not hold it.
+fn loose(v: &Value) -> Option<Entity> {
+    let json = serde_json::to_value(v).ok()?;
+    let id = json.get("entity_id")?.as_str()?;
+    // Fetchers give attributes either nested (HA's shape) or flat beside id, name and state.
+    let attrs = json.get("attributes").cloned().unwrap_or_else(|| {
+        let mut flat = json.as_object().cloned().unwrap_or_default();
+        for k in ["entity_id", "name", "state"] {
+            flat.remove(k);
+        }
+        serde_json::Value::Object(flat)
+    });
+    let name = attrs
+        .get("friendly_name")
+        .and_then(|n| n.as_str())
+        .or_else(|| json.get("name").and_then(|n| n.as_str()))
+        .unwrap_or(id);
+    let state = json.get("state").map(plain).unwrap_or_default();
+    Some(Entity::from_parts(id, name, &state, None, &attrs))
 }
 
 /// A failed fetcher's marker passes through every filter, so it stays visible.
@@ -213,11 +262,12 @@ fn count_by_state(sm: &StateManager, v: &Value) -> String {
     if let Some(m) = marker(v) {
         return m;
     }
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for e in entities(sm, v) {
-        *counts.entry(e.state).or_default() += 1;
+    let items = items(sm, v);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &items {
+        *counts.entry(e.state()).or_default() += 1;
     }
-    let mut pairs: Vec<(String, usize)> = counts.into_iter().collect();
+    let mut pairs: Vec<(&str, usize)> = counts.into_iter().collect();
     pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     pairs
         .iter()
@@ -231,9 +281,9 @@ fn names(sm: &StateManager, v: &Value) -> String {
     if let Some(m) = marker(v) {
         return m;
     }
-    entities(sm, v)
+    items(sm, v)
         .iter()
-        .map(|e| e.name.as_str())
+        .map(Item::name)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -87,9 +87,107 @@ impl EntityState {
         serde_json::from_str(&self.raw).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Only the attributes `wanted` accepts, in the order HA sent them; the
+    /// rest is skipped unparsed. Listings print a few attributes of many
+    /// entities, and building each whole JSON tree was most of their cost.
+    pub fn attributes_where(&self, wanted: &dyn Fn(&str) -> bool) -> Vec<(String, serde_json::Value)> {
+        let mut de = serde_json::Deserializer::from_str(&self.raw);
+        serde::de::DeserializeSeed::deserialize(pick::Top(wanted), &mut de).unwrap_or_default()
+    }
+
     /// The friendly name, or the entity id when HA gave none.
     pub fn name(&self) -> &str {
         self.friendly_name.as_deref().unwrap_or(&self.entity_id)
+    }
+}
+
+/// A streaming walk over a state object that keeps chosen attributes.
+mod pick {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    type Picked = Vec<(String, serde_json::Value)>;
+
+    /// The state object: only `attributes` is entered.
+    pub struct Top<'w>(pub &'w dyn Fn(&str) -> bool);
+    /// The attributes object: wanted values are parsed, others skipped.
+    struct Attrs<'w>(&'w dyn Fn(&str) -> bool);
+    /// A key, borrowed from the input unless it has escapes.
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> serde::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_string())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Top<'_> {
+        type Value = Picked;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Picked, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = Picked;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a state object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Picked, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = m.next_key::<Key<'de>>()? {
+                if k.0 == "attributes" {
+                    out = m.next_value_seed(Attrs(self.0))?;
+                } else {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Attrs<'_> {
+        type Value = Picked;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Picked, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Attrs<'_> {
+        type Value = Picked;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an attributes object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Picked, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = m.next_key::<Key<'de>>()? {
+                if (self.0)(&k.0) {
+                    out.push((k.0.into_owned(), m.next_value()?));
+                } else {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+        // HA may send `"attributes": null` for a bare state.
+        fn visit_unit<E>(self) -> Result<Picked, E> {
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -131,6 +229,23 @@ mod tests {
         assert_eq!(s.name(), "Bed Light");
         assert_eq!(&*s.state, "on");
         assert!(s.last_updated > 0);
+    }
+
+    #[test]
+    fn picks_attributes_without_the_rest() {
+        let raw = r#"{"entity_id":"climate.x","state":"heat","attributes":{"hvac_modes":["heat","off"],"temperature":21,"nested":{"temperature":1},"fri\u0065ndly_name":"X","current_temperature":null},"context":{"temperature":5}}"#;
+        let s = EntityState::from_raw(raw).unwrap();
+        let got = s.attributes_where(&|k| k.contains("temperature") || k == "friendly_name");
+        assert_eq!(
+            got,
+            vec![
+                ("temperature".to_string(), serde_json::json!(21)),
+                ("friendly_name".to_string(), serde_json::json!("X")),
+                ("current_temperature".to_string(), serde_json::Value::Null),
+            ]
+        );
+        let bare = EntityState::from_raw(r#"{"entity_id":"a.b","state":"on"}"#).unwrap();
+        assert!(bare.attributes_where(&|_| true).is_empty());
     }
 
     #[test]
