@@ -307,9 +307,8 @@ impl Writer {
     async fn apply_removes(&mut self, ids: Vec<(Arc<str>, i64)>) {
         match self.store.remove(&ids).await {
             Ok(()) => {
+                self.count_applied(ids.len() as u64);
                 for (id, _) in &ids {
-                    self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("ha_events_applied_total").increment(1);
                     tracing::info!(entity_id = %id, action = "remove", "Entity removed from cache");
                 }
             }
@@ -317,6 +316,13 @@ impl Writer {
                 tracing::error!(error = %e, count = ids.len(), "Failed to remove entities from cache")
             }
         }
+    }
+
+    /// Counts applied events once per batch: a metrics lookup per event costs
+    /// more than the event at full speed.
+    fn count_applied(&self, n: u64) {
+        self.stats.applied.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("ha_events_applied_total").increment(n);
     }
 
     async fn apply_upserts(&mut self, states: Vec<EntityState>) {
@@ -331,11 +337,11 @@ impl Writer {
                 }))
             });
             let res = self.store.invalidate(&ids).await;
+            let n = states.len() as u64;
+            self.stats.invalidations.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!("ha_cache_invalidations_total").increment(n);
+            self.count_applied(n);
             for (s, old) in states.iter().zip(old) {
-                self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("ha_cache_invalidations_total").increment(1);
-                self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("ha_events_applied_total").increment(1);
                 tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "invalidate", "Cache invalidated for state change");
             }
             if let Err(e) = res {
@@ -346,33 +352,58 @@ impl Writer {
         let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
         match self.store.upsert(states).await {
             Ok(done) => {
+                let mut updated = Vec::with_capacity(done.len());
+                let mut stale = 0u64;
                 for (s, outcome) in done {
-                    let old = match outcome {
+                    match outcome {
                         Upserted::Stale => {
-                            self.stats.stale.fetch_add(1, Ordering::Relaxed);
-                            metrics::counter!("ha_events_stale_total").increment(1);
+                            stale += 1;
                             tracing::debug!(entity_id = %s.entity_id, "Dropped a state older than the cached one");
-                            continue;
                         }
-                        Upserted::Inserted => None,
-                        Upserted::Updated { old_state } => old_state,
-                    };
-                    self.stats.updates.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("ha_cache_updates_total").increment(1);
-                    self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("ha_events_applied_total").increment(1);
-                    tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "update", "Cache updated from WebSocket");
+                        Upserted::Inserted => updated.push((s, None)),
+                        Upserted::Updated { old_state } => updated.push((s, old_state)),
+                    }
                 }
+                self.stats.stale.fetch_add(stale, Ordering::Relaxed);
+                metrics::counter!("ha_events_stale_total").increment(stale);
+                let n = updated.len() as u64;
+                self.stats.updates.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("ha_cache_updates_total").increment(n);
+                self.count_applied(n);
+                log_updates(&updated);
             }
             Err(e) => {
+                let n = ids.len() as u64;
+                self.stats.fallbacks.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("ha_cache_update_fallbacks_total").increment(n);
                 for id in &ids {
-                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("ha_cache_update_fallbacks_total").increment(1);
                     tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
                 }
                 if let Err(e) = self.store.invalidate(&ids).await {
                     tracing::error!(error = %e, "Fallback invalidation failed too");
                 }
+            }
+        }
+    }
+}
+
+/// One `info` line per entity while events trickle in (what operators grep
+/// for); during a burst one `info` line per batch, with the entities at `debug`.
+fn log_updates(updated: &[(EntityState, Option<Arc<str>>)]) {
+    match updated {
+        [] => {}
+        [(s, old)] => {
+            tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "update", "Cache updated from WebSocket")
+        }
+        many => {
+            tracing::info!(
+                count = many.len(),
+                first = %many[0].0.entity_id,
+                action = "update",
+                "Cache updated from WebSocket"
+            );
+            for (s, old) in many {
+                tracing::debug!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "update", "Cache updated from WebSocket");
             }
         }
     }
