@@ -142,7 +142,13 @@ impl Index {
         &self.registries
     }
 
+    /// The registries, to replace one. Areas filter results of every domain,
+    /// so every domain's generation moves and no cached result outlives an
+    /// area change.
     pub fn registries_mut(&mut self) -> &mut Registries {
+        self.generation += 1;
+        let g = self.generation;
+        self.generations.values_mut().for_each(|v| *v = g);
         &mut self.registries
     }
 
@@ -199,6 +205,16 @@ mod tests {
             Upserted::Stale
         );
         assert_eq!(&*ix.get("light.a").unwrap().as_ref().unwrap().state, "on");
+    }
+
+    #[test]
+    fn a_registry_change_moves_every_generation() {
+        let mut ix = Index::default();
+        ix.upsert(st("light.a", "on", "2026-01-01T00:00:00+00:00"));
+        let (g, gl) = (ix.generation(), ix.domain_generation("light"));
+        ix.registries_mut();
+        assert!(ix.generation() > g);
+        assert!(ix.domain_generation("light") > gl);
     }
 
     #[test]
