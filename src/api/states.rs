@@ -87,11 +87,18 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = app.states.get(&id).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        s.raw.to_string(),
-    )
-        .into_response())
+    // The stored text is the body: shared, not copied.
+    let body = axum::body::Body::from(axum::body::Bytes::from_owner(RawJson(s.raw)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A stored state's JSON as response bytes.
+struct RawJson(std::sync::Arc<str>);
+
+impl AsRef<[u8]> for RawJson {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// Entities per domain, and per state within each.
