@@ -8,6 +8,8 @@
 
 #[path = "bench/app.rs"]
 mod app;
+#[path = "bench/child.rs"]
+mod child;
 #[path = "bench/fake_ha.rs"]
 mod fake_ha;
 #[path = "bench/figures.rs"]
@@ -22,6 +24,8 @@ mod parse;
 mod refs;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/soak.rs"]
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,10 +81,13 @@ impl Sizes {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--no-ha] [--only FIGURE,...]
+       bench --soak [--minutes N]
   --quick   small sizes, a few seconds (CI smoke); does not start Home Assistant
   --no-ha   skip the Home Assistant references
   --only    only these figures: ingest, visible, get, lights, prompt, parse, cold, rss
             (e.g. to profile one with perf)
+  --soak    issue 6's soak instead: `serve` at 1,000 events/s and 5,000 reads/s for
+            --minutes (default 10); exits non-zero when a check fails
 Environment: RUST_LOG sets the app's log level (default info, as in production);
 the app's logs go to target/bench/app.log.";
 
@@ -137,10 +144,18 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     let mut only: Option<Vec<String>> = None;
+    let mut minutes = 10.0;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--quick" | "--no-ha" => {}
+            "--quick" | "--no-ha" | "--soak" => {}
+            "--minutes" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
+                Some(m) if m > 0.0 => minutes = m,
+                _ => {
+                    eprintln!("--minutes needs a positive number\n{USAGE}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            },
             "--only" => match it.next() {
                 Some(v) => only = Some(v.split(',').map(str::to_string).collect()),
                 None => {
@@ -153,6 +168,20 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         }
+    }
+    if args.iter().any(|a| a == "--soak") {
+        if let Err(e) = init_logs() {
+            eprintln!("bench failed: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+        return match soak::run(minutes).await {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("soak failed: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let quick = args.iter().any(|a| a == "--quick");
     let no_ha = args.iter().any(|a| a == "--no-ha");

@@ -1,7 +1,7 @@
 //! A fast fake Home Assistant on loopback: just enough of the WebSocket API
-//! (auth, supported_features, subscribe_events, get_states, ping) to feed
-//! the real session, then it writes whatever frames the bench hands it as
-//! fast as the socket takes them. Any plain HTTP request is counted as a
+//! (auth, supported_features, subscribe_events, get_states, registry lists,
+//! ping) to feed the real session, then it writes whatever frames the bench
+//! hands it as fast as the socket takes them. Any plain HTTP request is counted as a
 //! REST call and refused: in steady state there must be none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +121,8 @@ async fn serve(mut stream: TcpStream, snapshot: Arc<String>, seen: Arc<Seen>, rx
                         continue;
                     }
                     "ping" => serde_json::json!({"id":id,"type":"pong"}),
+                    // No areas, entities or devices registered: an empty list, as HA says it.
+                    t if t.ends_with("_registry/list") => serde_json::json!({"id":id,"type":"result","success":true,"result":[]}),
                     _ => serde_json::json!({"id":id,"type":"result","success":true,"result":null}),
                 };
                 if ws.send(text(reply)).await.is_err() { return }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use ha_fetchers::state::Query;
 
-use super::app::{Running, REDIS_URL};
+use super::app::Running;
+use super::child::ServeChild;
 use super::fake_ha::{Cmd, FakeHa};
 use super::house::House;
 use super::http::{pct_us, run_load, Conn, Target};
@@ -22,16 +23,12 @@ pub const CONNECTIONS: usize = 8;
 const PROBE_EVERY: u64 = 10;
 /// One event per tick: 1,000 events/s.
 const EVENT_TICK: Duration = Duration::from_millis(1);
-/// How often the child's readiness is polled.
-const READY_POLL: Duration = Duration::from_millis(50);
 /// The longest an ingest blast may take before the figure fails.
 const INGEST_LIMIT: Duration = Duration::from_secs(300);
 /// How often completion is polled; small next to any figure it bounds.
 const POLL: Duration = Duration::from_micros(500);
 /// The longest a probe may stay invisible before the figure fails.
 const PROBE_LIMIT: Duration = Duration::from_secs(5);
-/// How long `ha-fetchers serve` may take to mirror the house.
-const SERVE_READY_LIMIT: Duration = Duration::from_secs(60);
 /// Load on the child before its RSS is read, so serving costs are in the figure.
 const RSS_LOAD: Duration = Duration::from_secs(2);
 /// Pause after that load, so in-flight work settles before reading RSS.
@@ -336,10 +333,9 @@ pub async fn lights_on(
     let target = "p50 ≤ 1 ms and ≥ 20× faster than HA";
     let mut rows = Vec::new();
 
-    // The real HA has only its 108 demo entities. The client-side half of
-    // HA's way at 10k (fetch every state, parse, filter) is measured against
-    // our own full listing, which is byte-for-byte what HA would send: a
-    // lower bound for HA at this size, since HA's serving cost is left out.
+    // HA's way (fetch every state, parse, filter) with our own full listing as
+    // the server: the client-side half of it, a lower bound for HA. The real
+    // HA below gets the same house posted into it.
     let mut lat = Vec::with_capacity(sz.ha_reps);
     let mut all_bytes = 0;
     for _ in 0..sz.ha_reps {
@@ -388,6 +384,14 @@ pub async fn lights_on(
     match ha {
         Ok(ha) => {
             let t = Target::parse(&ha.url, Some(format!("Bearer {}", ha.token)))?;
+            // HA gets the same house, so both sides list the same entities.
+            let t0 = Instant::now();
+            house_into_ha(&t, house, true).await?;
+            println!(
+                "  the real HA now holds the house too ({} states posted in {:.1} s)",
+                house.entities.len(),
+                t0.elapsed().as_secs_f64()
+            );
             let mut c = Conn::open(&t).await?;
             let mut lat = Vec::with_capacity(sz.ha_reps);
             let mut n_ha = 0;
@@ -410,6 +414,7 @@ pub async fn lights_on(
                 lat.push(t0.elapsed().as_micros() as u32);
             }
             lat.sort_unstable();
+            house_into_ha(&t, house, false).await?;
             let ha_p50 = pct_us(&lat, 50.0) / 1000.0;
             println!("  lights on, real HA: {n_ha} of {total} entities; p50 {ha_p50:.3} ms");
             let r = format!("HA `GET /api/states` + filter, {total} entities: p50 {ha_p50:.3} ms");
@@ -435,6 +440,46 @@ pub async fn lights_on(
         }
     }
     Ok(rows)
+}
+
+/// Connections used to post the house into HA.
+const HA_LOADERS: usize = 4;
+
+/// Posts every house entity into the real HA (`POST /api/states/{id}`), or
+/// removes them again (`add == false`). HA keeps such states until a restart.
+async fn house_into_ha(t: &Target, house: &House, add: bool) -> anyhow::Result<()> {
+    let bodies: Vec<(String, String)> = (0..house.entities.len())
+        .map(|i| {
+            let v: serde_json::Value =
+                serde_json::from_str(&house.state_json(i)).unwrap_or_default();
+            let body = serde_json::json!({"state": v["state"], "attributes": v["attributes"]});
+            (format!("/api/states/{}", house.entities[i].id), body.to_string())
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let mut tasks = Vec::new();
+    for k in 0..HA_LOADERS {
+        let (t, bodies) = (t.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&t).await?;
+            for (path, body) in bodies.iter().skip(k).step_by(HA_LOADERS) {
+                let (status, _) = if add {
+                    c.post(path, body).await?
+                } else {
+                    c.delete(path).await?
+                };
+                anyhow::ensure!(
+                    matches!(status, 200 | 201 | 404),
+                    "HA answered {status} to {path}"
+                );
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
 }
 
 /// 5. Render the shipped "home status" prompt.
@@ -526,51 +571,9 @@ pub async fn cold_start(n: usize, limit_ms: f64) -> anyhow::Result<Row> {
 
 /// 7. RSS of `ha-fetchers serve` as a child process mirroring `n` entities.
 pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
-    let bin = super::serve_binary()?;
     let mut house = House::new(n);
     let fake = FakeHa::start(Arc::new(house.snapshot_json())).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let prefix = super::app::fresh_prefix("rss");
-    std::fs::create_dir_all("target/bench")?;
-    let log = std::fs::File::create("target/bench/serve.log")?;
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("serve")
-        .env_remove("DATABASE_URL")
-        .env_remove("API_TOKEN")
-        .env("HA_URL", &fake.url)
-        .env("HA_TOKEN", super::fake_ha::TOKEN)
-        .env("REDIS_URL", REDIS_URL)
-        .env("REDIS_PREFIX", &prefix)
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| anyhow::anyhow!("child has no pid"))?;
-    let t = Target::parse(&format!("http://127.0.0.1:{port}"), None)?;
-    let deadline = Instant::now() + SERVE_READY_LIMIT;
-    let mut ready = false;
-    while Instant::now() < deadline && !ready {
-        tokio::time::sleep(READY_POLL).await;
-        if let Ok(mut c) = Conn::open(&t).await {
-            if let Ok((200, body)) = c.get("/api/v1/summary").await {
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                ready = v["entity_count"].as_u64() == Some(n as u64);
-            }
-        }
-    }
-    anyhow::ensure!(
-        ready,
-        "serve did not mirror {n} entities in time; see target/bench/serve.log"
-    );
+    let child = ServeChild::start(&fake, n, "rss").await?;
     // Steady traffic first, so the figure includes what serving costs.
     let _ = fake.cmd.send(Cmd::Frames(
         house.event_frames(sz.events / 4, EVENTS_PER_FRAME),
@@ -581,24 +584,12 @@ pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
         .map(|e| format!("/api/v1/states/{}", e.id))
         .collect();
     let dur = RSS_LOAD.min(sz.load);
-    let t2 = t.clone();
-    let _ = tokio::task::spawn_blocking(move || run_load(t2, paths, CONNECTIONS, dur)).await?;
+    let t = child.target.clone();
+    let _ = tokio::task::spawn_blocking(move || run_load(t, paths, CONNECTIONS, dur)).await?;
     tokio::time::sleep(RSS_SETTLE).await;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |k: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let rss = kib("VmRSS:") / 1024.0;
-    let hwm = kib("VmHWM:") / 1024.0;
+    let (rss, hwm) = child.rss_mib()?;
     println!("  RSS of `ha-fetchers serve` at {n} entities: {rss:.1} MiB (peak {hwm:.1} MiB)");
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let _ = super::refs::delete_prefix(REDIS_URL, &prefix).await;
+    child.stop().await;
     Ok(Row::new(
         &format!("RSS of `ha-fetchers serve` (child process) at {n} entities, after traffic (peak {hwm:.1} MiB)"),
         format!("{rss:.1} MiB"),

@@ -177,6 +177,12 @@ impl House {
         frames
     }
 
+    /// Entity `i`'s current state object.
+    pub fn state_json(&self, i: usize) -> String {
+        let e = &self.entities[i];
+        Self::render(e, &e.state, &ts(self.clock))
+    }
+
     /// Ids of one domain.
     pub fn ids_of(&self, domain: &str) -> Vec<String> {
         let prefix = format!("{domain}.");

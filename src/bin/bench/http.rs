@@ -58,6 +58,26 @@ impl Conn {
     /// GETs `path`; returns the status and the body.
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         let req = format!("GET {path} HTTP/1.1\r\n{}\r\n", self.extra);
+        self.exchange(&req).await
+    }
+
+    /// POSTs a JSON `body` to `path`; returns the status and the body.
+    pub async fn post(&mut self, path: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\n{}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.extra,
+            body.len()
+        );
+        self.exchange(&req).await
+    }
+
+    /// DELETEs `path`; returns the status and the body.
+    pub async fn delete(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let req = format!("DELETE {path} HTTP/1.1\r\n{}\r\n", self.extra);
+        self.exchange(&req).await
+    }
+
+    async fn exchange(&mut self, req: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         self.stream.write_all(req.as_bytes()).await?;
         // Read the head.
         let head_end = loop {
