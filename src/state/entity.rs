@@ -92,7 +92,8 @@ impl EntityState {
     /// entities, and building each whole JSON tree was most of their cost.
     pub fn attributes_where(&self, wanted: &dyn Fn(&str) -> bool) -> Vec<(String, serde_json::Value)> {
         let mut de = serde_json::Deserializer::from_str(&self.raw);
-        serde::de::DeserializeSeed::deserialize(pick::Top(wanted), &mut de).unwrap_or_default()
+        let walk = pick::Walk { wanted, top: true };
+        serde::de::DeserializeSeed::deserialize(walk, &mut de).unwrap_or_default()
     }
 
     /// The friendly name, or the entity id when HA gave none.
@@ -110,10 +111,14 @@ mod pick {
 
     type Picked = Vec<(String, serde_json::Value)>;
 
-    /// The state object: only `attributes` is entered.
-    pub struct Top<'w>(pub &'w dyn Fn(&str) -> bool);
-    /// The attributes object: wanted values are parsed, others skipped.
-    struct Attrs<'w>(&'w dyn Fn(&str) -> bool);
+    /// A walk over the state object (`top`), which enters only `attributes`,
+    /// or over the attributes, which keeps the wanted ones and skips the rest.
+    pub struct Walk<'w> {
+        /// Which attributes to keep.
+        pub wanted: &'w dyn Fn(&str) -> bool,
+        /// Whether this is the state object rather than its attributes.
+        pub top: bool,
+    }
     /// A key, borrowed from the input unless it has escapes.
     struct Key<'de>(Cow<'de, str>);
 
@@ -136,47 +141,27 @@ mod pick {
         }
     }
 
-    impl<'de> DeserializeSeed<'de> for Top<'_> {
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
         type Value = Picked;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Picked, D::Error> {
             d.deserialize_any(self)
         }
     }
 
-    impl<'de> Visitor<'de> for Top<'_> {
+    impl<'de> Visitor<'de> for Walk<'_> {
         type Value = Picked;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a state object")
+            f.write_str("an object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Picked, A::Error> {
             let mut out = Vec::new();
             while let Some(k) = m.next_key::<Key<'de>>()? {
-                if k.0 == "attributes" {
-                    out = m.next_value_seed(Attrs(self.0))?;
-                } else {
-                    m.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(out)
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for Attrs<'_> {
-        type Value = Picked;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Picked, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Attrs<'_> {
-        type Value = Picked;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an attributes object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Picked, A::Error> {
-            let mut out = Vec::new();
-            while let Some(k) = m.next_key::<Key<'de>>()? {
-                if (self.0)(&k.0) {
+                if self.top && k.0 == "attributes" {
+                    out = m.next_value_seed(Walk {
+                        wanted: self.wanted,
+                        top: false,
+                    })?;
+                } else if !self.top && (self.wanted)(&k.0) {
                     out.push((k.0.into_owned(), m.next_value()?));
                 } else {
                     m.next_value::<IgnoredAny>()?;
