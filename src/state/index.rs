@@ -3,6 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// A fast hasher for ids on the read path, seeded per process.
+type Ids<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+
 use super::entity::{domain_of, EntityState};
 use super::registry::Registries;
 
@@ -24,11 +27,11 @@ pub type Slot = Option<EntityState>;
 #[derive(Default, Debug)]
 pub struct Index {
     /// id → state; `None` marks an invalidated entry that a read must refill.
-    by_id: HashMap<Arc<str>, Slot>,
+    by_id: Ids<Slot>,
     /// domain → sorted ids, so listings come out in a stable order.
     by_domain: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// domain → generation, bumped on every change, so fetcher results know when they are stale.
-    generations: HashMap<Arc<str>, u64>,
+    generations: Ids<u64>,
     /// Bumped on every change anywhere.
     generation: u64,
     /// Areas, devices and entity links, for area-aware templates.

@@ -72,7 +72,23 @@ impl FakeHa {
 
 type CmdRx = Arc<Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>>;
 
-async fn serve(mut stream: TcpStream, snapshot: Arc<String>, seen: Arc<Seen>, rx: CmdRx) {
+/// Serves one connection; the command channel goes back to the shared slot
+/// when it ends, so a reconnected session gets it again.
+async fn serve(stream: TcpStream, snapshot: Arc<String>, seen: Arc<Seen>, rx: CmdRx) {
+    let mut cmds = None;
+    serve_on(stream, snapshot, seen, rx.clone(), &mut cmds).await;
+    if let Some(c) = cmds {
+        *rx.lock() = Some(c);
+    }
+}
+
+async fn serve_on(
+    mut stream: TcpStream,
+    snapshot: Arc<String>,
+    seen: Arc<Seen>,
+    rx: CmdRx,
+    cmds: &mut Option<mpsc::UnboundedReceiver<Cmd>>,
+) {
     let mut head = [0u8; 64];
     let n = stream.peek(&mut head).await.unwrap_or(0);
     if !head[..n].starts_with(b"GET /api/websocket") {
@@ -95,7 +111,6 @@ async fn serve(mut stream: TcpStream, snapshot: Arc<String>, seen: Arc<Seen>, rx
     {
         return;
     }
-    let mut cmds: Option<mpsc::UnboundedReceiver<Cmd>> = None;
     loop {
         tokio::select! {
             msg = ws.next() => {
@@ -117,7 +132,10 @@ async fn serve(mut stream: TcpStream, snapshot: Arc<String>, seen: Arc<Seen>, rx
                         let body = format!(r#"{{"id":{id},"type":"result","success":true,"result":{snapshot}}}"#);
                         if ws.send(Message::text(body)).await.is_err() { return }
                         *seen.snapshot_sent_at.lock() = Some(Instant::now());
-                        cmds = rx.lock().take();
+                        // A re-snapshot on the same link keeps the channel it has.
+                        if cmds.is_none() {
+                            *cmds = rx.lock().take();
+                        }
                         continue;
                     }
                     "ping" => serde_json::json!({"id":id,"type":"pong"}),
@@ -140,7 +158,7 @@ async fn serve(mut stream: TcpStream, snapshot: Arc<String>, seen: Arc<Seen>, rx
                         if ws.send(Message::text(f)).await.is_err() { return }
                         let _ = at.send(t);
                     }
-                    None => cmds = None,
+                    None => *cmds = None,
                 }
             }
         }
