@@ -87,7 +87,11 @@ impl Application {
         crate::telemetry::prometheus();
         let shutdown = CancellationToken::new();
         let (writer, writer_task) = Writer::spawn(store.clone(), settings.cache_mode());
-        let mut tasks = vec![writer_task];
+        let mut tasks = vec![
+            writer_task,
+            crate::memory::spawn_trimmer(shutdown.clone()),
+            crate::telemetry::spawn_metrics_upkeep(shutdown.clone()),
+        ];
 
         let ha = match (&settings.ha_url, &settings.ha_token) {
             (Some(url), Some(token)) => Some((url.clone(), token.clone())),

@@ -20,6 +20,7 @@
 //! - [`sim`]: a simulated Home Assistant for the demo and the tests.
 //! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`memory`]: hands freed memory back to the OS.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod api;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod demo;
 pub mod fetchers;
 pub mod ha;
+pub mod memory;
 pub mod prompt;
 pub mod sim;
 pub mod state;

@@ -44,6 +44,26 @@ const ZEROED_COUNTERS: &[&str] = &[
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets (the crate's own default).
+pub const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into buckets until shutdown. Without it
+/// every sample is kept until `/metrics` is scraped: the soak, which never
+/// scrapes, grew 4 MiB every few minutes at 5,000 requests/s.
+pub fn spawn_metrics_upkeep(
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => prometheus().run_upkeep(),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    })
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {

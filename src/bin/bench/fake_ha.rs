@@ -139,7 +139,8 @@ async fn serve_on(
                         continue;
                     }
                     "ping" => serde_json::json!({"id":id,"type":"pong"}),
-                    // No areas, entities or devices registered: an empty list, as HA says it.
+                    // No areas, entities or devices registered, in the shapes HA uses.
+                    "config/entity_registry/list_for_display" => serde_json::json!({"id":id,"type":"result","success":true,"result":{"entity_categories":{},"entities":[]}}),
                     t if t.ends_with("_registry/list") => serde_json::json!({"id":id,"type":"result","success":true,"result":[]}),
                     _ => serde_json::json!({"id":id,"type":"result","success":true,"result":null}),
                 };

@@ -34,6 +34,8 @@ const FETCHER_EVERY: u64 = 100;
 const EVENT_TICK: Duration = Duration::from_millis(10);
 /// How often a progress line is printed and RSS is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// RSS is compared as the mean over this many seconds at each end.
+const RSS_WINDOW: f64 = 60.0;
 /// Memory may grow at most this much after warm-up.
 const MAX_GROWTH: f64 = 0.05;
 /// Time for the last events to land before the final comparison.
@@ -91,7 +93,6 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut next_sample = started + SAMPLE_EVERY;
-    let mut baseline: Option<f64> = None;
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let mut tick = tokio::time::interval(EVENT_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -110,9 +111,6 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
             let (rss, _) = child.rss_mib()?;
             let t = started.elapsed().as_secs_f64();
             samples.push((t, rss));
-            if baseline.is_none() && started.elapsed() >= warmup {
-                baseline = Some(rss);
-            }
             println!(
                 "  {t:>5.0} s  RSS {rss:>5.1} MiB  events {sent:>7}  reads {:>8}  errors {}",
                 reads.ok.load(Ordering::Relaxed),
@@ -127,8 +125,19 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
     let elapsed = started.elapsed();
     tokio::time::sleep(SETTLE).await;
 
-    let (rss_end, hwm) = child.rss_mib()?;
-    let baseline = baseline.unwrap_or(samples.first().map_or(rss_end, |s| s.1));
+    let (_, hwm) = child.rss_mib()?;
+    // A minute's mean on each side, so one sample taken mid-render does not decide.
+    let window = |from: f64, to: f64| {
+        let w: Vec<f64> = samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|s| s.1)
+            .collect();
+        w.iter().sum::<f64>() / w.len().max(1) as f64
+    };
+    let (w, end) = (warmup.as_secs_f64(), elapsed.as_secs_f64());
+    let baseline = window(w, w + RSS_WINDOW);
+    let rss_end = window(end - RSS_WINDOW, end);
     let growth = (rss_end - baseline) / baseline;
     let stale = compare(&child.target, &house).await?;
     let count = child.entity_count().await;
@@ -146,7 +155,7 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
     let checks = [
         (
             format!(
-                "RSS after warm-up {baseline:.1} MiB → end {rss_end:.1} MiB (peak {hwm:.1})"
+                "RSS, mean of the minute after warm-up {baseline:.1} MiB → of the last minute {rss_end:.1} MiB (peak {hwm:.1})"
             ),
             format!("{:+.1} %", growth * 100.0),
             growth < MAX_GROWTH,
