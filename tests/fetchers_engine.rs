@@ -113,6 +113,8 @@ async fn shipped_fetchers_on_known_data() {
         v["unavailable"],
         json!(["light.porch", "sensor.door_battery"])
     );
+    assert_eq!(v["unknown_count"], 0);
+    assert!(v["domains"][0]["states"].is_object(), "{v}");
 }
 
 #[tokio::test]

@@ -149,6 +149,11 @@ async fn home() -> StateManager {
 }
 
 fn source() -> Arc<FakeSource> {
+    source_with(json!({"mode": "websocket", "unavailable": [], "unknown_count": 9}))
+}
+
+/// The fetchers, with `ha_device_status` answering `device_status`.
+fn source_with(device_status: serde_json::Value) -> Arc<FakeSource> {
     let mut f = HashMap::new();
     f.insert(
         "ha_lights_on",
@@ -170,10 +175,7 @@ fn source() -> Arc<FakeSource> {
         "ha_state_summary",
         Behaviour::Value(json!({"entity_count": 108, "connected": true})),
     );
-    f.insert(
-        "ha_device_status",
-        Behaviour::Value(states_where(|s| s["state"] == "unavailable")),
-    );
+    f.insert("ha_device_status", Behaviour::Value(device_status));
     f.insert("ha_search_pattern", Behaviour::Value(json!([])));
     f.insert("ha_broken", Behaviour::Fail("database is on fire"));
     f.insert("ha_slow", Behaviour::Slow);
@@ -612,6 +614,34 @@ async fn home_status_is_no_larger_than_home_assistants_yaml() {
         "home_status is {} chars, HA's YAML {}",
         out.text.chars().count(),
         yaml.chars().count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn home_status_lists_unavailable_entities_under_needs_attention() {
+    let t = shipped()
+        .into_iter()
+        .find(|t| t.name == "home_status")
+        .expect("home_status ships");
+    let quiet = Renderer::new(home().await, source());
+    let out = Arc::new(quiet)
+        .render(&t.name, &t.body, RenderOptions::default())
+        .await
+        .unwrap();
+    assert!(!out.text.contains("Needs attention"), "{}", out.text);
+
+    let src = source_with(json!({"unavailable": ["light.bed_light", "sensor.outside_humidity"]}));
+    let r = Arc::new(Renderer::new(home().await, src));
+    let out = r
+        .render(&t.name, &t.body, RenderOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        out.text.contains(
+            "Needs attention:\n- Bed Light (Bedroom): on, brightness 180\n- Outside Humidity"
+        ),
+        "{}",
+        out.text
     );
 }
 

@@ -215,16 +215,19 @@ async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::R
     let n = sz.redis_n.to_string();
     let d = payload.to_string();
     let r = sz.entities.to_string();
-    let set_ref = match refs::redis_benchmark("set", &["-P", "64", "-d", &d, "-n", &n, "-r", &r]) {
-        Ok((v, cmd)) => {
-            println!("  {cmd}: {:.0}/s", v.rps);
-            Some(v)
+    // The pipelined SET swings ~2× between runs here: its median of three is the reference.
+    let mut sets = Vec::new();
+    for _ in 0..figures::RUNS {
+        match refs::redis_benchmark("set", &["-P", "64", "-d", &d, "-n", &n, "-r", &r]) {
+            Ok((v, cmd)) => {
+                println!("  {cmd}: {:.0}/s", v.rps);
+                sets.push(v);
+            }
+            Err(e) => eprintln!("  {e}"),
         }
-        Err(e) => {
-            eprintln!("  {e}");
-            None
-        }
-    };
+    }
+    sets.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let set_ref = (!sets.is_empty()).then(|| sets.swap_remove(sets.len() / 2));
     let get_ref = match refs::redis_benchmark("get", &["-c", "8", "-d", &d, "-n", &n, "-r", &r]) {
         Ok((v, cmd)) => {
             println!("  {cmd}: {:.0}/s, p99 {:.3} ms", v.rps, v.p99_ms);

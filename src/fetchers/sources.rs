@@ -14,6 +14,8 @@ use crate::state::{EntityState, Glob, Query, StateError, StateManager};
 pub const DEFAULT_LIMIT: usize = 200;
 /// The most unavailable entities `device_status` names.
 pub const MAX_UNAVAILABLE_LISTED: usize = 50;
+/// The most states `device_status` counts per domain; the rest are `other`.
+pub const MAX_STATES_PER_DOMAIN: usize = 8;
 
 /// A domain (or everything, `None`) a run read, with its generation before the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +92,11 @@ fn compact(s: &EntityState, extra: &[String]) -> Value {
     out.insert("entity_id".into(), (&*s.entity_id).into());
     out.insert("name".into(), s.name().into());
     out.insert("state".into(), (&*s.state).into());
-    for k in useful.iter().copied().chain(extra.iter().map(String::as_str)) {
+    for k in useful
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
         if let Some(i) = picked.iter().position(|(n, v)| n == k && !v.is_null()) {
             let (k, v) = picked.swap_remove(i);
             out.insert(k, v);
@@ -221,18 +227,25 @@ fn device_status(
     } else {
         "rest_fallback"
     };
-    let domains: Vec<_> = states
+    let domains: Vec<Value> = states
         .domains()
         .into_iter()
         .filter(|d| p.domains.is_empty() || p.domains.contains(&d.domain))
+        .map(|d| json!({"domain": d.domain, "count": d.count, "states": top_states(d.states)}))
         .collect();
     let (found, _) = states.scan(&Query::default());
-    let unavailable: Vec<&str> = found
+    let mine: Vec<&EntityState> = found
         .iter()
         .filter(|s| p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain()))
-        .filter(|s| matches!(&*s.state, "unavailable" | "unknown"))
+        .collect();
+    // `unknown` is a button's or a notifier's normal state; `unavailable` means
+    // HA lost the device, which is what needs attention.
+    let unavailable: Vec<&str> = mine
+        .iter()
+        .filter(|s| &*s.state == "unavailable")
         .map(|s| &*s.entity_id)
         .collect();
+    let unknown_count = mine.iter().filter(|s| &*s.state == "unknown").count();
     let v = json!({
         "mode": mode,
         "connected": summary.connected,
@@ -241,9 +254,24 @@ fn device_status(
         "entity_count": summary.entity_count,
         "unavailable_count": unavailable.len(),
         "unavailable": unavailable.iter().take(MAX_UNAVAILABLE_LISTED).collect::<Vec<_>>(),
+        "unknown_count": unknown_count,
         "domains": domains,
     });
     Ok((v, vec![read]))
+}
+
+/// The most common states of a domain, the rest summed as `other`: a sensor
+/// domain has a state per reading, and a prompt wants none of them.
+fn top_states(states: BTreeMap<String, usize>) -> Map<String, Value> {
+    let mut pairs: Vec<(String, usize)> = states.into_iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let other: usize = pairs.iter().skip(MAX_STATES_PER_DOMAIN).map(|p| p.1).sum();
+    pairs.truncate(MAX_STATES_PER_DOMAIN);
+    let mut out: Map<String, Value> = pairs.into_iter().map(|(k, n)| (k, n.into())).collect();
+    if other > 0 {
+        out.insert("other".into(), other.into());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -258,8 +286,23 @@ mod tests {
         for v in &all {
             let s = EntityState::from_raw(&v.to_string()).unwrap();
             for extra in [&[][..], &extra[..]] {
-                assert_eq!(compact(&s, extra), compact_json(v, extra), "{}", s.entity_id);
+                assert_eq!(
+                    compact(&s, extra),
+                    compact_json(v, extra),
+                    "{}",
+                    s.entity_id
+                );
             }
         }
+    }
+
+    #[test]
+    fn top_states_keeps_the_most_common_and_sums_the_rest() {
+        let mut states: BTreeMap<String, usize> = (0..20).map(|i| (format!("{i}.5"), 1)).collect();
+        states.insert("unavailable".into(), 3);
+        let top = top_states(states);
+        assert_eq!(top.len(), MAX_STATES_PER_DOMAIN + 1);
+        assert_eq!(top["unavailable"], 3);
+        assert_eq!(top["other"], 20 - (MAX_STATES_PER_DOMAIN - 1));
     }
 }

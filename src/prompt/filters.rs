@@ -11,8 +11,8 @@ use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error};
 
 use super::ha::{state_object, StateObject};
-use crate::state::EntityState;
 use super::render::Unavailable;
+use crate::state::EntityState;
 use crate::state::StateManager;
 
 /// The attributes Home Assistant's LLM API shows an assistant
@@ -197,7 +197,11 @@ fn collect(sm: &StateManager, v: &Value, out: &mut Vec<Item>) {
             }
             // Prefer the store's view: it has every attribute, units and areas.
             let id = v.get_attr("entity_id").ok();
-            if let Some(item) = id.as_ref().and_then(Value::as_str).and_then(|id| stored(sm, id)) {
+            if let Some(item) = id
+                .as_ref()
+                .and_then(Value::as_str)
+                .and_then(|id| stored(sm, id))
+            {
                 out.push(item);
                 return;
             }

@@ -90,7 +90,10 @@ impl EntityState {
     /// Only the attributes `wanted` accepts, in the order HA sent them; the
     /// rest is skipped unparsed. Listings print a few attributes of many
     /// entities, and building each whole JSON tree was most of their cost.
-    pub fn attributes_where(&self, wanted: &dyn Fn(&str) -> bool) -> Vec<(String, serde_json::Value)> {
+    pub fn attributes_where(
+        &self,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Vec<(String, serde_json::Value)> {
         let mut de = serde_json::Deserializer::from_str(&self.raw);
         let walk = pick::Walk { wanted, top: true };
         serde::de::DeserializeSeed::deserialize(walk, &mut de).unwrap_or_default()

@@ -225,6 +225,9 @@ impl Writer {
                     }
                     Err(e) => tracing::error!(error = %e, "Failed to apply snapshot"),
                 }
+                // The snapshot frame and its parse were the largest buffers this
+                // process holds; hand their pages back now rather than at the next trim.
+                tokio::task::spawn_blocking(crate::memory::trim);
                 true
             }
             WriterMsg::Connected { ha_version } => {

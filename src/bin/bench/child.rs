@@ -81,9 +81,9 @@ impl ServeChild {
     pub async fn entity_count(&self) -> Option<u64> {
         let mut c = Conn::open(&self.target).await.ok()?;
         match c.get("/api/v1/summary").await {
-            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body).ok()?
-                ["entity_count"]
-                .as_u64(),
+            Ok((200, body)) => {
+                serde_json::from_slice::<serde_json::Value>(&body).ok()?["entity_count"].as_u64()
+            }
             _ => None,
         }
     }

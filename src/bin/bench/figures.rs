@@ -15,6 +15,8 @@ use super::refs::{RealHa, RedisRef};
 use super::report::Row;
 use super::Sizes;
 
+/// Runs of the ingest blast and of its reference; each figure is the median.
+pub const RUNS: usize = 3;
 /// Messages per coalesced frame in the ingest blast (HA packs what is queued).
 pub const EVENTS_PER_FRAME: usize = 256;
 /// Load-generator connections for the GET figure.
@@ -46,32 +48,37 @@ pub async fn ingest(
     sz: &Sizes,
     set_ref: Option<RedisRef>,
 ) -> anyhow::Result<Vec<Row>> {
-    let frames = house.event_frames(sz.events, EVENTS_PER_FRAME);
     let stats = &app.writer.stats;
-    let base = stats.events.load(Ordering::Relaxed);
-    let want = base + sz.events as u64;
-    let t0 = Instant::now();
-    fake.cmd
-        .send(Cmd::Frames(frames))
-        .map_err(|_| anyhow::anyhow!("fake HA has no session"))?;
-    let deadline = t0 + INGEST_LIMIT;
-    while stats.events.load(Ordering::Relaxed) < want {
-        anyhow::ensure!(Instant::now() < deadline, "ingest did not finish");
-        tokio::time::sleep(POLL).await;
+    let mut rates = Vec::new();
+    for _ in 0..RUNS {
+        let frames = house.event_frames(sz.events, EVENTS_PER_FRAME);
+        let want = stats.events.load(Ordering::Relaxed) + sz.events as u64;
+        let t0 = Instant::now();
+        fake.cmd
+            .send(Cmd::Frames(frames))
+            .map_err(|_| anyhow::anyhow!("fake HA has no session"))?;
+        let deadline = t0 + INGEST_LIMIT;
+        while stats.events.load(Ordering::Relaxed) < want {
+            anyhow::ensure!(Instant::now() < deadline, "ingest did not finish");
+            tokio::time::sleep(POLL).await;
+        }
+        let parsed = t0.elapsed();
+        app.writer.flush().await;
+        let elapsed = t0.elapsed();
+        let rate = sz.events as f64 / elapsed.as_secs_f64();
+        println!(
+            "  ingest: {} events in {:.0} ms (session parsed them in {:.0} ms), {:.0}/s; updates={} stale={}",
+            sz.events,
+            ms(elapsed),
+            ms(parsed),
+            rate,
+            stats.updates.load(Ordering::Relaxed),
+            stats.stale.load(Ordering::Relaxed)
+        );
+        rates.push(rate);
     }
-    let parsed = t0.elapsed();
-    app.writer.flush().await;
-    let elapsed = t0.elapsed();
-    let rate = sz.events as f64 / elapsed.as_secs_f64();
-    println!(
-        "  ingest: {} events in {:.0} ms (session parsed them in {:.0} ms), {:.0}/s; updates={} stale={}",
-        sz.events,
-        ms(elapsed),
-        ms(parsed),
-        rate,
-        stats.updates.load(Ordering::Relaxed),
-        stats.stale.load(Ordering::Relaxed)
-    );
+    rates.sort_by(f64::total_cmp);
+    let rate = rates[rates.len() / 2];
     // Redis must hold what the mirror serves, or we measured the wrong thing.
     let probe = &house.entities[house.entities.len() / 2].id;
     let in_redis = app.store.redis_state(probe).await?;
@@ -82,7 +89,7 @@ pub async fn ingest(
     );
     let target = "≥ 100,000 events/s and ≥ 0.3× ref";
     let name = format!(
-        "`state_changed` ingest into Redis ({} entities, {} events, {}/frame)",
+        "`state_changed` ingest into Redis ({} entities, {} events, {}/frame; median of {RUNS})",
         house.entities.len(),
         sz.events,
         EVENTS_PER_FRAME
@@ -96,7 +103,13 @@ pub async fn ingest(
                 target,
                 rate >= 100_000.0 && ratio >= 0.3,
             )
-            .with_ref(format!("redis-benchmark SET -P 64: {:.0}/s", r.rps), ratio)
+            .with_ref(
+                format!(
+                    "redis-benchmark SET -P 64, median of {RUNS}: {:.0}/s",
+                    r.rps
+                ),
+                ratio,
+            )
         }
         None => Row::new(&name, format!("{rate:.0} events/s"), target, false)
             .with_ref("redis-benchmark unavailable".into(), f64::NAN),
@@ -453,7 +466,10 @@ async fn house_into_ha(t: &Target, house: &House, add: bool) -> anyhow::Result<(
             let v: serde_json::Value =
                 serde_json::from_str(&house.state_json(i)).unwrap_or_default();
             let body = serde_json::json!({"state": v["state"], "attributes": v["attributes"]});
-            (format!("/api/states/{}", house.entities[i].id), body.to_string())
+            (
+                format!("/api/states/{}", house.entities[i].id),
+                body.to_string(),
+            )
         })
         .collect();
     let bodies = Arc::new(bodies);

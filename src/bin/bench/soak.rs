@@ -88,7 +88,12 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
 
     let reads = Arc::new(Reads::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = spawn_clients(child.target.clone(), ids.clone(), reads.clone(), stop.clone());
+    let clients = spawn_clients(
+        child.target.clone(),
+        ids.clone(),
+        reads.clone(),
+        stop.clone(),
+    );
 
     let started = Instant::now();
     let mut sent = 0u64;
@@ -191,7 +196,10 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
     ];
     println!("\nSoak result ({}):", chrono::Utc::now());
     for (what, value, pass) in &checks {
-        println!("  [{}] {value:>12}  {what}", if *pass { "ok" } else { "FAIL" });
+        println!(
+            "  [{}] {value:>12}  {what}",
+            if *pass { "ok" } else { "FAIL" }
+        );
     }
     for e in reads.first_errors.lock().iter() {
         println!("  failed request: {e}");
@@ -203,7 +211,10 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
         .iter()
         .map(|(t, r)| format!("{t:.0}\t{r:.1}\n"))
         .collect();
-    std::fs::write("target/bench/soak-rss.tsv", format!("seconds\trss_mib\n{table}"))?;
+    std::fs::write(
+        "target/bench/soak-rss.tsv",
+        format!("seconds\trss_mib\n{table}"),
+    )?;
     println!("  (RSS samples in target/bench/soak-rss.tsv; the app's log in target/bench/serve-soak.log)");
     Ok(checks.iter().all(|c| c.2))
 }
@@ -266,7 +277,10 @@ async fn client(
             let r = cx.post("/api/v1/prompts/home_status/render", "{}").await;
             (r, &mut render_us)
         } else if i % FETCHER_EVERY == 1 {
-            (cx.post("/api/v1/fetchers/ha_lights_on/run", "{}").await, &mut get_us)
+            (
+                cx.post("/api/v1/fetchers/ha_lights_on/run", "{}").await,
+                &mut get_us,
+            )
         } else {
             let id = &ids[(i as usize).wrapping_mul(7919) % ids.len()];
             (cx.get(&format!("/api/v1/states/{id}")).await, &mut get_us)
