@@ -233,19 +233,20 @@ fn device_status(
         .filter(|d| p.domains.is_empty() || p.domains.contains(&d.domain))
         .map(|d| json!({"domain": d.domain, "count": d.count, "states": top_states(d.states)}))
         .collect();
-    let (found, _) = states.scan(&Query::default());
-    let mine: Vec<&EntityState> = found
-        .iter()
-        .filter(|s| p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain()))
-        .collect();
     // `unknown` is a button's or a notifier's normal state; `unavailable` means
     // HA lost the device, which is what needs attention.
-    let unavailable: Vec<&str> = mine
-        .iter()
-        .filter(|s| &*s.state == "unavailable")
-        .map(|s| &*s.entity_id)
-        .collect();
-    let unknown_count = mine.iter().filter(|s| &*s.state == "unknown").count();
+    let in_state = |state: &str| {
+        let q = Query {
+            state: Some(state.to_string()),
+            ..Default::default()
+        };
+        let (mut found, _) = states.scan(&q);
+        found.retain(|s| p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain()));
+        found
+    };
+    let gone = in_state("unavailable");
+    let unavailable: Vec<&str> = gone.iter().map(|s| &*s.entity_id).collect();
+    let unknown_count = in_state("unknown").len();
     let v = json!({
         "mode": mode,
         "connected": summary.connected,
@@ -282,7 +283,7 @@ mod tests {
     fn compact_of_a_stored_state_equals_compact_of_its_json() {
         let raw = include_str!("../../tests/fixtures/home-assistant-2025.4.4/rest-states.json");
         let all: Vec<Value> = serde_json::from_str(raw).unwrap();
-        let extra = vec!["hvac_modes".to_string(), "brightness".to_string()];
+        let extra = ["hvac_modes".to_string(), "brightness".to_string()];
         for v in &all {
             let s = EntityState::from_raw(&v.to_string()).unwrap();
             for extra in [&[][..], &extra[..]] {

@@ -272,7 +272,7 @@ fn count_by_state(sm: &StateManager, v: &Value) -> String {
         *counts.entry(e.state()).or_default() += 1;
     }
     let mut pairs: Vec<(&str, usize)> = counts.into_iter().collect();
-    pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     pairs
         .iter()
         .map(|(s, n)| format!("{s} {n}"))

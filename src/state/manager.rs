@@ -1,7 +1,7 @@
 //! The read side: lookups with a REST fallback on a miss, and the queries
 //! that the API and the fetchers share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -219,24 +219,33 @@ impl StateManager {
 
     /// Counts per domain with a state breakdown.
     pub fn domains(&self) -> Vec<DomainCount> {
-        let mut out: BTreeMap<String, DomainCount> = BTreeMap::new();
+        let mut out = Vec::new();
         self.store.read(&mut |ix| {
+            // Borrowed keys: one allocation per distinct state, not per entity.
+            type Counts<'a> = (usize, HashMap<&'a str, usize>);
+            let mut counts: BTreeMap<&str, Counts<'_>> = BTreeMap::new();
             for id in ix.ids() {
-                let d = super::domain_of(id);
-                let e = out.entry(d.to_string()).or_insert_with(|| DomainCount {
-                    domain: d.to_string(),
-                    count: 0,
-                    states: BTreeMap::new(),
-                });
-                e.count += 1;
+                let e = counts.entry(super::domain_of(id)).or_default();
+                e.0 += 1;
                 let st = match ix.get(id) {
-                    Some(Some(s)) => s.state.to_string(),
-                    _ => "unknown".to_string(),
+                    Some(Some(s)) => &*s.state,
+                    _ => "unknown",
                 };
-                *e.states.entry(st).or_default() += 1;
+                *e.1.entry(st).or_default() += 1;
             }
+            out = counts
+                .into_iter()
+                .map(|(d, (count, states))| DomainCount {
+                    domain: d.to_string(),
+                    count,
+                    states: states
+                        .into_iter()
+                        .map(|(k, n)| (k.to_string(), n))
+                        .collect(),
+                })
+                .collect();
         });
-        out.into_values().collect()
+        out
     }
 
     /// The link facts.
