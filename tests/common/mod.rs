@@ -3,6 +3,8 @@
 //! polling and log capture.
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
