@@ -1,6 +1,7 @@
 //! `Application`: wires the pipe together, binds its listener, and runs until shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -47,6 +48,24 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
 /// Templates from MySQL (reloaded on an interval) when DATABASE_URL is set, else from files.
 /// MySQL down at start is not fatal: the shipped files serve until it answers,
 /// as the fetcher registry does.
+/// Runs `job` off the async workers every `period` (first after one period)
+/// until shutdown.
+fn every(period: Duration, shutdown: &CancellationToken, job: fn()) -> JoinHandle<()> {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let _ = tokio::task::spawn_blocking(job).await;
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    })
+}
+
 async fn open_prompts(
     settings: &Settings,
     pool: Option<sqlx::MySqlPool>,
@@ -89,8 +108,12 @@ impl Application {
         let (writer, writer_task) = Writer::spawn(store.clone(), settings.cache_mode());
         let mut tasks = vec![
             writer_task,
-            crate::memory::spawn_trimmer(shutdown.clone()),
-            crate::telemetry::spawn_metrics_upkeep(shutdown.clone()),
+            every(crate::memory::TRIM_EVERY, &shutdown, crate::memory::trim),
+            every(
+                crate::telemetry::METRICS_UPKEEP_EVERY,
+                &shutdown,
+                crate::telemetry::metrics_upkeep,
+            ),
         ];
 
         let ha = match (&settings.ha_url, &settings.ha_token) {

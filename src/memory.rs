@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 /// How often freed memory is handed back; a trim takes a few milliseconds.
 pub const TRIM_EVERY: Duration = Duration::from_secs(30);
 
@@ -20,20 +18,4 @@ pub fn trim() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Trims every [`TRIM_EVERY`] until shutdown.
-pub fn spawn_trimmer(shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TRIM_EVERY);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let _ = tokio::task::spawn_blocking(trim).await;
-                }
-                _ = shutdown.cancelled() => break,
-            }
-        }
-    })
 }
