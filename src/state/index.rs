@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A fast hasher for ids on the read path, seeded per process.
-type Ids<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+pub(crate) type Ids<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 
 use super::entity::{domain_of, EntityState};
 use super::registry::Registries;

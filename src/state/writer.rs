@@ -417,8 +417,7 @@ fn newest_per_entity(states: Vec<EntityState>) -> Vec<EntityState> {
     if states.len() < 2 {
         return states;
     }
-    let mut pos: std::collections::HashMap<Arc<str>, usize, foldhash::fast::RandomState> =
-        Default::default();
+    let mut pos: super::index::Ids<usize> = Default::default();
     let mut out: Vec<EntityState> = Vec::with_capacity(states.len());
     for s in states {
         match pos.get(&s.entity_id) {
