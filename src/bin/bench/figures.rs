@@ -461,15 +461,17 @@ const HA_LOADERS: usize = 4;
 /// Posts every house entity into the real HA (`POST /api/states/{id}`), or
 /// removes them again (`add == false`). HA keeps such states until a restart.
 async fn house_into_ha(t: &Target, house: &House, add: bool) -> anyhow::Result<()> {
+    // A DELETE needs only the path.
     let bodies: Vec<(String, String)> = (0..house.entities.len())
         .map(|i| {
-            let v: serde_json::Value =
-                serde_json::from_str(&house.state_json(i)).unwrap_or_default();
-            let body = serde_json::json!({"state": v["state"], "attributes": v["attributes"]});
-            (
-                format!("/api/states/{}", house.entities[i].id),
-                body.to_string(),
-            )
+            let body = if add {
+                let v: serde_json::Value =
+                    serde_json::from_str(&house.state_json(i)).unwrap_or_default();
+                serde_json::json!({"state": v["state"], "attributes": v["attributes"]}).to_string()
+            } else {
+                String::new()
+            };
+            (format!("/api/states/{}", house.entities[i].id), body)
         })
         .collect();
     let bodies = Arc::new(bodies);

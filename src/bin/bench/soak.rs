@@ -30,7 +30,7 @@ const CONNECTIONS: u64 = 8;
 const PROMPT_EVERY: u64 = 500;
 /// …and every this many runs the `ha_lights_on` fetcher; the rest GET one state.
 const FETCHER_EVERY: u64 = 100;
-/// How often events are sent and RSS is sampled.
+/// How often the events due so far are sent.
 const EVENT_TICK: Duration = Duration::from_millis(10);
 /// How often a progress line is printed and RSS is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
