@@ -38,17 +38,12 @@ pub fn real_ha() -> Option<Ha> {
 
 impl Ha {
     pub async fn states(&self) -> BTreeMap<String, Value> {
-        let v: Vec<Value> = self
-            .http
-            .get(format!("{}/api/states", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        by_id(v)
+        listing(
+            self.http
+                .get(format!("{}/api/states", self.url))
+                .bearer_auth(&self.token),
+        )
+        .await
     }
 
     pub async fn post_state(&self, id: &str, body: Value) {
@@ -110,12 +105,12 @@ pub fn by_id(v: Vec<Value>) -> BTreeMap<String, Value> {
 
 /// Our `/api/v1/states`, by id.
 pub async fn ours(port: u16) -> BTreeMap<String, Value> {
-    let v: Vec<Value> = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/states"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    listing(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/v1/states"))).await
+}
+
+/// A state listing (HA's or ours), by id.
+async fn listing(req: reqwest::RequestBuilder) -> BTreeMap<String, Value> {
+    let v: Vec<Value> = req.send().await.unwrap().json().await.unwrap();
     by_id(v)
 }
 
