@@ -179,7 +179,8 @@ fn change(
 
 /// The hot path: a frame made only of `state_changed` events, parsed in one
 /// typed pass down to `new_state` (the general path scans each event five
-/// times). `None` means "not such a frame, or not clean": use [`parse_frame`].
+/// times), whose text is handed on unparsed. `None` means "not such a frame,
+/// or not clean": use [`parse_frame`].
 pub fn state_changes_fast(text: &str) -> Option<Vec<Change>> {
     let msgs: Vec<FastMsg<'_>> = match text.as_bytes().first()? {
         b'[' => serde_json::from_str(text).ok()?,
@@ -192,14 +193,14 @@ pub fn state_changes_fast(text: &str) -> Option<Vec<Change>> {
             return None;
         }
         let data = m.event.data;
-        out.push(
-            change(
-                &data.entity_id,
-                data.new_state,
-                m.event.time_fired.as_deref(),
-            )
-            .ok()?,
-        );
+        out.push(match data.new_state {
+            // Parsed by the writer (see `Change::Unparsed`).
+            Some(ns) => Change::Unparsed {
+                entity_id: data.entity_id.as_ref().into(),
+                raw: ns.get().into(),
+            },
+            None => change(&data.entity_id, None, m.event.time_fired.as_deref()).ok()?,
+        });
     }
     Some(out)
 }
@@ -265,7 +266,9 @@ mod tests {
         let on = r#"{"entity_id":"light.a","state":"on","attributes":{},"last_updated":"2026-01-01T00:00:00+00:00"}"#;
         let frame = format!("[{},{}]", ev("light.a", on), ev("light.b", "null"));
         let c = state_changes_fast(&frame).unwrap();
-        assert!(matches!(&c[0], Change::Upsert(s) if &*s.state == "on"));
+        assert!(
+            matches!(&c[0], Change::Unparsed { entity_id, raw } if &**entity_id == "light.a" && &**raw == on)
+        );
         assert!(matches!(&c[1], Change::Remove { entity_id, .. } if &**entity_id == "light.b"));
         // Anything else falls back to the general path.
         assert!(state_changes_fast(&format!(
@@ -273,10 +276,12 @@ mod tests {
             ev("light.a", on)
         ))
         .is_none());
-        assert!(
-            state_changes_fast(&ev("light.x", on)).is_none(),
-            "id mismatch"
-        );
+        // The writer checks the state against the event's id.
+        let c = state_changes_fast(&ev("light.x", on)).unwrap();
+        let Change::Unparsed { entity_id, raw } = c[0].clone() else {
+            panic!("not unparsed: {c:?}")
+        };
+        assert!(EntityState::from_shared(raw, Some(entity_id)).is_err());
         assert!(state_changes_fast("[{\"type\":\"event\"").is_none());
     }
 

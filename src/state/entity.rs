@@ -13,6 +13,8 @@ pub enum StateParseError {
     BadEntityId(String),
     #[error("state object for {entity_id} has an unparsable last_updated {value:?}")]
     BadTimestamp { entity_id: String, value: String },
+    #[error("state object is for {state}, but its event is for {event}")]
+    IdMismatch { event: String, state: String },
 }
 
 /// A state as HA sent it, plus the few fields we index.
@@ -53,13 +55,30 @@ struct Attrs<'a> {
 impl EntityState {
     /// Parses the indexed fields out of a raw state object and keeps the text.
     pub fn from_raw(raw: &str) -> Result<Self, StateParseError> {
-        let ix: Indexed<'_> = serde_json::from_str(raw)?;
+        Self::from_shared(Arc::from(raw), None)
+    }
+
+    /// Like [`from_raw`](Self::from_raw), for text already copied out of its
+    /// frame (an event's `new_state`). With `event_id`, the state must be that
+    /// entity's, and the event's id is kept rather than allocated again.
+    pub fn from_shared(raw: Arc<str>, event_id: Option<Arc<str>>) -> Result<Self, StateParseError> {
+        let ix: Indexed<'_> = serde_json::from_str(&raw)?;
         if !valid_entity_id(&ix.entity_id) {
             return Err(StateParseError::BadEntityId(ix.entity_id.into_owned()));
         }
+        let entity_id = match event_id {
+            Some(id) if *id == *ix.entity_id => id,
+            Some(id) => {
+                return Err(StateParseError::IdMismatch {
+                    event: id.to_string(),
+                    state: ix.entity_id.into_owned(),
+                })
+            }
+            None => Arc::from(ix.entity_id.as_ref()),
+        };
         let last_updated = match ix.last_updated.as_deref() {
             Some(ts) => parse_ts(ts).ok_or_else(|| StateParseError::BadTimestamp {
-                entity_id: ix.entity_id.to_string(),
+                entity_id: entity_id.to_string(),
                 value: ts.to_string(),
             })?,
             None => 0,
@@ -68,12 +87,13 @@ impl EntityState {
             .attributes
             .and_then(|a| a.friendly_name)
             .map(|n| Arc::from(n.as_ref()));
+        let state = Arc::from(ix.state.as_ref());
         Ok(Self {
-            entity_id: Arc::from(ix.entity_id.as_ref()),
-            state: Arc::from(ix.state.as_ref()),
+            entity_id,
+            state,
             friendly_name,
             last_updated,
-            raw: Arc::from(raw),
+            raw,
         })
     }
 
@@ -245,5 +265,10 @@ mod tests {
         )
         .is_err());
         assert!(EntityState::from_raw("[1,2]").is_err());
+        let raw: Arc<str> = r#"{"entity_id":"a.b","state":"on"}"#.into();
+        assert!(EntityState::from_shared(raw.clone(), Some("a.c".into())).is_err());
+        let id: Arc<str> = "a.b".into();
+        let s = EntityState::from_shared(raw, Some(id.clone())).unwrap();
+        assert!(Arc::ptr_eq(&s.entity_id, &id));
     }
 }

@@ -1,8 +1,9 @@
 //! The single writer: applies HA's changes to the store in arrival order.
 //!
 //! The session hands changes over an unbounded channel and never awaits the
-//! store; the writer drains whatever has queued up and writes it as one batch,
-//! so a burst costs a few pipelines, not one round trip per event.
+//! store; the writer drains whatever has queued up, parses the events' state
+//! text, and writes it as one batch, so a burst costs a few pipelines, not one
+//! round trip per event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub enum CacheMode {
 pub enum Change {
     /// `new_state` was an object.
     Upsert(EntityState),
+    /// `new_state` as text, parsed by the writer: parsing every state on the
+    /// session's task made that one task the ingest bottleneck, and the writer
+    /// runs beside it. A bad state is logged and skipped there.
+    Unparsed { entity_id: Arc<str>, raw: Arc<str> },
     /// `new_state` was null: HA removed the entity. `at` is `time_fired` in micros.
     Remove { entity_id: Arc<str>, at: i64 },
 }
@@ -291,6 +296,14 @@ impl Writer {
                     }
                     upserts.push(s);
                 }
+                Change::Unparsed { entity_id, raw } => {
+                    if let Some(s) = parsed(entity_id, raw) {
+                        if !removes.is_empty() {
+                            self.apply_removes(std::mem::take(&mut removes)).await;
+                        }
+                        upserts.push(s);
+                    }
+                }
                 Change::Remove { entity_id, at } => {
                     if !upserts.is_empty() {
                         self.apply_upserts(std::mem::take(&mut upserts)).await;
@@ -410,6 +423,13 @@ fn log_updates(updated: &[(EntityState, Option<Arc<str>>)]) {
             }
         }
     }
+}
+
+/// An event's `new_state`, or `None` (logged) when it is not a usable state of that entity.
+fn parsed(entity_id: Arc<str>, raw: Arc<str>) -> Option<EntityState> {
+    EntityState::from_shared(raw, Some(entity_id))
+        .map_err(|e| tracing::warn!(error = %e, "Skipping a malformed event"))
+        .ok()
 }
 
 /// Keeps one state per entity, the last seen, in first-seen order.
