@@ -57,8 +57,13 @@ impl Conn {
 
     /// GETs `path`; returns the status and the body.
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let req = format!("GET {path} HTTP/1.1\r\n{}\r\n", self.extra);
+        let req = self.get_request(path);
         self.exchange(&req).await
+    }
+
+    /// The bytes of a GET for `path`, built once and sent many times by the load loop.
+    pub fn get_request(&self, path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\n{}\r\n", self.extra).into_bytes()
     }
 
     /// POSTs a JSON `body` to `path`; returns the status and the body.
@@ -68,45 +73,59 @@ impl Conn {
             self.extra,
             body.len()
         );
-        self.exchange(&req).await
+        self.exchange(req.as_bytes()).await
     }
 
     /// DELETEs `path`; returns the status and the body.
     pub async fn delete(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         let req = format!("DELETE {path} HTTP/1.1\r\n{}\r\n", self.extra);
-        self.exchange(&req).await
+        self.exchange(req.as_bytes()).await
     }
 
-    async fn exchange(&mut self, req: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        self.stream.write_all(req.as_bytes()).await?;
-        // Read the head.
+    async fn exchange(&mut self, req: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+        let (status, range) = self.exchange_in_place(req).await?;
+        let body = self.buf[range.clone()].to_vec();
+        self.buf.drain(..range.end);
+        Ok((status, body))
+    }
+
+    /// Sends `req` and reads the response; returns the status and where the
+    /// body sits in `buf`. The caller drains `buf` up to the range's end. The
+    /// load loop uses this directly, so the client costs the machine as little
+    /// as possible next to the server it measures.
+    async fn exchange_in_place(
+        &mut self,
+        req: &[u8],
+    ) -> anyhow::Result<(u16, std::ops::Range<usize>)> {
+        self.stream.write_all(req).await?;
         let head_end = loop {
             if let Some(p) = find(&self.buf, b"\r\n\r\n") {
                 break p + 4;
             }
             self.fill().await?;
         };
-        let head = std::str::from_utf8(&self.buf[..head_end])?.to_ascii_lowercase();
+        let head = std::str::from_utf8(&self.buf[..head_end])?;
         let status: u16 = head
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("bad status line"))?;
-        let body = if let Some(len) = header(&head, "content-length") {
+        if let Some(len) = header(head, "content-length") {
             let len: usize = len.parse()?;
             while self.buf.len() < head_end + len {
                 self.fill().await?;
             }
-            let body = self.buf[head_end..head_end + len].to_vec();
-            self.buf.drain(..head_end + len);
-            body
-        } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            Ok((status, head_end..head_end + len))
+        } else if header(head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             self.buf.drain(..head_end);
-            self.read_chunked().await?
+            let body = self.read_chunked().await?;
+            // Put the body back in front, so callers see one shape.
+            let n = body.len();
+            self.buf.splice(..0, body);
+            Ok((status, 0..n))
         } else {
             anyhow::bail!("response without content-length or chunked encoding")
-        };
-        Ok((status, body))
+        }
     }
 
     async fn read_chunked(&mut self) -> anyhow::Result<Vec<u8>> {
@@ -131,11 +150,13 @@ impl Conn {
         }
     }
 
+    /// Reads into `buf`'s spare capacity: no zeroed scratch buffer per read.
     async fn fill(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
+        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        let n = self.stream.read_buf(&mut self.buf).await?;
         anyhow::ensure!(n > 0, "connection closed");
-        self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 }
@@ -144,10 +165,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A header's value; `name` is lowercase, the response's may be any case.
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        (k.trim() == name).then(|| v.trim())
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
 
@@ -204,12 +226,17 @@ pub fn run_load(t: Target, paths: Vec<String>, conns: usize, dur: Duration) -> L
                         Ok(c) => c,
                         Err(_) => return (lat, 1),
                     };
+                    let reqs: Vec<Vec<u8>> = paths.iter().map(|p| conn.get_request(p)).collect();
                     let mut i = c * 7919;
                     while Instant::now() < deadline {
-                        let p = &paths[i % paths.len()];
+                        let req = &reqs[i % reqs.len()];
                         i += 1;
                         let t0 = Instant::now();
-                        match conn.get(p).await {
+                        let res = conn.exchange_in_place(req).await;
+                        if let Ok((_, body)) = &res {
+                            conn.buf.drain(..body.end);
+                        }
+                        match res {
                             Ok((200, _)) => lat.push(t0.elapsed().as_micros() as u32),
                             Ok(_) => errors += 1,
                             Err(_) => {
