@@ -1,5 +1,7 @@
 //! Fetcher routes: list, describe, run one, run several, and MySQL health.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use axum::extract::State;
@@ -152,7 +154,7 @@ pub fn outcome_json(o: &FetchOutcome) -> Value {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn list(State(app): State<AppState>) -> Json<Value> {
+pub async fn list(State(app): State<Arc<AppState>>) -> Json<Value> {
     let loaded = app.fetchers.registry().current();
     let defs: Vec<_> = loaded.defs.values().map(|d| view(d)).collect();
     Json(json!({
@@ -178,7 +180,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Value> {
     )
 )]
 pub async fn one(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let loaded = app.fetchers.registry().current();
@@ -229,7 +231,7 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
     )
 )]
 pub async fn run_one(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<JsonBody<Value>>,
 ) -> Result<Response, ApiError> {
@@ -282,7 +284,7 @@ pub struct RunMany {
     )
 )]
 pub async fn run_many(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     JsonBody(body): JsonBody<RunMany>,
 ) -> Json<Value> {
     let reqs = body
@@ -309,7 +311,7 @@ pub async fn run_many(
         (status = 503, description = "MySQL does not answer or the last load failed (same body)", body = MysqlHealth),
     )
 )]
-pub async fn mysql_health(State(app): State<AppState>) -> Response {
+pub async fn mysql_health(State(app): State<Arc<AppState>>) -> Response {
     let reg = app.fetchers.registry();
     let status = reg.status();
     let configured = status.backend == "mysql";

@@ -1,5 +1,7 @@
 //! `/api/health` and its parts.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -118,7 +120,7 @@ pub struct Health {
         (status = 503, description = "Degraded (same body)", body = Health),
     )
 )]
-pub async fn overall(State(app): State<AppState>) -> Response {
+pub async fn overall(State(app): State<Arc<AppState>>) -> Response {
     let ws = websocket(&app);
     let redis = redis(&app).await;
     let ok = ws.ok() && redis.ok;
@@ -142,7 +144,7 @@ pub async fn overall(State(app): State<AppState>) -> Response {
         (status = 503, description = "Not configured, not connected or stale (same body)", body = WebsocketHealth),
     )
 )]
-pub async fn websocket_route(State(app): State<AppState>) -> Response {
+pub async fn websocket_route(State(app): State<Arc<AppState>>) -> Response {
     let ws = websocket(&app);
     (status(ws.ok()), Json(ws)).into_response()
 }
@@ -159,7 +161,7 @@ pub async fn websocket_route(State(app): State<AppState>) -> Response {
         (status = 503, description = "The store does not answer (same body)", body = ServiceHealth),
     )
 )]
-pub async fn redis_route(State(app): State<AppState>) -> Response {
+pub async fn redis_route(State(app): State<Arc<AppState>>) -> Response {
     let r = redis(&app).await;
     (status(r.ok), Json(r)).into_response()
 }

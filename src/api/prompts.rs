@@ -1,5 +1,7 @@
 //! `/api/v1/prompts` and `/api/v1/render`: list and render prompt templates.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -34,7 +36,7 @@ pub struct Listed {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn list(State(app): State<AppState>) -> Json<Vec<Listed>> {
+pub async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Listed>> {
     Json(
         app.prompts
             .list()
@@ -69,7 +71,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Vec<Listed>> {
     )
 )]
 pub async fn render(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<JsonBody<RenderOptions>>,
 ) -> Result<Json<Rendered>, ApiError> {
@@ -106,7 +108,7 @@ pub struct Inline {
     )
 )]
 pub async fn render_inline(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     JsonBody(req): JsonBody<Inline>,
 ) -> Result<Json<Rendered>, ApiError> {
     Ok(Json(app.prompts.render_inline(&req.body, req.opts).await?))

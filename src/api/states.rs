@@ -1,5 +1,7 @@
 //! `/api/v1/states`, `/api/v1/domains`, `/api/v1/summary`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -53,7 +55,10 @@ pub fn raw_array(states: &[EntityState]) -> Response {
         (status = 503, description = "The store cannot be read", body = ErrorBody),
     )
 )]
-pub async fn list(State(app): State<AppState>, Q(p): Q<ListParams>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(app): State<Arc<AppState>>,
+    Q(p): Q<ListParams>,
+) -> Result<Response, ApiError> {
     let pattern =
         p.q.as_deref()
             .map(Glob::new)
@@ -83,7 +88,7 @@ pub async fn list(State(app): State<AppState>, Q(p): Q<ListParams>) -> Result<Re
     )
 )]
 pub async fn one(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = app.states.get(&id).await?;
@@ -112,7 +117,7 @@ impl AsRef<[u8]> for RawJson {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn domains(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn domains(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     Json(app.states.domains())
 }
 
@@ -127,6 +132,6 @@ pub async fn domains(State(app): State<AppState>) -> impl IntoResponse {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn summary(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn summary(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     Json(app.states.summary())
 }
