@@ -20,6 +20,8 @@ pub const MAX_BATCH: usize = 4096;
 pub const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
 /// How often `last_event_at` is written to the store's meta hash during steady traffic.
 pub const META_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Events after which the writer's next tick hands freed memory back (see `trim_after_burst`).
+pub const BURST_EVENTS: u64 = 10_000;
 
 /// What to do with a `state_changed` event's new state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,8 @@ pub struct Writer {
     meta_flushed: std::time::Instant,
     /// Wakes the session for a resync after a repair.
     resync: Arc<tokio::sync::Notify>,
+    /// Events received since memory was last trimmed.
+    since_trim: u64,
 }
 
 fn now_secs() -> f64 {
@@ -156,6 +160,7 @@ impl Writer {
             meta,
             stats: stats.clone(),
             meta_flushed: std::time::Instant::now(),
+            since_trim: 0,
         };
         (WriterHandle { tx, stats, resync }, tokio::spawn(w.run()))
     }
@@ -172,7 +177,10 @@ impl Writer {
                     }
                     self.drain(&mut queued).await;
                 }
-                _ = repair.tick() => self.repair().await,
+                _ = repair.tick() => {
+                    self.repair().await;
+                    self.trim_after_burst();
+                }
             }
         }
         self.flush_meta().await;
@@ -187,6 +195,16 @@ impl Writer {
         }
     }
 
+    /// A burst queues its events' text here faster than Redis takes it; the
+    /// buffers are freed once written, but glibc keeps them. Checked on each
+    /// repair tick, so at most once a second and within a second of a burst.
+    fn trim_after_burst(&mut self) {
+        if self.since_trim >= BURST_EVENTS {
+            self.since_trim = 0;
+            tokio::task::spawn_blocking(crate::memory::trim);
+        }
+    }
+
     /// Applies one drained batch of messages in order.
     async fn drain(&mut self, queued: &mut Vec<WriterMsg>) {
         let mut changes: Vec<Change> = Vec::new();
@@ -194,6 +212,7 @@ impl Writer {
         for msg in queued.drain(..) {
             match msg {
                 WriterMsg::Changes(c) => {
+                    self.since_trim += c.len() as u64;
                     changes.extend(c);
                     self.meta.last_event_at = Some(now_secs());
                 }
