@@ -6,6 +6,8 @@
 //! Home Assistant's LLM API exposes — nothing else.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error};
@@ -45,21 +47,60 @@ pub struct Entity {
     /// Area name, when the registries place it.
     pub area: Option<String>,
     /// The allowlisted attributes, in allowlist order.
-    pub attributes: Vec<(String, serde_json::Value)>,
+    pub attributes: Attrs,
+}
+
+/// An entity's allowlisted attributes, shared with [`AttrCache`].
+pub type Attrs = Arc<[(String, serde_json::Value)]>;
+
+/// The allowlisted attributes of a stored state, parsing only those.
+fn exposed(s: &EntityState) -> Attrs {
+    let mut picked = s.attributes_where(&|k| EXPOSED_ATTRIBUTES.contains(&k));
+    picked.retain(|(_, v)| !v.is_null());
+    picked.sort_by_key(|(k, _)| EXPOSED_ATTRIBUTES.iter().position(|e| e == k));
+    picked.into()
+}
+
+/// The allowlisted attributes of the states filters printed, per entity, with
+/// the identity of the state they came from. A warm render prints mostly
+/// states it printed before, and walking their JSON again was most of its
+/// cost (the "home status" prompt at 10,000 entities). One entry per entity
+/// id, replaced when its state changes, so it is bounded by the house.
+#[derive(Default)]
+pub struct AttrCache(parking_lot::Mutex<crate::state::Ids<(StateKey, Attrs)>>);
+
+/// Which state an entry was parsed from: its `last_updated` and a hash of its text.
+type StateKey = (i64, u64);
+
+impl AttrCache {
+    fn get(&self, s: &EntityState) -> Attrs {
+        // Fixed seed: the key only has to tell this state's text from the next one's.
+        let key = (
+            s.last_updated,
+            foldhash::fast::FixedState::with_seed(0).hash_one(&*s.raw),
+        );
+        if let Some((k, a)) = self.0.lock().get(&s.entity_id) {
+            if *k == key {
+                return a.clone();
+            }
+        }
+        let attrs = exposed(s);
+        self.0
+            .lock()
+            .insert(s.entity_id.clone(), (key, attrs.clone()));
+        attrs
+    }
 }
 
 impl Entity {
-    /// From a stored state, parsing only the allowlisted attributes.
-    fn from_state(s: &EntityState, area: Option<String>) -> Self {
-        let mut picked = s.attributes_where(&|k| EXPOSED_ATTRIBUTES.contains(&k));
-        picked.retain(|(_, v)| !v.is_null());
-        picked.sort_by_key(|(k, _)| EXPOSED_ATTRIBUTES.iter().position(|e| e == k));
+    /// From a stored state; its attributes come from `cache`.
+    fn from_state(s: &EntityState, area: Option<String>, cache: &AttrCache) -> Self {
         Self {
             entity_id: s.entity_id.to_string(),
             name: s.name().to_string(),
             state: s.state.to_string(),
             area,
-            attributes: picked,
+            attributes: cache.get(s),
         }
     }
 
@@ -74,7 +115,8 @@ impl Entity {
             .iter()
             .filter_map(|k| Some((k.to_string(), attrs.get(*k)?.clone())))
             .filter(|(_, v)| !v.is_null())
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         Self {
             entity_id: id.to_string(),
             name: name.to_string(),
@@ -108,7 +150,7 @@ impl Entity {
         line.push_str(": ");
         line.push_str(&self.state_with_unit());
         let temp_unit = self.attr("temperature_unit").map(plain);
-        for (k, v) in &self.attributes {
+        for (k, v) in self.attributes.iter() {
             // The unit already follows the value it belongs to.
             if k == "unit_of_measurement" || k == "temperature_unit" {
                 continue;
@@ -154,17 +196,17 @@ impl Item {
         }
     }
 
-    fn entity(self) -> Entity {
+    fn entity(self, cache: &AttrCache) -> Entity {
         match self {
-            Self::Stored(s, area) => Entity::from_state(&s, area),
+            Self::Stored(s, area) => Entity::from_state(&s, area, cache),
             Self::Loose(e) => e,
         }
     }
 }
 
 /// Turns any accepted input into entities, in input order.
-pub fn entities(sm: &StateManager, v: &Value) -> Vec<Entity> {
-    items(sm, v).into_iter().map(Item::entity).collect()
+pub fn entities(sm: &StateManager, v: &Value, cache: &AttrCache) -> Vec<Entity> {
+    items(sm, v).into_iter().map(|i| i.entity(cache)).collect()
 }
 
 fn items(sm: &StateManager, v: &Value) -> Vec<Item> {
@@ -248,13 +290,18 @@ fn marker(v: &Value) -> Option<String> {
 }
 
 /// `compact`: one line per entity; `ids=true` adds entity ids.
-fn compact(sm: &StateManager, v: &Value, kwargs: &Kwargs) -> Result<String, Error> {
+fn compact(
+    sm: &StateManager,
+    cache: &AttrCache,
+    v: &Value,
+    kwargs: &Kwargs,
+) -> Result<String, Error> {
     let with_id: Option<bool> = kwargs.get("ids")?;
     kwargs.assert_all_used()?;
     if let Some(m) = marker(v) {
         return Ok(m);
     }
-    Ok(entities(sm, v)
+    Ok(entities(sm, v, cache)
         .iter()
         .map(|e| format!("- {}", e.compact_line(with_id.unwrap_or(false))))
         .collect::<Vec<_>>()
@@ -295,8 +342,9 @@ fn names(sm: &StateManager, v: &Value) -> String {
 /// Registers the output filters.
 pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
     let s = sm.clone();
+    let cache = AttrCache::default();
     env.add_filter("compact", move |v: Value, kwargs: Kwargs| {
-        compact(&s, &v, &kwargs)
+        compact(&s, &cache, &v, &kwargs)
     });
     let s = sm.clone();
     env.add_filter("count_by_state", move |v: Value| count_by_state(&s, &v));
@@ -307,6 +355,25 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attr_cache_follows_the_state_text() {
+        let state = |raw: &str| EntityState::from_raw(raw).unwrap();
+        let cache = AttrCache::default();
+        let a = state(
+            r#"{"entity_id":"light.a","state":"on","attributes":{"brightness":10},"last_updated":"2026-01-01T00:00:00+00:00"}"#,
+        );
+        assert_eq!(cache.get(&a)[0].1, serde_json::json!(10));
+        // Same text again (a fresh copy): served from the cache.
+        let again = state(&a.raw);
+        assert!(Arc::ptr_eq(&cache.get(&a), &cache.get(&again)));
+        // Same last_updated, other attributes: the text differs, so parsed again.
+        let b = state(
+            r#"{"entity_id":"light.a","state":"on","attributes":{"brightness":99},"last_updated":"2026-01-01T00:00:00+00:00"}"#,
+        );
+        assert_eq!(cache.get(&b)[0].1, serde_json::json!(99));
+        assert_eq!(cache.0.lock().len(), 1, "one entry per entity");
+    }
 
     #[test]
     fn compact_line_puts_units_after_values() {

@@ -16,7 +16,7 @@ mod source;
 mod store;
 
 pub use check::{check, Problem};
-pub use filters::{entities, Entity, EXPOSED_ATTRIBUTES};
+pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
 pub use ha::{DateTimeValue, StateObject};
 pub use refs::{fetch_calls, FetchCall};
 pub use render::{

@@ -16,6 +16,7 @@ mod writer;
 
 pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseError};
 pub use glob::{Glob, GlobError};
+pub(crate) use index::Ids;
 pub use index::{Index, Slot, Upserted};
 pub use manager::{DomainCount, Fallback, FallbackError, Query, StateError, StateManager, Summary};
 pub use memory::MemoryStore;
