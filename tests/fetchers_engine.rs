@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 async fn ok(engine: &Engine, req: FetchRequest) -> Value {
     let out = engine.run(req).await;
-    out.result.unwrap_or_else(|e| panic!("{}: {e}", out.name))
+    Value::clone(&out.result.unwrap_or_else(|e| panic!("{}: {e}", out.name)))
 }
 
 fn ids(v: &Value) -> Vec<&str> {
@@ -316,7 +316,7 @@ async fn template_reads_only_invalidate_on_the_domains_they_read() {
         StateManager::new(store.clone(), None),
     );
     let v = e.run(FetchRequest::new("hot_climate")).await;
-    assert_eq!(v.result.unwrap(), json!(["climate.hvac"]));
+    assert_eq!(*v.result.unwrap(), json!(["climate.hvac"]));
     store
         .upsert(vec![state("light.kitchen", "off", json!({}), 4)])
         .await
@@ -328,5 +328,8 @@ async fn template_reads_only_invalidate_on_the_domains_they_read() {
         .unwrap();
     let v = e.run(FetchRequest::new("hot_climate")).await;
     assert!(!v.cached);
-    assert_eq!(v.result.unwrap(), json!(["climate.ecobee", "climate.hvac"]));
+    assert_eq!(
+        *v.result.unwrap(),
+        json!(["climate.ecobee", "climate.hvac"])
+    );
 }

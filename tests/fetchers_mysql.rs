@@ -226,7 +226,7 @@ async fn the_documented_template_examples_work(pool: MySqlPool) {
         .result
         .unwrap();
     assert_eq!(
-        v,
+        *v,
         json!([{"entity_id": "climate.ecobee", "name": "Ecobee", "current": 18.5, "target": 20.0}])
     );
     let v = e
@@ -235,7 +235,7 @@ async fn the_documented_template_examples_work(pool: MySqlPool) {
         .result
         .unwrap();
     assert_eq!(
-        v,
+        *v,
         json!([{"entity_id": "sensor.phone_battery", "name": "Phone Battery", "level": 15.0}])
     );
     let v = e

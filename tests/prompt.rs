@@ -72,7 +72,7 @@ impl FetcherSource for FakeSource {
             FetchOutcome {
                 name: r.name,
                 params: r.params,
-                result,
+                result: result.map(std::sync::Arc::new),
                 elapsed_ms: 1.0,
                 cached: false,
             }
@@ -777,4 +777,48 @@ async fn lights_on_in_an_area_from_the_shipped_row() {
         .remove(0)
         .result;
     assert_eq!(missing.unwrap_err().code(), "bad_params");
+}
+
+/// Warm renders reuse parsed attributes and converted fetcher results; a state
+/// change must still show in the very next render.
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_renders_follow_state_changes() {
+    use ha_fetchers::fetchers::{files, Engine, Registry};
+    let (rows, problems) = files::load_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fetchers")
+            .as_path(),
+    )
+    .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let sm = home().await;
+    let engine = Arc::new(Engine::new(Registry::from_rows(rows), sm.clone()));
+    let r = Arc::new(Renderer::new(sm.clone(), engine));
+    let body = "{{ ha_lights_on | compact }}";
+    let first = r.render("t", body, RenderOptions::default()).await.unwrap();
+    let again = r.render("t", body, RenderOptions::default()).await.unwrap();
+    assert_eq!(first.text, again.text);
+    assert!(
+        first
+            .text
+            .contains("Bed Light (Bedroom): on, brightness 180"),
+        "{}",
+        first.text
+    );
+    let mut bed: Value =
+        serde_json::from_str(&sm.get("light.bed_light").await.unwrap().raw).unwrap();
+    bed["attributes"]["brightness"] = json!(42);
+    bed["last_updated"] = json!("2030-01-01T00:00:00+00:00");
+    sm.store()
+        .upsert(vec![EntityState::from_raw(&bed.to_string()).unwrap()])
+        .await
+        .unwrap();
+    let after = r.render("t", body, RenderOptions::default()).await.unwrap();
+    assert!(
+        after
+            .text
+            .contains("Bed Light (Bedroom): on, brightness 42"),
+        "{}",
+        after.text
+    );
 }

@@ -137,7 +137,7 @@ pub fn outcome_json(o: &FetchOutcome) -> Value {
         "cached": o.cached,
     });
     match &o.result {
-        Ok(r) => v["result"] = r.clone(),
+        Ok(r) => v["result"] = Value::clone(r),
         Err(e) => v["error"] = json!({"code": e.code(), "message": e.to_string()}),
     }
     v

@@ -3,6 +3,7 @@
 //! never outlives a state change that could alter it; TTL is only a ceiling.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -16,8 +17,8 @@ pub const MAX_ENTRIES: usize = 1024;
 
 /// One cached result.
 struct Entry {
-    /// The result.
-    value: Value,
+    /// The result, shared with every caller it is served to.
+    value: Arc<Value>,
     /// What it read, with generations.
     reads: Vec<Read>,
     /// The TTL ceiling.
@@ -46,7 +47,7 @@ impl ResultCache {
         params: &Map<String, Value>,
         revision: u64,
         states: &StateManager,
-    ) -> Option<Value> {
+    ) -> Option<Arc<Value>> {
         let k = key(name, params);
         let mut map = self.map.lock();
         let e = map.get(&k)?;
@@ -68,7 +69,7 @@ impl ResultCache {
         params: &Map<String, Value>,
         revision: u64,
         ttl: Duration,
-        value: Value,
+        value: Arc<Value>,
         reads: Vec<Read>,
     ) {
         if ttl.is_zero() {

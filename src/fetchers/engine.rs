@@ -103,6 +103,7 @@ impl Engine {
         let timeout = def.timeout;
         let result = match tokio::time::timeout(timeout, self.compute(&def, &params)).await {
             Ok(Ok((value, reads))) => {
+                let value = Arc::new(value);
                 self.cache.put(
                     &def.name,
                     &params,
@@ -158,7 +159,7 @@ impl Engine {
 fn outcome(
     name: String,
     params: Map<String, Value>,
-    result: Result<Value, FetchError>,
+    result: Result<Arc<Value>, FetchError>,
     started: Instant,
     cached: bool,
 ) -> FetchOutcome {

@@ -9,6 +9,7 @@
 //!   `Engine::names()` tell templates what is known.
 
 mod cache;
+pub use cache::MAX_ENTRIES as MAX_CACHED_RESULTS;
 pub mod cli;
 pub mod db;
 mod definition;
@@ -17,6 +18,8 @@ pub mod files;
 mod registry;
 mod sources;
 mod template;
+
+use std::sync::Arc;
 
 pub use definition::{
     validate, validate_all, Definition, Problem, Row, Source, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
@@ -72,8 +75,9 @@ pub struct FetchOutcome {
     pub name: String,
     /// The params it ran with (after defaults).
     pub params: Map<String, Value>,
-    /// Its value, or why there is none.
-    pub result: Result<Value, FetchError>,
+    /// Its value, or why there is none. Shared with the result cache: a
+    /// cached answer is not copied, and the renderer can tell it has seen it.
+    pub result: Result<Arc<Value>, FetchError>,
     /// Wall time of the run, or ~0 when served from cache.
     pub elapsed_ms: f64,
     /// Whether the value came from the result cache.
