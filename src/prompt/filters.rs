@@ -126,49 +126,66 @@ impl Entity {
         }
     }
 
-    /// The state with its unit: `21.5 °C`.
-    fn state_with_unit(&self) -> String {
-        match self.attr("unit_of_measurement") {
-            Some(u) => format!("{} {}", self.state, plain(u)),
-            None => self.state.clone(),
-        }
-    }
-
     fn attr(&self, k: &str) -> Option<&serde_json::Value> {
         self.attributes.iter().find(|(n, _)| n == k).map(|(_, v)| v)
     }
 
     /// One line: `Bed Light (Bedroom): on, brightness 180`.
     pub fn compact_line(&self, with_id: bool) -> String {
-        let mut line = self.name.clone();
+        let mut line = String::with_capacity(64);
+        self.write_line(&mut line, with_id);
+        line
+    }
+
+    /// Appends the line to `out`: a listing of hundreds of entities is one
+    /// buffer, not a string per line and per attribute.
+    fn write_line(&self, out: &mut String, with_id: bool) {
+        use std::fmt::Write;
+        out.push_str(&self.name);
         if with_id {
-            line.push_str(&format!(" [{}]", self.entity_id));
+            let _ = write!(out, " [{}]", self.entity_id);
         }
         if let Some(a) = &self.area {
-            line.push_str(&format!(" ({a})"));
+            let _ = write!(out, " ({a})");
         }
-        line.push_str(": ");
-        line.push_str(&self.state_with_unit());
-        let temp_unit = self.attr("temperature_unit").map(plain);
+        out.push_str(": ");
+        out.push_str(&self.state);
+        if let Some(u) = self.attr("unit_of_measurement") {
+            out.push(' ');
+            write_plain(out, u);
+        }
+        let temp_unit = self.attr("temperature_unit");
         for (k, v) in self.attributes.iter() {
             // The unit already follows the value it belongs to.
             if k == "unit_of_measurement" || k == "temperature_unit" {
                 continue;
             }
-            line.push_str(&format!(", {} {}", k.replace('_', " "), plain(v)));
-            if let (Some(u), true) = (&temp_unit, k.ends_with("temperature")) {
-                line.push_str(&format!(" {u}"));
+            out.push_str(", ");
+            out.extend(k.chars().map(|c| if c == '_' { ' ' } else { c }));
+            out.push(' ');
+            write_plain(out, v);
+            if let (Some(u), true) = (temp_unit, k.ends_with("temperature")) {
+                out.push(' ');
+                write_plain(out, u);
             }
         }
-        line
     }
 }
 
 /// A JSON value as bare text: strings unquoted, the rest as compact JSON.
 fn plain(v: &serde_json::Value) -> String {
+    let mut s = String::new();
+    write_plain(&mut s, v);
+    s
+}
+
+fn write_plain(out: &mut String, v: &serde_json::Value) {
+    use std::fmt::Write;
     match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        serde_json::Value::String(s) => out.push_str(s),
+        other => {
+            let _ = write!(out, "{other}");
+        }
     }
 }
 
@@ -301,11 +318,15 @@ fn compact(
     if let Some(m) = marker(v) {
         return Ok(m);
     }
-    Ok(entities(sm, v, cache)
-        .iter()
-        .map(|e| format!("- {}", e.compact_line(with_id.unwrap_or(false))))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    let mut out = String::new();
+    for (i, e) in entities(sm, v, cache).iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str("- ");
+        e.write_line(&mut out, with_id.unwrap_or(false));
+    }
+    Ok(out)
 }
 
 /// `count_by_state`: `on 3, off 2` (most common first).
