@@ -234,19 +234,20 @@ fn device_status(
         .map(|d| json!({"domain": d.domain, "count": d.count, "states": top_states(d.states)}))
         .collect();
     // `unknown` is a button's or a notifier's normal state; `unavailable` means
-    // HA lost the device, which is what needs attention.
-    let in_state = |state: &str| {
-        let q = Query {
-            state: Some(state.to_string()),
-            ..Default::default()
-        };
-        let (mut found, _) = states.scan(&q);
-        found.retain(|s| p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain()));
-        found
-    };
-    let gone = in_state("unavailable");
-    let unavailable: Vec<&str> = gone.iter().map(|s| &*s.entity_id).collect();
-    let unknown_count = in_state("unknown").len();
+    // HA lost the device, which is what needs attention. One pass for both.
+    let mut unavailable: Vec<Arc<str>> = Vec::new();
+    let mut unknown_count = 0;
+    states.store().read(&mut |ix| {
+        for s in ix.slots().filter_map(|(_, slot)| slot.as_ref()) {
+            let wanted = || p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain());
+            match &*s.state {
+                "unavailable" if wanted() => unavailable.push(s.entity_id.clone()),
+                "unknown" if wanted() => unknown_count += 1,
+                _ => {}
+            }
+        }
+    });
+    unavailable.sort_unstable();
     let v = json!({
         "mode": mode,
         "connected": summary.connected,

@@ -121,6 +121,12 @@ impl Index {
         self.by_id.len()
     }
 
+    /// Every entity with its slot, in no order: for counts over the whole
+    /// house, which need no order and no lookup per id.
+    pub fn slots(&self) -> impl Iterator<Item = (&Arc<str>, &Slot)> {
+        self.by_id.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

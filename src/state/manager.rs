@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{EntityState, Glob, GlobError, Meta, SharedStore};
+use super::{EntityState, Glob, GlobError, Meta, SharedStore, Slot};
 
 /// Why the fallback source could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -189,19 +189,25 @@ impl StateManager {
     pub fn scan(&self, q: &Query) -> (Vec<EntityState>, Vec<Arc<str>>) {
         let mut found = Vec::new();
         let mut missing = Vec::new();
+        let selective = q.domain.is_none() && (q.state.is_some() || q.pattern.is_some());
         self.store.read(&mut |ix| {
-            let ids: Box<dyn Iterator<Item = &Arc<str>>> = match &q.domain {
-                Some(d) => Box::new(ix.domain_ids(d)),
-                None => Box::new(ix.ids()),
+            let mut visit = |id: &Arc<str>, slot: Option<&Slot>| match slot {
+                Some(Some(s)) if matches_query(s, q) => found.push(s.clone()),
+                Some(None) => missing.push(id.clone()),
+                _ => {}
             };
-            for id in ids {
-                match ix.get(id) {
-                    Some(Some(s)) if matches_query(s, q) => found.push(s.clone()),
-                    Some(None) => missing.push(id.clone()),
-                    _ => {}
-                }
+            match &q.domain {
+                Some(d) => ix.domain_ids(d).for_each(|id| visit(id, ix.get(id))),
+                // A filter over the whole house keeps few states: walking the
+                // slots in map order and sorting what matched skips a lookup per id.
+                None if selective => ix.slots().for_each(|(id, slot)| visit(id, Some(slot))),
+                None => ix.ids().for_each(|id| visit(id, ix.get(id))),
             }
         });
+        if selective {
+            found.sort_unstable_by(|a, b| a.entity_id.cmp(&b.entity_id));
+            missing.sort_unstable();
+        }
         (found, missing)
     }
 
@@ -221,18 +227,18 @@ impl StateManager {
     pub fn domains(&self) -> Vec<DomainCount> {
         let mut out = Vec::new();
         self.store.read(&mut |ix| {
-            // Borrowed keys: one allocation per distinct state, not per entity.
-            type Counts<'a> = (usize, HashMap<&'a str, usize>);
-            let mut counts: BTreeMap<&str, Counts<'_>> = BTreeMap::new();
-            for id in ix.ids() {
+            // Borrowed keys: one allocation per distinct state, not per entity;
+            // one pass over the slots, sorted by domain only at the end.
+            type Fast<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+            type Counts<'a> = (usize, Fast<&'a str, usize>);
+            let mut counts: Fast<&str, Counts<'_>> = Fast::default();
+            for (id, slot) in ix.slots() {
                 let e = counts.entry(super::domain_of(id)).or_default();
                 e.0 += 1;
-                let st = match ix.get(id) {
-                    Some(Some(s)) => &*s.state,
-                    _ => "unknown",
-                };
+                let st = slot.as_ref().map_or("unknown", |s| &*s.state);
                 *e.1.entry(st).or_default() += 1;
             }
+            let counts: BTreeMap<&str, Counts<'_>> = counts.into_iter().collect();
             out = counts
                 .into_iter()
                 .map(|(d, (count, states))| DomainCount {
@@ -309,4 +315,51 @@ fn matches_query(s: &EntityState, q: &Query) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{MemoryStore, Store};
+
+    fn state(id: &str, st: &str, name: &str) -> EntityState {
+        EntityState::from_raw(&format!(
+            r#"{{"entity_id":"{id}","state":"{st}","attributes":{{"friendly_name":"{name}"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    /// Filters over the whole house walk the slots in map order; what they
+    /// return must still come sorted by id, like every other listing.
+    #[tokio::test]
+    async fn whole_house_filters_come_sorted_by_id() {
+        let store = Arc::new(MemoryStore::new());
+        let ids = ["switch.b", "light.z", "a_b.x", "light.a", "a.y", "sensor.m"];
+        let states = ids.iter().map(|id| state(id, "on", "X")).collect();
+        store.replace_all(states).await.unwrap();
+        let sm = StateManager::new(store, None);
+        let q = Query {
+            state: Some("on".into()),
+            ..Default::default()
+        };
+        let got: Vec<String> = sm
+            .list(&q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.entity_id.to_string())
+            .collect();
+        let all: Vec<String> = sm
+            .list(&Query::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.entity_id.to_string())
+            .collect();
+        assert_eq!(got, all, "same order with and without a filter");
+        assert_eq!(
+            got,
+            ["a.y", "a_b.x", "light.a", "light.z", "sensor.m", "switch.b"]
+        );
+    }
 }
