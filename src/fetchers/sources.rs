@@ -227,10 +227,11 @@ fn device_status(
     } else {
         "rest_fallback"
     };
+    let in_scope = |domain: &str| p.domains.is_empty() || p.domains.iter().any(|d| d == domain);
     let domains: Vec<Value> = states
         .domains()
         .into_iter()
-        .filter(|d| p.domains.is_empty() || p.domains.contains(&d.domain))
+        .filter(|d| in_scope(&d.domain))
         .map(|d| json!({"domain": d.domain, "count": d.count, "states": top_states(d.states)}))
         .collect();
     // `unknown` is a button's or a notifier's normal state; `unavailable` means
@@ -239,10 +240,9 @@ fn device_status(
     let mut unknown_count = 0;
     states.store().read(&mut |ix| {
         for s in ix.slots().filter_map(|(_, slot)| slot.as_ref()) {
-            let wanted = || p.domains.is_empty() || p.domains.iter().any(|d| d == s.domain());
             match &*s.state {
-                "unavailable" if wanted() => unavailable.push(s.entity_id.clone()),
-                "unknown" if wanted() => unknown_count += 1,
+                "unavailable" if in_scope(s.domain()) => unavailable.push(s.entity_id.clone()),
+                "unknown" if in_scope(s.domain()) => unknown_count += 1,
                 _ => {}
             }
         }

@@ -132,13 +132,14 @@ impl Values {
     const MAX: usize = crate::fetchers::MAX_CACHED_RESULTS;
 
     fn of(&self, key: &str, json: Arc<serde_json::Value>) -> Value {
-        let mut map = self.0.lock();
-        if let Some((seen, v)) = map.get(key) {
+        if let Some((seen, v)) = self.0.lock().get(key) {
             if Arc::ptr_eq(seen, &json) {
                 return v.clone();
             }
         }
+        // Converted without the lock, so concurrent renders do not wait on it.
         let v = Value::from_serialize(&*json);
+        let mut map = self.0.lock();
         if map.len() >= Self::MAX {
             map.clear();
         }

@@ -308,28 +308,24 @@ impl Writer {
         let mut upserts = Vec::new();
         let mut removes = Vec::new();
         for c in changes {
-            match c {
-                Change::Upsert(s) => {
-                    if !removes.is_empty() {
-                        self.apply_removes(std::mem::take(&mut removes)).await;
-                    }
-                    upserts.push(s);
-                }
-                Change::Unparsed { entity_id, raw } => {
-                    if let Some(s) = parsed(entity_id, raw) {
-                        if !removes.is_empty() {
-                            self.apply_removes(std::mem::take(&mut removes)).await;
-                        }
-                        upserts.push(s);
-                    }
-                }
+            let s = match c {
+                Change::Upsert(s) => s,
+                Change::Unparsed { entity_id, raw } => match parsed(entity_id, raw) {
+                    Some(s) => s,
+                    None => continue,
+                },
                 Change::Remove { entity_id, at } => {
                     if !upserts.is_empty() {
                         self.apply_upserts(std::mem::take(&mut upserts)).await;
                     }
                     removes.push((entity_id, at));
+                    continue;
                 }
+            };
+            if !removes.is_empty() {
+                self.apply_removes(std::mem::take(&mut removes)).await;
             }
+            upserts.push(s);
         }
         if !upserts.is_empty() {
             self.apply_upserts(upserts).await;
