@@ -158,7 +158,11 @@ pub fn escape(state: &State, v: &Value) -> Result<Value, Error> {
         other => other,
     };
     let mut rv = match v.as_str() {
-        Some(s) => String::with_capacity(s.len()),
+        Some(s) => {
+            // `&quot;` is the longest escape: six bytes for one.
+            ok!(crate::guard::check(s.len().saturating_mul(6)));
+            String::with_capacity(s.len())
+        }
         None => String::new(),
     };
     let mut out = Output::new(&mut rv);
@@ -275,6 +279,17 @@ mod builtins {
     ) -> Result<Value, Error> {
         let safety_aware = !matches!(state.auto_escape(), AutoEscape::None)
             && (value.is_safe() || from.is_safe() || to.is_safe());
+        // The one filter whose output can grow with the product of its inputs.
+        if to.as_str().len() > from.as_str().len() {
+            let hay = value.as_str();
+            let count = if from.as_str().is_empty() {
+                hay.chars().count() + 1
+            } else {
+                hay.matches(from.as_str()).count()
+            };
+            let grow = count.saturating_mul(to.as_str().len() - from.as_str().len());
+            ok!(crate::guard::check(hay.len().saturating_add(grow)));
+        }
 
         if safety_aware {
             let output = value
@@ -467,19 +482,27 @@ mod builtins {
         value: &Value,
         joiner: Option<StringInput<'_>>,
     ) -> Result<Value, Error> {
-        fn join_plain(iter: impl Iterator<Item = Value>, joiner: &str) -> String {
+        /// What appending `item` may allocate: the string doubles, or grows to fit.
+        fn growth(output: &str, item: &Value, joiner: &str) -> usize {
+            let add = item.as_str().map_or(0, str::len) + joiner.len();
+            output.len().max(add)
+        }
+
+        fn join_plain(iter: impl Iterator<Item = Value>, joiner: &str) -> Result<String, Error> {
             let mut output = String::new();
             for (idx, item) in iter.enumerate() {
+                ok!(crate::guard::check(growth(&output, &item, joiner)));
                 if idx > 0 {
                     output.push_str(joiner);
                 }
                 if let Some(string) = item.as_str() {
                     output.push_str(string);
-                } else {
-                    write!(output, "{item}").ok();
+                } else if write!(output, "{item}").is_err() {
+                    // Only the guard makes formatting a value fail.
+                    ok!(crate::guard::check(0));
                 }
             }
-            output
+            Ok(output)
         }
 
         fn join_safe(
@@ -489,6 +512,7 @@ mod builtins {
         ) -> Result<String, Error> {
             let mut output = String::new();
             for (idx, item) in iter.enumerate() {
+                ok!(crate::guard::check(growth(&output, &item, joiner)));
                 if idx > 0 {
                     output.push_str(joiner);
                 }
@@ -511,7 +535,7 @@ mod builtins {
         }));
 
         if matches!(state.auto_escape(), AutoEscape::None) {
-            return Ok(Value::from(join_plain(iter, joiner_str)));
+            return Ok(Value::from(ok!(join_plain(iter, joiner_str))));
         }
 
         if joiner.as_ref().is_some_and(StringInput::is_safe) {
@@ -534,7 +558,7 @@ mod builtins {
                 &joiner
             ))))
         } else {
-            Ok(Value::from(join_plain(items.into_iter(), joiner_str)))
+            Ok(Value::from(ok!(join_plain(items.into_iter(), joiner_str))))
         }
     }
 
@@ -563,6 +587,11 @@ mod builtins {
     ) -> Result<Value, Error> {
         let string = Arc::<str>::try_from(value.clone())?;
         let maxsplits = maxsplits.and_then(|x| if x >= 0 { Some(x as usize + 1) } else { None });
+        let items = match &split {
+            None => string.split_whitespace().count(),
+            Some(sep) => string.split(sep.as_ref()).count(),
+        };
+        ok!(crate::guard::check(crate::guard::values(items)));
         let preserve_safety = value.kind() == ValueKind::String && value.is_safe();
         let wrap = |item: &str| {
             if preserve_safety {
@@ -594,6 +623,7 @@ mod builtins {
     #[cfg_attr(docsrs, doc(cfg(feature = "builtins")))]
     pub fn lines(value: &Value) -> Result<Value, Error> {
         let string = Arc::<str>::try_from(value.clone())?;
+        ok!(crate::guard::check(crate::guard::values(string.lines().count())));
         let preserve_safety = value.kind() == ValueKind::String && value.is_safe();
         Ok(Value::from_iter(string.lines().map(|line| {
             if preserve_safety {
@@ -964,7 +994,7 @@ mod builtins {
         let iter = ok!(state.undefined_behavior().try_iter(value).map_err(|err| {
             Error::new(ErrorKind::InvalidOperation, "cannot convert value to list").with_source(err)
         }));
-        Ok(Value::from(iter.collect::<Vec<_>>()))
+        Ok(Value::from(ok!(crate::guard::collect(iter))))
     }
 
     /// Converts a value into a string if it's not one already.
@@ -976,7 +1006,7 @@ mod builtins {
         Ok(if value.kind() == ValueKind::String {
             value.clone()
         } else {
-            value.to_string().into()
+            ok!(crate::guard::format(format_args!("{value}"))).into()
         })
     }
 
@@ -1023,7 +1053,10 @@ mod builtins {
         if count == 0 {
             return Err(Error::new(ErrorKind::InvalidOperation, "count cannot be 0"));
         }
-        let items = ok!(state.undefined_behavior().try_iter(value)).collect::<Vec<_>>();
+        let items = ok!(crate::guard::collect(ok!(state
+            .undefined_behavior()
+            .try_iter(value))));
+        ok!(crate::guard::check(crate::guard::values(count)));
         let len = items.len();
         let items_per_slice = len / count;
         let slices_with_extra = len % count;
@@ -1080,6 +1113,7 @@ mod builtins {
         if count == 0 {
             return Err(Error::new(ErrorKind::InvalidOperation, "count cannot be 0"));
         }
+        ok!(crate::guard::check(crate::guard::values(count)));
         let mut rv = Vec::with_capacity(value.len().unwrap_or(0) / count);
         let mut tmp = Vec::with_capacity(count);
 
@@ -1147,20 +1181,32 @@ mod builtins {
             },
         };
         ok!(args.assert_all_used());
+        let guard_error = |err: serde_json::Error| match crate::guard::check(0) {
+            Err(stopped) => stopped,
+            Ok(()) => {
+                Error::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(err)
+            }
+        };
         if let Some(indent) = indent {
-            let mut out = Vec::<u8>::new();
+            ok!(crate::guard::check(indent));
+            let mut out = crate::guard::Bytes::default();
             let indentation = " ".repeat(indent);
             let formatter = serde_json::ser::PrettyFormatter::with_indent(indentation.as_bytes());
             let mut s = serde_json::Serializer::with_formatter(&mut out, formatter);
             serde::Serialize::serialize(&value, &mut s)
-                .map(|_| unsafe { String::from_utf8_unchecked(out) })
+                .map(|_| unsafe { String::from_utf8_unchecked(out.0) })
         } else {
-            serde_json::to_string(&value)
+            let mut out = crate::guard::Bytes::default();
+            serde_json::to_writer(&mut out, &value)
+                .map(|_| unsafe { String::from_utf8_unchecked(out.0) })
         }
-        .map_err(|err| {
-            Error::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(err)
-        })
-        .map(|s| {
+        .map_err(guard_error)
+        .and_then(|s| {
+            let escapes = s
+                .bytes()
+                .filter(|b| matches!(b, b'<' | b'>' | b'&' | b'\''))
+                .count();
+            ok!(crate::guard::check(s.len().saturating_add(escapes * 5)));
             // When this filter is used the return value is safe for both HTML and JSON
             let mut rv = String::with_capacity(s.len());
             for c in s.chars() {
@@ -1172,7 +1218,7 @@ mod builtins {
                     _ => rv.push(c),
                 }
             }
-            Value::from_safe_string(rv)
+            Ok(Value::from_safe_string(rv))
         })
     }
 
@@ -1231,6 +1277,10 @@ mod builtins {
         ok!(kwargs.assert_all_used());
 
         let input = strip_trailing_newline(value.as_str());
+        let lines = input.bytes().filter(|&b| b == b'\n').count() + 1;
+        ok!(crate::guard::check(
+            input.len().saturating_add(lines.saturating_mul(width))
+        ));
         let indent_with = " ".repeat(width);
         let mut output = String::new();
         let mut iterator = input.split('\n');
@@ -1294,9 +1344,11 @@ mod builtins {
             match &value.0 {
                 ValueRepr::None | ValueRepr::Undefined(_) => Ok("".into()),
                 ValueRepr::Bytes(b) => Ok(percent_encoding::percent_encode(b, SET).to_string()),
-                ValueRepr::String(..) | ValueRepr::SmallStr(_) => Ok(
-                    percent_encoding::utf8_percent_encode(value.as_str().unwrap(), SET).to_string(),
-                ),
+                ValueRepr::String(..) | ValueRepr::SmallStr(_) => {
+                    let s = value.as_str().unwrap();
+                    ok!(crate::guard::check(s.len().saturating_mul(3)));
+                    Ok(percent_encoding::utf8_percent_encode(s, SET).to_string())
+                }
                 _ => Ok(percent_encoding::utf8_percent_encode(&value.to_string(), SET).to_string()),
             }
         }
@@ -1814,8 +1866,8 @@ mod builtins {
     ///
     /// This is useful for debugging as it better shows what's inside an object.
     #[cfg_attr(docsrs, doc(cfg(feature = "builtins")))]
-    pub fn pprint(value: &Value) -> String {
-        format!("{value:#?}")
+    pub fn pprint(value: &Value) -> Result<String, Error> {
+        crate::guard::format(format_args!("{value:#?}"))
     }
 
     /// Apply the given values to a [printf-style] format string.

@@ -221,6 +221,7 @@ mod vendor;
 mod vm;
 
 pub mod filters;
+pub mod guard;
 pub mod functions;
 pub mod syntax;
 pub mod tests;

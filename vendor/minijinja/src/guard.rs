@@ -1,0 +1,95 @@
+//! A resource guard the embedder installs per thread.
+//!
+//! Fuel bounds the number of instructions a template runs, but not the memory
+//! or the wall time it takes: a single `s + s` or `x | replace(a, b)` can copy
+//! hundreds of megabytes. An embedder that renders untrusted templates installs
+//! a guard on the rendering thread with [`set_guard`]. The engine calls it:
+//!
+//! - before every instruction, with `0`;
+//! - before an operation whose allocation grows with its data (string and
+//!   sequence concatenation and repetition, `replace`, `join`, `center`,
+//!   `indent`, `format`, `tojson`, `urlencode`, `escape`, `list`), with the
+//!   number of bytes it is about to allocate;
+//! - for every item while a sequence or map is formatted as text.
+//!
+//! The guard decides (it may read a clock, or an allocation counter); an
+//! `Err` stops the render with that error. While a value is formatted through
+//! `Display` there is no way to return the error, so formatting fails with
+//! `fmt::Error` instead; `to_string()` and `format!` turn that into a panic,
+//! which the embedder catches. Without a guard every check is a no-op.
+
+use std::cell::Cell;
+
+use crate::error::Error;
+
+/// The check: `bytes` is what the caller is about to allocate (0: none).
+pub type Guard = fn(bytes: usize) -> Result<(), Error>;
+
+thread_local! {
+    static GUARD: Cell<Option<Guard>> = const { Cell::new(None) };
+}
+
+/// Installs `guard` on this thread and returns the one it replaces, so nested
+/// renders can restore it.
+pub fn set_guard(guard: Option<Guard>) -> Option<Guard> {
+    GUARD.with(|g| g.replace(guard))
+}
+
+/// Asks the guard whether `bytes` more may be allocated.
+#[inline]
+pub(crate) fn check(bytes: usize) -> Result<(), Error> {
+    match GUARD.with(Cell::get) {
+        Some(guard) => guard(bytes),
+        None => Ok(()),
+    }
+}
+
+/// The bytes `n` values take in a sequence.
+#[inline]
+pub(crate) fn values(n: usize) -> usize {
+    n.saturating_mul(std::mem::size_of::<crate::value::Value>())
+}
+
+/// Formats `value` into a new string; a formatting error (which only the guard
+/// causes) becomes the guard's error instead of a panic.
+pub(crate) fn format(value: std::fmt::Arguments<'_>) -> Result<String, Error> {
+    let mut rv = String::new();
+    match std::fmt::Write::write_fmt(&mut rv, value) {
+        Ok(()) => Ok(rv),
+        Err(_) => Err(check(0).err().unwrap_or_else(|| {
+            Error::new(crate::ErrorKind::InvalidOperation, "formatting failed")
+        })),
+    }
+}
+
+/// Collects `iter`, asking the guard before each growth of the list.
+pub(crate) fn collect(
+    iter: impl Iterator<Item = crate::value::Value>,
+) -> Result<Vec<crate::value::Value>, Error> {
+    let mut rv = Vec::new();
+    for item in iter {
+        if rv.len() == rv.capacity() {
+            check(values(rv.capacity().max(4)))?;
+        }
+        rv.push(item);
+    }
+    Ok(rv)
+}
+
+/// A byte buffer that asks the guard before it grows (for serializers).
+#[derive(Default)]
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+impl std::io::Write for Bytes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > self.0.capacity() {
+            check(self.0.capacity().max(buf.len())).map_err(std::io::Error::other)?;
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
