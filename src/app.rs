@@ -156,8 +156,12 @@ impl Application {
         tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));
         // Templates read MySQL through the fetcher registry's pool: one pool per process.
         let pool = registry.pool().cloned();
-        let fetchers = Engine::new(registry, states.clone());
-        let renderer = Arc::new(Renderer::new(states.clone(), Arc::new(fetchers.clone())));
+        let fetchers =
+            Engine::new(registry, states.clone()).with_render_memory(settings.render_memory_limit);
+        let renderer = Arc::new(
+            Renderer::new(states.clone(), Arc::new(fetchers.clone()))
+                .with_limits(settings.render_limits()),
+        );
         let prompts = open_prompts(&settings, pool, renderer, &shutdown, &mut tasks).await?;
         let state = AppState {
             fetchers,

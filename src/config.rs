@@ -72,6 +72,15 @@ pub struct Settings {
     #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
     pub reload_interval: Duration,
 
+    /// Wall time of one prompt render, fetchers included (template fetchers
+    /// are held to their own `timeout_ms`).
+    #[arg(long, env = "RENDER_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub render_timeout: Duration,
+    /// Bytes one render (prompt or template fetcher) may grow the process by;
+    /// past it the render stops with an error naming the limit.
+    #[arg(long, env = "RENDER_MEMORY_LIMIT", default_value_t = crate::bounds::DEFAULT_MEMORY)]
+    pub render_memory_limit: usize,
+
     /// Address the HTTP API binds to.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -85,6 +94,14 @@ impl Settings {
     pub fn ws_url(&self) -> Option<Url> {
         let base = self.ha_url.as_ref()?;
         ws_url(base).ok()
+    }
+
+    /// The limits every render gets.
+    pub fn render_limits(&self) -> crate::bounds::Limits {
+        crate::bounds::Limits {
+            memory: self.render_memory_limit,
+            timeout: self.render_timeout,
+        }
     }
 
     pub fn cache_mode(&self) -> CacheMode {

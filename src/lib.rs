@@ -20,11 +20,13 @@
 //! - [`sim`]: a simulated Home Assistant for the demo and the tests.
 //! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
 //! - [`telemetry`]: logs and the Prometheus recorder.
-//! - [`memory`]: hands freed memory back to the OS.
+//! - [`bounds`]: memory and time budgets for template renders.
+//! - [`memory`]: the counting allocator; hands freed memory back to the OS.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod api;
 pub mod app;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod demo;

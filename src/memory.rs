@@ -1,4 +1,5 @@
-//! Handing freed memory back to the OS.
+//! Memory: the counting allocator renders are bounded with, and handing
+//! freed memory back to the OS.
 //!
 //! glibc's malloc keeps freed pages in its per-thread arenas: a snapshot's
 //! buffers or a burst's queue stay in RSS long after they are dropped. In the
@@ -17,5 +18,67 @@ pub fn trim() {
     // SAFETY: malloc_trim only releases memory malloc already considers free.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// The system allocator, counting what each thread allocates and frees, so a
+/// render can be held to a memory budget ([`crate::bounds`]). The count costs
+/// a thread-local add per call.
+pub struct Counting;
+
+thread_local! {
+    /// Bytes this thread allocated minus bytes it freed (memory freed here but
+    /// allocated elsewhere makes it smaller; only differences are used).
+    static BALANCE: Cell<isize> = const { Cell::new(0) };
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// This thread's allocation balance; subtract two readings for what was
+/// allocated in between.
+pub fn thread_balance() -> isize {
+    BALANCE.with(Cell::get)
+}
+
+fn count(bytes: isize) {
+    // A const thread-local without a destructor is always accessible, even
+    // while the thread is being torn down.
+    BALANCE.with(|b| b.set(b.get().wrapping_add(bytes)));
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; counting does not
+// allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        count(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        p
     }
 }

@@ -146,7 +146,8 @@ pub async fn fetch(
         (Some(_), None) => anyhow::bail!("HA_TOKEN is not set but HA_URL is"),
         _ => crate::app::open_store(settings).await?,
     };
-    let engine = Engine::new(reg, StateManager::new(store, None));
+    let engine = Engine::new(reg, StateManager::new(store, None))
+        .with_render_memory(settings.render_memory_limit);
     let params: Map<String, Value> = params.into_iter().collect();
     let out = engine.run(FetchRequest { name, params }).await;
     println!(

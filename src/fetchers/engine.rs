@@ -13,6 +13,7 @@ use super::definition::{Definition, Problem, Source};
 use super::registry::Registry;
 use super::sources::{self, Read};
 use super::{FetchError, FetchOutcome, FetchRequest};
+use crate::bounds::{self, Budget};
 use crate::state::StateManager;
 
 /// Runs fetchers from a registry over the states.
@@ -24,6 +25,9 @@ pub struct Engine {
     states: StateManager,
     /// Results by name and params.
     cache: Arc<ResultCache>,
+    /// Bytes one template fetcher's render may grow the process by; its
+    /// time limit is the fetcher's timeout.
+    render_memory: usize,
 }
 
 impl Engine {
@@ -32,7 +36,14 @@ impl Engine {
             registry,
             states,
             cache: Arc::default(),
+            render_memory: bounds::DEFAULT_MEMORY,
         }
+    }
+
+    /// The same engine with another memory limit for template renders.
+    pub fn with_render_memory(mut self, bytes: usize) -> Self {
+        self.render_memory = bytes;
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -144,12 +155,17 @@ impl Engine {
         match &def.source {
             Source::Template(t) => {
                 // Rendering is synchronous; on a blocking thread the timeout can
-                // still answer, and fuel bounds how long the render itself runs.
+                // still answer, and the budget stops the render itself at the
+                // same deadline, so no thread keeps burning.
                 let (t, states, params) = (t.clone(), self.states.clone(), params.clone());
-                tokio::task::spawn_blocking(move || t.render(&states, &params))
-                    .await
-                    .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?
-                    .map_err(FetchError::Failed)
+                let budget = Budget::new(self.render_memory, def.timeout);
+                tokio::task::spawn_blocking(move || {
+                    bounds::run(budget, || t.render(&states, &params))
+                        .unwrap_or_else(|stop| Err(format!("template stopped: {stop}")))
+                })
+                .await
+                .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?
+                .map_err(FetchError::Failed)
             }
             other => sources::run(other, &self.states, params).await,
         }

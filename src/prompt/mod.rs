@@ -18,7 +18,7 @@ mod store;
 pub use check::{check, Problem};
 pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
 pub use ha::{DateTimeValue, StateObject};
-pub use refs::{fetch_calls, FetchCall};
+pub use refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
 pub use render::{
     FetchFailure, FetchRun, References, RenderOptions, Rendered, Renderer, FUEL, MAX_OUTPUT,
     RECURSION_LIMIT,
@@ -46,6 +46,13 @@ pub enum RenderError {
     },
     #[error("template {template} ran out of fuel: it did more than {fuel} steps (endless loop or runaway recursion?)")]
     OutOfFuel { template: String, fuel: u64 },
+    #[error("template {template} was stopped: {stop}")]
+    Stopped {
+        template: String,
+        stop: crate::bounds::Stop,
+    },
+    #[error("template {template} makes more than {limit} distinct fetch() calls")]
+    TooManyFetches { template: String, limit: usize },
     #[error("template {template} produced more than {limit} bytes of output")]
     TooLarge { template: String, limit: usize },
     #[error("template {template} failed to render: {message}")]

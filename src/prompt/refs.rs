@@ -1,8 +1,18 @@
-//! Finds `fetch("name", k=v)` calls in a template's source, so they can run
-//! up front and concurrently. Calls whose name or arguments are not literals
-//! are left to the lazy path at render time.
+//! Finds the `fetch("name", k=v)` calls in a parsed template, so the ones
+//! every render reaches can run up front and concurrently. Comments are not
+//! in the tree, and calls under an `if`, a loop, a macro, a ternary or a
+//! short-circuit `and`/`or` may never run, so they are left to the lazy path
+//! at render time (and still named, so `check` can flag an unknown fetcher).
 
+use std::collections::HashMap;
+
+use minijinja::machinery::{ast, parse, WhitespaceConfig};
 use serde_json::{Map, Value};
+
+/// Distinct `fetch()` calls one template may make, written or at render time:
+/// a home prompt names a handful; this stops a template that would start
+/// thousands of fetcher runs.
+pub const MAX_FETCH_CALLS: usize = 64;
 
 /// One literal `fetch(...)` call.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,149 +21,241 @@ pub struct FetchCall {
     pub name: String,
     /// Its literal keyword arguments; `None` when some were not literals.
     pub params: Option<Map<String, Value>>,
+    /// Whether every render reaches it (not inside a branch, loop or macro).
+    pub upfront: bool,
 }
 
-/// Every `fetch("…"` call in `src` whose name is a string literal.
-pub fn fetch_calls(src: &str) -> Vec<FetchCall> {
-    let bytes = src.as_bytes();
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(pos) = src[from..].find("fetch") {
-        let start = from + pos;
-        from = start + 5;
-        let before_ok = start == 0 || !is_ident(bytes[start - 1]);
-        if !before_ok {
-            continue;
-        }
-        let mut p = Parser { s: src, i: from };
-        p.ws();
-        if !p.eat(b'(') {
-            continue;
-        }
-        p.ws();
-        let Some(Value::String(name)) = p.string() else {
-            continue;
+/// Why the calls of a template could not be listed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RefsError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("more than {MAX_FETCH_CALLS} distinct fetch() calls")]
+    TooMany,
+}
+
+/// Every `fetch("…", …)` call in `src` whose name is a string literal, once
+/// per name and literal params, in the order they first appear.
+pub fn fetch_calls(name: &str, src: &str) -> Result<Vec<FetchCall>, RefsError> {
+    let tree = parse(src, name, Default::default(), WhitespaceConfig::default())
+        .map_err(|e| RefsError::Syntax(e.to_string()))?;
+    let mut walk = Walk::default();
+    walk.stmt(&tree, false);
+    match walk.over {
+        true => Err(RefsError::TooMany),
+        false => Ok(walk.calls),
+    }
+}
+
+/// The walk's findings; `seen` maps a call's key to its index, so duplicates
+/// cost one hash lookup, not a scan.
+#[derive(Default)]
+struct Walk {
+    calls: Vec<FetchCall>,
+    seen: HashMap<String, usize>,
+    over: bool,
+}
+
+impl Walk {
+    fn add(&mut self, call: FetchCall) {
+        let key = match &call.params {
+            Some(p) => format!("{}?{}", call.name, Value::Object(p.clone())),
+            None => format!("{}?*", call.name),
         };
-        out.push(FetchCall {
-            params: p.kwargs(),
-            name,
-        });
-        from = p.i;
-    }
-    out
-}
-
-fn is_ident(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'.'
-}
-
-struct Parser<'a> {
-    s: &'a str,
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.as_bytes().get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, b: u8) -> bool {
-        if self.peek() == Some(b) {
-            self.i += 1;
-            true
+        if let Some(&i) = self.seen.get(&key) {
+            self.calls[i].upfront |= call.upfront;
+        } else if self.calls.len() == MAX_FETCH_CALLS {
+            self.over = true;
         } else {
-            false
+            self.seen.insert(key, self.calls.len());
+            self.calls.push(call);
         }
     }
 
-    fn string(&mut self) -> Option<Value> {
-        let q = self.peek().filter(|b| *b == b'"' || *b == b'\'')?;
-        let rest = &self.s[self.i + 1..];
-        let end = rest.find(q as char)?;
-        let text = &rest[..end];
-        if text.contains('\\') {
+    fn stmts(&mut self, list: &[ast::Stmt<'_>], cond: bool) {
+        for s in list {
+            self.stmt(s, cond);
+        }
+    }
+
+    /// `cond`: whether some render may skip this statement.
+    fn stmt(&mut self, s: &ast::Stmt<'_>, cond: bool) {
+        use ast::Stmt as S;
+        match s {
+            S::Template(t) => self.stmts(&t.children, cond),
+            S::EmitExpr(e) => self.expr(&e.expr, cond),
+            S::EmitRaw(_) => {}
+            S::ForLoop(f) => {
+                self.expr(&f.iter, cond);
+                self.opt(f.filter_expr.as_ref(), true);
+                self.stmts(&f.body, true);
+                self.stmts(&f.else_body, true);
+            }
+            S::IfCond(i) => {
+                self.expr(&i.expr, cond);
+                self.stmts(&i.true_body, true);
+                self.stmts(&i.false_body, true);
+            }
+            S::WithBlock(w) => {
+                for (_, value) in &w.assignments {
+                    self.expr(value, cond);
+                }
+                self.stmts(&w.body, cond);
+            }
+            S::Set(s) => self.expr(&s.expr, cond),
+            S::SetBlock(s) => {
+                self.opt(s.filter.as_ref(), cond);
+                self.stmts(&s.body, cond);
+            }
+            S::AutoEscape(a) => {
+                self.expr(&a.enabled, cond);
+                self.stmts(&a.body, cond);
+            }
+            S::FilterBlock(f) => {
+                self.expr(&f.filter, cond);
+                self.stmts(&f.body, cond);
+            }
+            S::Block(b) => self.stmts(&b.body, cond),
+            S::Import(i) => self.expr(&i.expr, cond),
+            S::FromImport(i) => self.expr(&i.expr, cond),
+            S::Extends(e) => self.expr(&e.name, cond),
+            S::Include(i) => self.expr(&i.name, cond),
+            S::Macro(m) => {
+                for d in &m.defaults {
+                    self.expr(d, true);
+                }
+                self.stmts(&m.body, true);
+            }
+            S::CallBlock(c) => {
+                self.call(&c.call, cond);
+                self.stmts(&c.macro_decl.body, true);
+            }
+            S::Do(d) => self.call(&d.call, cond),
+        }
+    }
+
+    fn opt(&mut self, e: Option<&ast::Expr<'_>>, cond: bool) {
+        if let Some(e) = e {
+            self.expr(e, cond);
+        }
+    }
+
+    fn expr(&mut self, e: &ast::Expr<'_>, cond: bool) {
+        use ast::Expr as E;
+        match e {
+            E::Var(_) | E::Const(_) => {}
+            E::Slice(s) => {
+                self.expr(&s.expr, cond);
+                self.opt(s.start.as_ref(), cond);
+                self.opt(s.stop.as_ref(), cond);
+                self.opt(s.step.as_ref(), cond);
+            }
+            E::UnaryOp(u) => self.expr(&u.expr, cond),
+            E::BinOp(b) => {
+                self.expr(&b.left, cond);
+                let short = matches!(b.op, ast::BinOpKind::ScAnd | ast::BinOpKind::ScOr);
+                self.expr(&b.right, cond || short);
+            }
+            E::Compare(c) => {
+                self.expr(&c.expr, cond);
+                for op in &c.ops {
+                    self.expr(&op.expr, cond);
+                }
+            }
+            E::IfExpr(i) => {
+                self.expr(&i.test_expr, cond);
+                self.expr(&i.true_expr, true);
+                self.opt(i.false_expr.as_ref(), true);
+            }
+            E::Filter(f) => {
+                self.opt(f.expr.as_ref(), cond);
+                self.args(&f.args, cond);
+            }
+            E::Test(t) => {
+                self.expr(&t.expr, cond);
+                self.args(&t.args, cond);
+            }
+            E::GetAttr(g) => self.expr(&g.expr, cond),
+            E::GetItem(g) => {
+                self.expr(&g.expr, cond);
+                self.expr(&g.subscript_expr, cond);
+            }
+            E::Call(c) => self.call(c, cond),
+            E::List(l) => {
+                for item in &l.items {
+                    self.expr(item, cond);
+                }
+            }
+            E::Map(m) => {
+                for item in m.keys.iter().chain(&m.values) {
+                    self.expr(item, cond);
+                }
+            }
+        }
+    }
+
+    fn args(&mut self, args: &[ast::CallArg<'_>], cond: bool) {
+        for a in args {
+            match a {
+                ast::CallArg::Pos(e)
+                | ast::CallArg::Kwarg(_, e)
+                | ast::CallArg::PosSplat(e)
+                | ast::CallArg::KwargSplat(e) => self.expr(e, cond),
+            }
+        }
+    }
+
+    fn call(&mut self, c: &ast::Call<'_>, cond: bool) {
+        if let Some(name) = fetch_name(c) {
+            self.add(FetchCall {
+                name,
+                params: literal_kwargs(&c.args[1..]),
+                upfront: !cond,
+            });
+        }
+        self.expr(&c.expr, cond);
+        self.args(&c.args, cond);
+    }
+}
+
+/// The name of a `fetch("literal", …)` call.
+fn fetch_name(c: &ast::Call<'_>) -> Option<String> {
+    let ast::Expr::Var(callee) = &c.expr else {
+        return None;
+    };
+    let Some(ast::CallArg::Pos(ast::Expr::Const(name))) = c.args.first() else {
+        return None;
+    };
+    (callee.id == "fetch")
+        .then(|| name.value.as_str().map(str::to_string))
+        .flatten()
+}
+
+/// `k=literal, …`; `None` at anything else.
+fn literal_kwargs(args: &[ast::CallArg<'_>]) -> Option<Map<String, Value>> {
+    let mut map = Map::new();
+    for a in args {
+        let ast::CallArg::Kwarg(key, ast::Expr::Const(v)) = a else {
             return None;
-        }
-        self.i += end + 2;
-        Some(Value::String(text.to_string()))
+        };
+        map.insert(key.to_string(), serde_json::to_value(&v.value).ok()?);
     }
-
-    fn ident(&mut self) -> Option<&str> {
-        let start = self.i;
-        while self
-            .peek()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            self.i += 1;
-        }
-        (self.i > start).then(|| &self.s[start..self.i])
-    }
-
-    /// A literal: string, number, true/false, none.
-    fn literal(&mut self) -> Option<Value> {
-        if let Some(v) = self.string() {
-            return Some(v);
-        }
-        let start = self.i;
-        while self
-            .peek()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-        {
-            self.i += 1;
-        }
-        let word = &self.s[start..self.i];
-        match word {
-            "true" | "True" => Some(Value::Bool(true)),
-            "false" | "False" => Some(Value::Bool(false)),
-            "none" | "None" => Some(Value::Null),
-            _ => serde_json::from_str::<serde_json::Number>(word)
-                .ok()
-                .map(Value::Number),
-        }
-    }
-
-    /// `, k=lit, …)`; `None` at anything else.
-    fn kwargs(&mut self) -> Option<Map<String, Value>> {
-        let mut map = Map::new();
-        loop {
-            self.ws();
-            if self.eat(b')') {
-                return Some(map);
-            }
-            if !self.eat(b',') {
-                return None;
-            }
-            self.ws();
-            if self.eat(b')') {
-                return Some(map);
-            }
-            let key = self.ident()?.to_string();
-            self.ws();
-            if !self.eat(b'=') {
-                return None;
-            }
-            self.ws();
-            let v = self.literal()?;
-            map.insert(key, v);
-        }
-    }
+    Some(map)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn calls(src: &str) -> Vec<FetchCall> {
+        fetch_calls("t", src).unwrap()
+    }
+
     #[test]
     fn finds_literal_calls_and_their_kwargs() {
         let src = r#"{{ fetch("ha_search_pattern", pattern='light.*', limit=5) | compact }}
 {% set x = fetch('ha_lights_on') %}{{ prefetch("no") }}{{ fetch(name) }}{{ fetch("a", p=var) }}"#;
-        let calls = fetch_calls(src);
+        let calls = calls(src);
         assert_eq!(calls.len(), 3);
         assert_eq!(calls[0].name, "ha_search_pattern");
         let p = calls[0].params.as_ref().unwrap();
@@ -162,5 +264,46 @@ mod tests {
         assert_eq!(calls[1].params, Some(Map::new()));
         assert_eq!(calls[2].name, "a");
         assert_eq!(calls[2].params, None);
+        assert!(calls.iter().all(|c| c.upfront));
+    }
+
+    #[test]
+    fn comments_do_not_count_and_branches_are_not_up_front() {
+        let src = r#"{# fetch("in_comment") #}{% raw %}{{ fetch("in_raw") }}{% endraw %}
+{% if x %}{{ fetch("in_if") }}{% endif %}{% for i in y %}{{ fetch("in_for") }}{% endfor %}
+{{ a and fetch("in_and") }}{{ fetch("in_ternary") if b }}{% macro m() %}{{ fetch("in_macro") }}{% endmacro %}
+{{ fetch("top") }}{% if fetch("in_test") %}{% endif %}{% if z %}{{ fetch("top") }}{% endif %}"#;
+        let got: Vec<(String, bool)> = calls(src)
+            .into_iter()
+            .map(|c| (c.name, c.upfront))
+            .collect();
+        let want = [
+            ("in_if", false),
+            ("in_for", false),
+            ("in_and", false),
+            ("in_ternary", false),
+            ("in_macro", false),
+            ("top", true),
+            ("in_test", true),
+        ];
+        let want: Vec<(String, bool)> = want.iter().map(|(n, u)| (n.to_string(), *u)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn duplicates_collapse_in_linear_time_and_distinct_calls_are_capped() {
+        // 40,000 identical calls: one entry, found quickly.
+        let body = "{{ fetch(\"ha_lights_on\") }}".repeat(40_000);
+        let started = std::time::Instant::now();
+        assert_eq!(calls(&body).len(), 1);
+        assert!(started.elapsed().as_secs_f64() < 2.0);
+        let many: String = (0..=MAX_FETCH_CALLS)
+            .map(|i| format!("{{{{ fetch(\"f\", n={i}) }}}}"))
+            .collect();
+        assert_eq!(fetch_calls("t", &many), Err(RefsError::TooMany));
+        let exact: String = (0..MAX_FETCH_CALLS)
+            .map(|i| format!("{{{{ fetch(\"f\", n={i}) }}}}"))
+            .collect();
+        assert_eq!(calls(&exact).len(), MAX_FETCH_CALLS);
     }
 }

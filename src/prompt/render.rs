@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State};
@@ -13,9 +13,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
-use super::refs::{fetch_calls, FetchCall};
+use super::refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
 use super::source::FetcherSource;
 use super::{filters, ha, RenderError};
+use crate::bounds::{self, Limits};
 use crate::fetchers::{FetchError, FetchOutcome, FetchRequest};
 use crate::state::StateManager;
 
@@ -103,7 +104,7 @@ pub struct Rendered {
 pub struct References {
     /// Fetchers used as plain variables.
     pub fetchers: Vec<String>,
-    /// Literal `fetch("…")` calls.
+    /// Literal `fetch("…")` calls, each once.
     pub calls: Vec<FetchCall>,
     /// Undeclared names that are neither fetchers, functions nor given variables.
     pub unknown: Vec<String>,
@@ -117,6 +118,8 @@ pub struct Renderer {
     source: Arc<dyn FetcherSource>,
     /// Template values of the fetcher results seen last, per request.
     values: Arc<Values>,
+    /// The memory and time each render gets.
+    limits: Limits,
 }
 
 /// The template value of each fetcher result last rendered, by request key.
@@ -165,7 +168,14 @@ impl Renderer {
             env,
             source,
             values: Default::default(),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same renderer with other render limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The fetcher source, for listings and checks.
@@ -181,7 +191,7 @@ impl Renderer {
         variables: &Map<String, serde_json::Value>,
     ) -> Result<References, RenderError> {
         let tmpl = self.compile(name, body)?;
-        Ok(self.references_of(&tmpl, body, variables))
+        self.references_of(&tmpl, name, body, variables)
     }
 
     fn compile<'s>(
@@ -200,11 +210,19 @@ impl Renderer {
     fn references_of(
         &self,
         tmpl: &minijinja::Template<'_, '_>,
+        name: &str,
         body: &str,
         variables: &Map<String, serde_json::Value>,
-    ) -> References {
+    ) -> Result<References, RenderError> {
+        let calls = fetch_calls(name, body).map_err(|e| match e {
+            RefsError::Syntax(message) => RenderError::Syntax {
+                template: name.to_string(),
+                message,
+            },
+            RefsError::TooMany => too_many_fetches(name),
+        })?;
         let mut refs = References {
-            calls: fetch_calls(body),
+            calls,
             ..Default::default()
         };
         let undeclared: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
@@ -221,7 +239,7 @@ impl Renderer {
                 refs.unknown.push(v);
             }
         }
-        refs
+        Ok(refs)
     }
 
     /// Runs the fetchers `body` uses, then renders it.
@@ -234,11 +252,22 @@ impl Renderer {
         let this = self.clone();
         let (name, body) = (name.to_string(), body.to_string());
         let handle = tokio::runtime::Handle::current();
+        let budget = self.limits.budget();
         // The render is synchronous and may wait on lazy `fetch` calls, so it runs
-        // off the async workers.
-        tokio::task::spawn_blocking(move || this.render_blocking(&name, &body, opts, handle))
-            .await
-            .map_err(|e| RenderError::Internal(e.to_string()))?
+        // off the async workers, under its budget: it stops itself at the
+        // deadline or the memory limit, so no thread is left running.
+        tokio::task::spawn_blocking(move || {
+            bounds::run(budget, || this.render_blocking(&name, &body, opts, handle)).unwrap_or_else(
+                |stop| {
+                    Err(RenderError::Stopped {
+                        template: name.clone(),
+                        stop,
+                    })
+                },
+            )
+        })
+        .await
+        .map_err(|e| RenderError::Internal(e.to_string()))?
     }
 
     fn render_blocking(
@@ -250,7 +279,7 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         let started = Instant::now();
         let tmpl = self.compile(name, body)?;
-        let refs = self.references_of(&tmpl, body, &opts.variables);
+        let refs = self.references_of(&tmpl, name, body, &opts.variables)?;
         if let Some(unknown) = refs.unknown.first() {
             return Err(RenderError::UnknownFetcher {
                 template: name.to_string(),
@@ -269,7 +298,8 @@ impl Renderer {
             fatal: Mutex::default(),
         });
 
-        // Everything known up front runs at once.
+        // Everything every render needs runs at once; calls in branches run
+        // when (and if) the render reaches them.
         let mut requests: Vec<FetchRequest> = refs
             .fetchers
             .iter()
@@ -285,13 +315,14 @@ impl Renderer {
                     name: call.name.clone(),
                 });
             }
-            if let Some(params) = &call.params {
-                let req = FetchRequest {
-                    name: call.name.clone(),
-                    params: params.clone(),
-                };
-                if !requests.contains(&req) {
-                    requests.push(req);
+            if let (Some(params), true) = (&call.params, call.upfront) {
+                // `fetch("x")` and the variable `x` are the same request.
+                let no_params = params.is_empty() && refs.fetchers.contains(&call.name);
+                if !no_params {
+                    requests.push(FetchRequest {
+                        name: call.name.clone(),
+                        params: params.clone(),
+                    });
                 }
             }
         }
@@ -342,6 +373,13 @@ impl Renderer {
     }
 }
 
+fn too_many_fetches(template: &str) -> RenderError {
+    RenderError::TooManyFetches {
+        template: template.to_string(),
+        limit: MAX_FETCH_CALLS,
+    }
+}
+
 fn cache_key(name: &str, params: &Map<String, serde_json::Value>) -> String {
     format!("{name}?{}", serde_json::Value::Object(params.clone()))
 }
@@ -388,7 +426,16 @@ impl FetchCtx {
             .iter()
             .map(|r| cache_key(&r.name, &r.params))
             .collect();
-        let outcomes = self.handle.block_on(self.source.run_many(requests));
+        // The wait ends with the render's deadline; each fetcher also has its own.
+        let wait = bounds::remaining().unwrap_or(Duration::MAX);
+        let run = tokio::time::timeout(wait, self.source.run_many(requests));
+        let Ok(outcomes) = self.handle.block_on(run) else {
+            bounds::stop_for_deadline();
+            return Err(RenderError::Render {
+                template: self.template.clone(),
+                message: "fetchers ran past the render's deadline".into(),
+            });
+        };
         for (key, o) in keys.into_iter().zip(outcomes) {
             self.record(key, o)?;
         }
@@ -445,6 +492,9 @@ impl FetchCtx {
                 template: self.template.clone(),
                 name: name.to_string(),
             });
+        }
+        if self.results.lock().len() >= MAX_FETCH_CALLS {
+            return fail(too_many_fetches(&self.template));
         }
         let req = FetchRequest {
             name: name.to_string(),

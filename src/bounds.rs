@@ -1,0 +1,279 @@
+//! Bounds on untrusted renders: memory and wall time.
+//!
+//! Templates come from whoever can post a preview or insert a row, and fuel
+//! bounds their steps, not what a step costs: one `s + s` copies the whole
+//! string. [`run`] gives a render a [`Budget`] on its thread; minijinja (with
+//! the guard patch in `vendor/minijinja`) asks [`guard`] before every
+//! instruction and before each allocation that grows with its data, and stops
+//! the render once the thread holds more than its budget or the deadline has
+//! passed. What the thread holds comes from the counting allocator in
+//! [`crate::memory`]. A stopped render unwinds normally: nothing is left
+//! running and its memory is freed.
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use minijinja::{Error, ErrorKind};
+
+/// How much one render may grow the process by default (`RENDER_MEMORY_LIMIT`).
+pub const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
+/// How long one prompt render may take by default (`RENDER_TIMEOUT`),
+/// fetchers included; a fetcher's own timeout bounds its template.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The limits every render of one kind gets (settings `RENDER_MEMORY_LIMIT`
+/// and `RENDER_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes one render may grow the process by.
+    pub memory: usize,
+    /// Wall time of one render.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// A budget that starts now.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.memory, self.timeout)
+    }
+}
+
+/// What one render may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Bytes the render's thread may hold beyond what it held at the start.
+    pub memory: usize,
+    /// When the render must have finished.
+    pub deadline: Instant,
+    /// The time it was given, for the error.
+    pub timeout: Duration,
+}
+
+impl Budget {
+    /// `memory` bytes, and `timeout` from now.
+    pub fn new(memory: usize, timeout: Duration) -> Self {
+        Self {
+            memory,
+            deadline: Instant::now() + timeout,
+            timeout,
+        }
+    }
+}
+
+/// Why a render was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    #[error("it needed more than its memory limit of {} MiB", .0 / (1024 * 1024))]
+    Memory(usize),
+    #[error("it ran past its time limit of {} ms", .0.as_millis())]
+    Deadline(Duration),
+}
+
+/// The budget of the render running on this thread.
+#[derive(Clone, Copy)]
+struct Active {
+    /// The thread's allocation balance when the render started.
+    base: isize,
+    /// The budget in bytes.
+    memory: usize,
+    /// The deadline on the coarse clock, in nanoseconds.
+    deadline_ns: u64,
+    /// The budget's length, for the error.
+    timeout: Duration,
+    /// Set once the render is stopped; every later check fails too.
+    stopped: Option<Stop>,
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Active>> = const { Cell::new(None) };
+}
+
+/// Runs `f` under `budget`. Nested runs (a template fetcher inside a render
+/// on the same thread) get their own budget and restore the outer one.
+pub fn run<T>(budget: Budget, f: impl FnOnce() -> T) -> Result<T, Stop> {
+    quiet_stopped_panics();
+    let left = budget.deadline.saturating_duration_since(Instant::now());
+    let active = Active {
+        base: crate::memory::thread_balance(),
+        memory: budget.memory,
+        deadline_ns: coarse_now_ns().saturating_add(left.as_nanos() as u64),
+        timeout: budget.timeout,
+        stopped: None,
+    };
+    let outer = ACTIVE.with(|a| a.replace(Some(active)));
+    let outer_guard = minijinja::guard::set_guard(Some(guard));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    let stopped = ACTIVE.with(|a| a.replace(outer)).and_then(|a| a.stopped);
+    minijinja::guard::set_guard(outer_guard);
+    match (result, stopped) {
+        (_, Some(stop)) => Err(stop),
+        (Ok(v), None) => Ok(v),
+        (Err(panic), None) => panic::resume_unwind(panic),
+    }
+}
+
+/// Time left for the render on this thread, if one runs.
+pub fn remaining() -> Option<Duration> {
+    let a = ACTIVE.with(Cell::get)?;
+    Some(Duration::from_nanos(
+        a.deadline_ns.saturating_sub(coarse_now_ns()),
+    ))
+}
+
+/// Stops the render on this thread (a wait inside it ran out of time).
+pub fn stop_for_deadline() {
+    ACTIVE.with(|cell| {
+        if let Some(mut a) = cell.get() {
+            a.stopped.get_or_insert(Stop::Deadline(a.timeout));
+            cell.set(Some(a));
+        }
+    });
+}
+
+/// The check minijinja calls: `bytes` is what it is about to allocate. With
+/// nothing announced, the render may hold half its budget, since the step
+/// after may double what it holds (a string or list growing); an announced
+/// allocation must fit the whole budget.
+fn guard(bytes: usize) -> Result<(), Error> {
+    ACTIVE.with(|cell| {
+        let Some(mut a) = cell.get() else {
+            return Ok(());
+        };
+        if a.stopped.is_none() {
+            let held = crate::memory::thread_balance()
+                .saturating_sub(a.base)
+                .max(0) as usize;
+            let over = match bytes {
+                0 => held > a.memory / 2,
+                n => held.saturating_add(n) > a.memory,
+            };
+            if over {
+                a.stopped = Some(Stop::Memory(a.memory));
+            } else if coarse_now_ns() >= a.deadline_ns {
+                a.stopped = Some(Stop::Deadline(a.timeout));
+            }
+            cell.set(Some(a));
+        }
+        match a.stopped {
+            None => Ok(()),
+            Some(stop) => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("render stopped: {stop}"),
+            )),
+        }
+    })
+}
+
+/// A monotonic clock at tick resolution (a few ms), about five times cheaper
+/// than `Instant::now()`: it is read before every template instruction.
+fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A render stopped while formatting a value unwinds with a panic (`Display`
+/// cannot return the guard's error); that is an expected outcome, not a bug,
+/// so it is not printed. Every other panic still is.
+fn quiet_stopped_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let stopped = ACTIVE.with(Cell::get).is_some_and(|a| a.stopped.is_some());
+            if !stopped {
+                previous(info);
+            }
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str, memory: usize, timeout: Duration) -> Result<Result<String, Error>, Stop> {
+        let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(100_000_000));
+        run(Budget::new(memory, timeout), || env.render_str(src, ()))
+    }
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn doubling_strings_stop_at_the_memory_budget() {
+        for op in ["+", "~"] {
+            let double = format!("{{% set s = s {op} s %}}").repeat(40);
+            let src = format!("{{% set s = 'a' * 1000000 %}}{double}{{{{ s | length }}}}");
+            assert_eq!(
+                render(&src, 16 * MIB, Duration::from_secs(10)).unwrap_err(),
+                Stop::Memory(16 * MIB),
+                "{op}"
+            );
+        }
+    }
+
+    #[test]
+    fn amplifying_filters_stop_at_the_memory_budget() {
+        let cases = [
+            "{{ ('a' * 1000000) | replace('a', 'bbbbbbbbbb') | length }}",
+            "{{ (['a' * 1000000] * 1000) | join | length }}",
+            "{{ (['a' * 1000000] * 1000) | string | length }}",
+            "{{ '' ~ (['a' * 1000000] * 1000) }}",
+            "{{ (['a' * 1000000] * 1000) | tojson | length }}",
+            "{{ ('a' * 1000000) | list | length }}",
+            "{{ ('x\n' * 1000000) | indent(1000) | length }}",
+            "{{ '%100000000s' | format('a') | length }}",
+            "{{ ([1] * 100000000) | list | length }}",
+            "{{ ('a ' * 5000000) | split | length }}",
+        ];
+        for src in cases {
+            assert_eq!(
+                render(src, 16 * MIB, Duration::from_secs(10)).unwrap_err(),
+                Stop::Memory(16 * MIB),
+                "{src}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_slow_loop_stops_at_its_deadline() {
+        let src = "{% set s = 'a' * 1000000 %}{% for i in range(100000) %}{% set n = s ~ 'b' %}{% endfor %}";
+        let started = Instant::now();
+        let stop = render(src, 64 * MIB, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(stop, Stop::Deadline(Duration::from_millis(300)));
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn small_renders_pass_and_budgets_nest() {
+        let ok = render("{{ 'a' ~ 'b' }}", MIB, Duration::from_secs(1));
+        assert_eq!(ok.unwrap().unwrap(), "ab");
+        let outer = run(Budget::new(MIB, Duration::from_secs(1)), || {
+            let inner = render("{{ 'x' * 10000000 }}", MIB, Duration::from_secs(1));
+            assert!(matches!(inner, Err(Stop::Memory(_))));
+            remaining().is_some()
+        });
+        assert_eq!(outer, Ok(true));
+        assert!(remaining().is_none());
+    }
+}
