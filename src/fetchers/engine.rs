@@ -13,7 +13,7 @@ use super::definition::{Definition, Problem, Source};
 use super::registry::Registry;
 use super::sources::{self, Read};
 use super::{FetchError, FetchOutcome, FetchRequest};
-use crate::bounds::{self, Budget};
+use crate::bounds::{self, Budget, Stop};
 use crate::state::StateManager;
 
 /// Runs fetchers from a registry over the states.
@@ -159,13 +159,16 @@ impl Engine {
                 // same deadline, so no thread keeps burning.
                 let (t, states, params) = (t.clone(), self.states.clone(), params.clone());
                 let budget = Budget::new(self.render_memory, def.timeout);
-                tokio::task::spawn_blocking(move || {
+                let ran = tokio::task::spawn_blocking(move || {
                     bounds::run(budget, || t.render(&states, &params))
-                        .unwrap_or_else(|stop| Err(format!("template stopped: {stop}")))
                 })
                 .await
-                .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?
-                .map_err(FetchError::Failed)
+                .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?;
+                match ran {
+                    Ok(rendered) => rendered.map_err(FetchError::Failed),
+                    Err(Stop::Deadline(t)) => Err(FetchError::Timeout(t.as_millis() as u64)),
+                    Err(stop) => Err(FetchError::Failed(format!("template stopped: {stop}"))),
+                }
             }
             other => sources::run(other, &self.states, params).await,
         }

@@ -160,7 +160,7 @@ pub fn escape(state: &State, v: &Value) -> Result<Value, Error> {
     let mut rv = match v.as_str() {
         Some(s) => {
             // `&quot;` is the longest escape: six bytes for one.
-            ok!(crate::guard::check(s.len().saturating_mul(6)));
+            ok!(crate::guard::check_string(s.len().saturating_mul(6)));
             String::with_capacity(s.len())
         }
         None => String::new(),
@@ -288,7 +288,7 @@ mod builtins {
                 hay.matches(from.as_str()).count()
             };
             let grow = count.saturating_mul(to.as_str().len() - from.as_str().len());
-            ok!(crate::guard::check(hay.len().saturating_add(grow)));
+            ok!(crate::guard::check_string(hay.len().saturating_add(grow)));
         }
 
         if safety_aware {
@@ -502,6 +502,8 @@ mod builtins {
                     ok!(crate::guard::check(0));
                 }
             }
+            // The caller copies it into a value.
+            ok!(crate::guard::check(output.len()));
             Ok(output)
         }
 
@@ -1206,7 +1208,7 @@ mod builtins {
                 .bytes()
                 .filter(|b| matches!(b, b'<' | b'>' | b'&' | b'\''))
                 .count();
-            ok!(crate::guard::check(s.len().saturating_add(escapes * 5)));
+            ok!(crate::guard::check_string(s.len().saturating_add(escapes * 5)));
             // When this filter is used the return value is safe for both HTML and JSON
             let mut rv = String::with_capacity(s.len());
             for c in s.chars() {
@@ -1278,7 +1280,7 @@ mod builtins {
 
         let input = strip_trailing_newline(value.as_str());
         let lines = input.bytes().filter(|&b| b == b'\n').count() + 1;
-        ok!(crate::guard::check(
+        ok!(crate::guard::check_string(
             input.len().saturating_add(lines.saturating_mul(width))
         ));
         let indent_with = " ".repeat(width);
@@ -1346,7 +1348,7 @@ mod builtins {
                 ValueRepr::Bytes(b) => Ok(percent_encoding::percent_encode(b, SET).to_string()),
                 ValueRepr::String(..) | ValueRepr::SmallStr(_) => {
                     let s = value.as_str().unwrap();
-                    ok!(crate::guard::check(s.len().saturating_mul(3)));
+                    ok!(crate::guard::check_string(s.len().saturating_mul(3)));
                     Ok(percent_encoding::utf8_percent_encode(s, SET).to_string())
                 }
                 _ => Ok(percent_encoding::utf8_percent_encode(&value.to_string(), SET).to_string()),

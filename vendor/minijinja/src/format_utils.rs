@@ -951,7 +951,7 @@ fn parse_number(cursor: &mut Cursor) -> Result<Option<usize>, Error> {
             .with_source(e)
         }));
         // A width or precision is how many bytes the formatted value takes.
-        ok!(crate::guard::check(num));
+        ok!(crate::guard::check_string(num));
         Ok(Some(num))
     }
 }

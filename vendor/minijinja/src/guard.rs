@@ -44,6 +44,13 @@ pub(crate) fn check(bytes: usize) -> Result<(), Error> {
     }
 }
 
+/// Asks the guard before building a string of `len` bytes: it is built, then
+/// copied into the value's shared buffer, so both are held for a moment.
+#[inline]
+pub(crate) fn check_string(len: usize) -> Result<(), Error> {
+    check(len.saturating_mul(2))
+}
+
 /// The bytes `n` values take in a sequence.
 #[inline]
 pub(crate) fn values(n: usize) -> usize {
@@ -55,7 +62,8 @@ pub(crate) fn values(n: usize) -> usize {
 pub(crate) fn format(value: std::fmt::Arguments<'_>) -> Result<String, Error> {
     let mut rv = String::new();
     match std::fmt::Write::write_fmt(&mut rv, value) {
-        Ok(()) => Ok(rv),
+        // The caller copies it into a value.
+        Ok(()) => check(rv.len()).map(|_| rv),
         Err(_) => Err(check(0).err().unwrap_or_else(|| {
             Error::new(crate::ErrorKind::InvalidOperation, "formatting failed")
         })),

@@ -313,7 +313,7 @@ pub fn add(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
             .map(int_as_value),
         Some(CoerceResult::F64(a, b)) => Ok((a + b).into()),
         Some(CoerceResult::Str(a, b)) => {
-            ok!(crate::guard::check(a.len().saturating_add(b.len())));
+            ok!(crate::guard::check_string(a.len().saturating_add(b.len())));
             Ok(Value::from([a, b].concat()))
         }
         _ => Err(impossible_op("+", lhs, rhs)),
@@ -341,7 +341,7 @@ pub fn mul(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
                 "repeated string is too large",
             ));
         }
-        ok!(crate::guard::check(s.len().saturating_mul(n)));
+        ok!(crate::guard::check_string(s.len().saturating_mul(n)));
         return Ok(Value::from(s.repeat(n)));
     } else if let Some((seq, n)) = lhs
         .as_object()
@@ -474,7 +474,7 @@ pub fn neg(val: &Value) -> Result<Value, Error> {
 /// formatting of a sequence or map operand.
 pub fn string_concat(left: Value, right: &Value) -> Result<Value, Error> {
     if let (Some(a), Some(b)) = (left.as_str(), right.as_str()) {
-        ok!(crate::guard::check(a.len().saturating_add(b.len())));
+        ok!(crate::guard::check_string(a.len().saturating_add(b.len())));
     }
     crate::guard::format(format_args!("{left}{right}")).map(Value::from)
 }

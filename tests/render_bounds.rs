@@ -1,0 +1,320 @@
+//! Hostile templates against the real binary (`ha-fetchers demo`, its own
+//! process, so its memory and threads can be read from `/proc`): every
+//! render stops at its memory limit or its deadline with a clear error, the
+//! process stays up, grows by less than the limit, and leaves no thread
+//! burning CPU.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The render deadline the demo runs with here.
+const RENDER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The memory limit of one render (the default).
+const LIMIT_MIB: u64 = 64;
+/// How far past its deadline a render may answer: the issue's 100 ms, plus
+/// the HTTP round trip on a loaded 2-core CI machine.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
+/// A template fetcher that spins: 10 MB copied per step, ~2.5 h of fuel.
+const CPU_HOG: &str = r#"description = "Copies a 10 MB string in a loop."
+source = "template"
+timeout_ms = 500
+ttl_seconds = 0
+template = '''{% set s = "a" * 10000000 %}{% for i in range(100000) %}{% set n = s ~ "b" %}{% endfor %}'''
+"#;
+
+/// A template fetcher that doubles a string until it is gigabytes.
+const MEMORY_HOG: &str = r#"description = "Doubles a string."
+source = "template"
+timeout_ms = 5000
+ttl_seconds = 0
+template = '''{% set s = "a" * 10000000 %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s | length }}'''
+"#;
+
+struct Demo {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    /// The demo on the shipped fetchers plus the two hogs.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/fetchers");
+        copy_dir(shipped.as_ref(), dir.path());
+        std::fs::write(dir.path().join("cpu_hog.toml"), CPU_HOG).unwrap();
+        std::fs::write(dir.path().join("memory_hog.toml"), MEMORY_HOG).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ha-fetchers"))
+            .args(["demo", "--bind", "127.0.0.1:0"])
+            .env("FETCHERS_DIR", dir.path())
+            .env("RENDER_TIMEOUT", "1s")
+            .env_remove("RENDER_MEMORY_LIMIT")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary runs");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut base = None;
+        for line in lines.map_while(Result::ok) {
+            if let Some(b) = line.strip_prefix("API: ") {
+                base = Some(b.to_string());
+            }
+            if line.contains("Serving until Ctrl-C") {
+                break;
+            }
+        }
+        Self {
+            child,
+            base: base.expect("the demo prints its address"),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value, Duration) {
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body, started.elapsed())
+    }
+
+    async fn render(&self, template: &str) -> (u16, Value, Duration) {
+        self.post("/api/v1/render", json!({ "body": template }))
+            .await
+    }
+
+    async fn healthy(&self) -> bool {
+        let resp = self.http.get(format!("{}/api/health", self.base)).send();
+        matches!(resp.await, Ok(r) if r.status().is_success())
+    }
+
+    /// Peak RSS since the last reset, in KiB.
+    fn peak_kib(&self) -> u64 {
+        status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Makes the peak RSS start again from the current RSS.
+    fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
+    }
+
+    fn rss_kib(&self) -> u64 {
+        status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Clock ticks of CPU every thread of the process has used.
+    fn cpu_ticks(&self) -> u64 {
+        let mut total = 0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap() {
+            let stat =
+                std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+            // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        total
+    }
+
+    /// CPU ticks used over `window`, once everything answered.
+    async fn cpu_over(&self, window: Duration) -> u64 {
+        let before = self.cpu_ticks();
+        tokio::time::sleep(window).await;
+        self.cpu_ticks() - before
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+/// Growth of the peak RSS over the RSS before, in MiB.
+fn growth_mib(before_kib: u64, peak_kib: u64) -> u64 {
+    peak_kib.saturating_sub(before_kib) / 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_strings_stop_at_the_memory_limit() {
+    let demo = Demo::start();
+    let doublings = |op: &str, n: usize| format!("{{% set s = s {op} s %}}").repeat(n);
+    let cases = [
+        // The `*` alone asks for more than the limit.
+        format!("{{% set s = \"a\" * 10**8 %}}{}", doublings("+", 5)),
+        format!("{{% set s = \"a\" * 10**7 %}}{}", doublings("+", 8)),
+        format!("{{% set s = \"a\" * 10**7 %}}{}", doublings("~", 8)),
+        // A list of references to one big string, formatted as text.
+        "{% set s = \"a\" * 10**6 %}{{ ([s] * 100000) | join | length }}".to_string(),
+    ];
+    for template in &cases {
+        demo.reset_peak();
+        let before = demo.rss_kib();
+        let (status, body, took) = demo.render(template).await;
+        let grew = growth_mib(before, demo.peak_kib());
+        eprintln!(
+            "{}…: {status} in {took:?}, peak RSS +{grew} MiB",
+            &template[..40]
+        );
+        assert_eq!(status, 422, "{template}: {body}");
+        assert!(
+            message(&body).contains(&format!("memory limit of {LIMIT_MIB} MiB")),
+            "{body}"
+        );
+        assert!(grew < LIMIT_MIB, "{template}: grew {grew} MiB");
+        assert!(demo.healthy().await, "the process is up");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_render_stops_at_its_deadline_and_leaves_no_cpu_behind() {
+    let demo = Demo::start();
+    let idle = demo.cpu_over(Duration::from_millis(500)).await;
+    let template =
+        "{% set s = \"a\" * 10**7 %}{% for i in range(100000) %}{% set n = s ~ \"b\" %}{% endfor %}";
+    let (status, body, took) = demo.render(template).await;
+    eprintln!("slow loop: {status} after {took:?}");
+    assert_eq!(status, 422, "{body}");
+    assert!(message(&body).contains("time limit of 1000 ms"), "{body}");
+    assert!(
+        took < RENDER_TIMEOUT + DEADLINE_SLACK,
+        "answered after {took:?}"
+    );
+    // Meanwhile-started renders are not held up by it either.
+    let busy = demo.cpu_over(Duration::from_millis(500)).await;
+    eprintln!("CPU over 500 ms: {idle} ticks idle, {busy} after the answer");
+    assert!(
+        busy <= idle + 5,
+        "{busy} ticks after the answer, {idle} idle"
+    );
+    let (status, body, _) = demo.render("{{ ha_lights_on | length }}").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_template_fetchers_stop_and_the_others_keep_working() {
+    let demo = Demo::start();
+    let idle = demo.cpu_over(Duration::from_millis(500)).await;
+    let runs: Vec<_> = (0..6)
+        .map(|_| demo.post("/api/v1/fetchers/cpu_hog/run", json!({})))
+        .collect();
+    let started = Instant::now();
+    for (status, body, _) in futures::future::join_all(runs).await {
+        assert_eq!(body["error"]["code"], "timeout", "{status} {body}");
+    }
+    let took = started.elapsed();
+    eprintln!("6 CPU hogs answered after {took:?}");
+    assert!(
+        took < Duration::from_millis(500) + DEADLINE_SLACK,
+        "{took:?}"
+    );
+    // The threads stopped themselves at the deadline: no CPU is left burning.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = demo.cpu_over(Duration::from_millis(500)).await;
+    assert!(
+        busy <= idle + 5,
+        "{busy} ticks after the answers, {idle} idle"
+    );
+
+    demo.reset_peak();
+    let before = demo.rss_kib();
+    let (_, body, _) = demo
+        .post("/api/v1/fetchers/memory_hog/run", json!({}))
+        .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("memory limit of 64 MiB")),
+        "{body}"
+    );
+    let grew = growth_mib(before, demo.peak_kib());
+    eprintln!(
+        "memory hog fetcher: peak RSS +{grew} MiB; CPU after the hogs {busy} ticks, {idle} idle"
+    );
+    assert!(grew < LIMIT_MIB, "grew {grew} MiB");
+    let (status, body, _) = demo
+        .post("/api/v1/fetchers/ha_lights_on/run", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_calls_in_comments_cost_nothing_and_distinct_calls_are_capped() {
+    let demo = Demo::start();
+    let same = "{# fetch(\"ha_lights_on\") #}".repeat(10_000);
+    let distinct: String = (0..10_000)
+        .map(|i| format!("{{# fetch(\"ha_search_pattern\", pattern=\"x{i}\") #}}"))
+        .collect();
+    let before = demo.cpu_ticks();
+    let (status, body, took) = demo.render(&format!("{same}{distinct}ok")).await;
+    let used = demo.cpu_ticks() - before;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["text"], "ok");
+    assert_eq!(body["fetchers"], json!([]), "nothing ran up front");
+    eprintln!("20,000 calls in comments: {took:?}, {used} ticks of CPU");
+    assert!(used < 50, "{used} ticks for one request ({took:?})");
+
+    let over: String = (0..=64)
+        .map(|i| format!("{{{{ fetch(\"ha_search_pattern\", pattern=\"x{i}\") }}}}"))
+        .collect();
+    let (status, body, _) = demo.render(&over).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        message(&body).contains("more than 64 distinct fetch() calls"),
+        "{body}"
+    );
+    // The same cap holds for calls made at render time.
+    let lazy = "{% for i in range(100) %}{{ fetch(\"ha_search_pattern\", pattern=\"x\" ~ i) | length }}{% endfor %}";
+    let (status, body, _) = demo.render(lazy).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        message(&body).contains("more than 64 distinct fetch() calls"),
+        "{body}"
+    );
+}
