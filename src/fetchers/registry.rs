@@ -18,14 +18,7 @@ use super::db::{self, DbError};
 use super::definition::{validate_all, Definition, Problem, Row};
 use super::files;
 use crate::config::Settings;
-
-/// Seconds since the epoch, now.
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
+use crate::state::now_secs;
 
 /// Where definitions come from.
 #[derive(Clone)]

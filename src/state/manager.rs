@@ -97,8 +97,8 @@ pub struct StateManager {
     rest_reads: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Seconds since the epoch, now.
-pub(crate) fn now_secs() -> f64 {
+/// Seconds since the epoch, now: the unit of the meta's timestamps.
+pub fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -18,7 +18,9 @@ pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseEr
 pub use glob::{Glob, GlobError};
 pub(crate) use index::Ids;
 pub use index::{Index, Slot, Upserted};
-pub use manager::{DomainCount, Fallback, FallbackError, Query, StateError, StateManager, Summary};
+pub use manager::{
+    now_secs, DomainCount, Fallback, FallbackError, Query, StateError, StateManager, Summary,
+};
 pub use memory::MemoryStore;
 pub use meta::Meta;
 pub use redis::RedisStore;

@@ -7,12 +7,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{EntityState, Meta, RegistryKind, SharedStore, Upserted};
+use super::{now_secs, EntityState, Meta, RegistryKind, SharedStore, Upserted};
 
 /// The most queued messages folded into one batch.
 pub const MAX_BATCH: usize = 4096;
@@ -136,13 +136,6 @@ pub struct Writer {
     resync: Arc<tokio::sync::Notify>,
     /// Events received since memory was last trimmed.
     since_trim: u64,
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 impl Writer {
