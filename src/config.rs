@@ -134,6 +134,22 @@ pub fn ws_url(base: &Url) -> Result<Url, String> {
     Ok(u)
 }
 
+/// What a URL's user name and password are replaced with where it is shown.
+const REDACTED: &str = "***";
+
+/// `url` as logs may show it: a user name and password (`http://user:pw@host`)
+/// become `***`, so credentials in `HA_URL` never reach a log line.
+pub fn redacted(url: &Url) -> Url {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some(REDACTED));
+    }
+    if !u.username().is_empty() {
+        let _ = u.set_username(REDACTED);
+    }
+    u
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +176,22 @@ mod tests {
         s.api_token = Some(SecretString::from("api-secret"));
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("very-secret-token") && !dbg.contains("api-secret"));
+    }
+
+    #[test]
+    fn redacted_hides_user_and_password() {
+        let r = |s: &str| redacted(&Url::parse(s).unwrap()).to_string();
+        let shown = r("http://user:pa%24%24word@ha.local:8123/x?y=1");
+        assert_eq!(shown, "http://***:***@ha.local:8123/x?y=1");
+        assert!(!shown.contains("pa") && !shown.contains("user"));
+        assert_eq!(
+            r("ws://:secret@h/api/websocket"),
+            "ws://:***@h/api/websocket"
+        );
+        assert_eq!(r("http://user@h/"), "http://***@h/");
+        assert_eq!(r("https://h:8123/"), "https://h:8123/");
+        // What the session logs: the WebSocket URL derived from HA_URL.
+        let ws = ws_url(&Url::parse("http://u:hunter2@h:8123").unwrap()).unwrap();
+        assert!(!redacted(&ws).to_string().contains("hunter2"));
     }
 }

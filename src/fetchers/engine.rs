@@ -14,6 +14,7 @@ use super::registry::Registry;
 use super::sources::{self, Read};
 use super::{FetchError, FetchOutcome, FetchRequest};
 use crate::state::StateManager;
+use crate::telemetry::Escaped;
 
 /// Runs fetchers from a registry over the states.
 #[derive(Clone)]
@@ -127,10 +128,10 @@ impl Engine {
         }
         match &out.result {
             Ok(_) => {
-                tracing::debug!(fetcher = %out.name, elapsed_ms = out.elapsed_ms, "Fetcher ran")
+                tracing::debug!(fetcher = %Escaped(&out.name), elapsed_ms = out.elapsed_ms, "Fetcher ran")
             }
             Err(e) => {
-                tracing::warn!(fetcher = %out.name, elapsed_ms = out.elapsed_ms, code = e.code(), error = %e, "Fetcher failed")
+                tracing::warn!(fetcher = %Escaped(&out.name), elapsed_ms = out.elapsed_ms, code = e.code(), error = %Escaped(e), "Fetcher failed")
             }
         }
         out
