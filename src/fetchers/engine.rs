@@ -44,6 +44,11 @@ impl Engine {
         &self.states
     }
 
+    /// Bytes the result cache holds (keys and results as JSON text).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
     /// Whether an enabled, valid fetcher has this name.
     pub fn exists(&self, name: &str) -> bool {
         self.registry.get(name).is_some()
