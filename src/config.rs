@@ -78,6 +78,22 @@ pub struct Settings {
     /// When set, every route but /api/health needs `Authorization: Bearer <token>`.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<SecretString>,
+    /// Open connections at most; further ones wait in the kernel's backlog, so
+    /// file descriptors are never exhausted (the process's limit is often 1,024).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Requests handled at once (every route but /api/health*); more get 503 with Retry-After.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+    /// How long one request may take before it is answered 504.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// The largest request body accepted; larger ones get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
 }
 
 impl Settings {

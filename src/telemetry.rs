@@ -103,6 +103,8 @@ const ZEROED_COUNTERS: &[&str] = &[
     "ha_rest_fallbacks_total",
     "ha_reconnects_total",
     "ha_resyncs_total",
+    "ha_http_shed_total",
+    "ha_http_timeouts_total",
 ];
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
