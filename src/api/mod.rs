@@ -12,6 +12,7 @@ mod states;
 
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use fetchers::outcome_json;
+pub use fetchers::{MAX_BATCH, MAX_RESPONSE_BYTES};
 pub use limits::Limits;
 pub use openapi::{ApiDoc, BEARER};
 pub use server::serve;
