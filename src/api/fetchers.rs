@@ -412,3 +412,19 @@ pub async fn mysql_health(State(app): State<Arc<AppState>>) -> Response {
     };
     (code, Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_over_the_response_limit_are_refused() {
+        let small = json!({"results": ["x"]});
+        assert_eq!(capped_json(StatusCode::OK, &small).unwrap().status(), 200);
+        let big = json!({"result": "x".repeat(MAX_RESPONSE_BYTES)});
+        match capped_json(StatusCode::OK, &big) {
+            Err(ApiError::TooLarge(m)) => assert!(m.contains("8388608 bytes"), "{m}"),
+            other => panic!("expected TooLarge, got {:?}", other.map(|r| r.status())),
+        }
+    }
+}

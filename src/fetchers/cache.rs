@@ -189,3 +189,36 @@ impl ResultCache {
         self.inner.lock().bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(cache: &ResultCache, params: &str, value: Value) {
+        let mut p = Map::new();
+        p.insert("p".into(), params.into());
+        let ttl = Duration::from_secs(60);
+        cache.put("f", &p, 1, ttl, Arc::new(value), Vec::new());
+    }
+
+    #[test]
+    fn a_result_over_the_entry_limit_is_not_kept() {
+        let cache = ResultCache::default();
+        put(&cache, "a", Value::String("x".repeat(MAX_ENTRY_BYTES)));
+        assert_eq!(cache.bytes(), 0);
+        put(&cache, "b", Value::String("x".repeat(1000)));
+        assert!(cache.bytes() > 1000 && cache.bytes() < 1100);
+    }
+
+    #[test]
+    fn replacing_a_key_counts_its_bytes_once() {
+        // Filling to the cap is tests/abuse.rs's (it takes 64 MiB of results).
+        let cache = ResultCache::default();
+        put(&cache, "a", Value::String("x".repeat(1000)));
+        let one = cache.bytes();
+        put(&cache, "a", Value::String("x".repeat(1000)));
+        assert_eq!(cache.bytes(), one);
+        put(&cache, "b", Value::String("x".repeat(1000)));
+        assert_eq!(cache.bytes(), 2 * one);
+    }
+}
