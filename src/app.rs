@@ -30,7 +30,18 @@ pub struct Application {
     shutdown: CancellationToken,
     /// Background tasks to wait for at shutdown.
     tasks: Vec<JoinHandle<()>>,
+    /// From shutdown to `run_until_stopped` returning, whatever clients do.
+    shutdown_deadline: Duration,
 }
+
+/// The longest a shutdown takes, from the signal to `run_until_stopped`
+/// returning: slow clients holding connections open cannot keep the process
+/// alive (ten of them kept it up 31 s), and orchestrators kill at 10 s or later.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The part of the shutdown deadline kept for flushing cache writes and
+/// stopping background tasks once the connections are closed.
+const CLEANUP_RESERVE: Duration = Duration::from_secs(2);
 
 /// Opens the store the settings ask for.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
@@ -170,6 +181,7 @@ impl Application {
             ha_configured: ha.is_some(),
             cache_max_age: settings.cache_max_age,
             api_token: settings.api_token.clone().map(Arc::new),
+            limits: api::Limits::from_settings(&settings),
         };
         let listener = TcpListener::bind(settings.bind)
             .await
@@ -180,7 +192,15 @@ impl Application {
             writer,
             shutdown,
             tasks,
+            shutdown_deadline: SHUTDOWN_DEADLINE,
         })
+    }
+
+    /// Replaces [`SHUTDOWN_DEADLINE`], so tests can check the deadline holds
+    /// without waiting the full 10 s.
+    pub fn with_shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.shutdown_deadline = deadline;
+        self
     }
 
     /// The port actually bound.
@@ -202,7 +222,8 @@ impl Application {
     }
 
     /// Serves until the shutdown token is cancelled, then drains: in-flight
-    /// requests finish, the WebSocket closes, and pending cache writes land.
+    /// requests finish, the WebSocket closes, and pending cache writes land;
+    /// all within the shutdown deadline, after which what is left is dropped.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -210,17 +231,29 @@ impl Application {
             writer,
             shutdown,
             tasks,
+            shutdown_deadline,
         } = self;
-        let stop = shutdown.clone();
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("HTTP server failed")?;
+        let limits = state.limits.clone();
+        let reserve = CLEANUP_RESERVE.min(shutdown_deadline / 2);
+        let began = api::serve(
+            listener,
+            api::router(state),
+            &limits,
+            shutdown.clone(),
+            shutdown_deadline - reserve,
+        )
+        .await;
+        let deadline = began + shutdown_deadline;
         shutdown.cancel();
-        writer.flush().await;
+        if tokio::time::timeout_at(deadline, writer.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Pending cache writes did not land before the shutdown deadline");
+        }
         drop(writer);
         for t in tasks {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+            let _ = tokio::time::timeout_at(deadline, t).await;
         }
         Ok(())
     }

@@ -87,6 +87,22 @@ pub struct Settings {
     /// When set, every route but /api/health needs `Authorization: Bearer <token>`.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<SecretString>,
+    /// Open connections at most; further ones wait in the kernel's backlog, so
+    /// file descriptors are never exhausted (the process's limit is often 1,024).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Requests handled at once (every route but /api/health*); more get 503 with Retry-After.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+    /// How long one request may take before it is answered 504.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// The largest request body accepted; larger ones get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
 }
 
 impl Settings {
@@ -151,6 +167,22 @@ pub fn ws_url(base: &Url) -> Result<Url, String> {
     Ok(u)
 }
 
+/// What a URL's user name and password are replaced with where it is shown.
+const REDACTED: &str = "***";
+
+/// `url` as logs may show it: a user name and password (`http://user:pw@host`)
+/// become `***`, so credentials in `HA_URL` never reach a log line.
+pub fn redacted(url: &Url) -> Url {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some(REDACTED));
+    }
+    if !u.username().is_empty() {
+        let _ = u.set_username(REDACTED);
+    }
+    u
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +209,22 @@ mod tests {
         s.api_token = Some(SecretString::from("api-secret"));
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("very-secret-token") && !dbg.contains("api-secret"));
+    }
+
+    #[test]
+    fn redacted_hides_user_and_password() {
+        let r = |s: &str| redacted(&Url::parse(s).unwrap()).to_string();
+        let shown = r("http://user:pa%24%24word@ha.local:8123/x?y=1");
+        assert_eq!(shown, "http://***:***@ha.local:8123/x?y=1");
+        assert!(!shown.contains("pa") && !shown.contains("user"));
+        assert_eq!(
+            r("ws://:secret@h/api/websocket"),
+            "ws://:***@h/api/websocket"
+        );
+        assert_eq!(r("http://user@h/"), "http://***@h/");
+        assert_eq!(r("https://h:8123/"), "https://h:8123/");
+        // What the session logs: the WebSocket URL derived from HA_URL.
+        let ws = ws_url(&Url::parse("http://u:hunter2@h:8123").unwrap()).unwrap();
+        assert!(!redacted(&ws).to_string().contains("hunter2"));
     }
 }

@@ -1,10 +1,73 @@
 //! Logging: readable text by default, JSON with `LOG_FORMAT=json`, level from `RUST_LOG`.
 
+use std::fmt;
+
 use tracing_subscriber::EnvFilter;
+
+/// Crates held at `info` whatever `RUST_LOG` says, unless it names them: at
+/// `debug`/`trace` they log frames, headers and statements, and tungstenite's
+/// frames include the `auth` message with `HA_TOKEN` in it.
+const PINNED_CRATES: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "sqlx",
+    "redis",
+    "mio",
+];
+
+/// The level [`PINNED_CRATES`] are held at.
+const PINNED_LEVEL: &str = "info";
+
+/// The filter for a `RUST_LOG` spec: the spec, then [`PINNED_CRATES`] at
+/// [`PINNED_LEVEL`] unless the spec names them (`RUST_LOG=trace,tungstenite=trace`
+/// is taken at its word). An invalid spec falls back to `info`.
+pub fn env_filter(spec: &str) -> EnvFilter {
+    let named = |krate: &str| {
+        spec.split(',').any(|d| {
+            let target = d.trim().trim_start_matches('[');
+            target
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['=', ':', '[']))
+        })
+    };
+    let mut full = if spec.trim().is_empty() {
+        "info".to_string()
+    } else {
+        spec.to_string()
+    };
+    for krate in PINNED_CRATES.iter().filter(|k| !named(k)) {
+        full.push_str(&format!(",{krate}={PINNED_LEVEL}"));
+    }
+    EnvFilter::try_new(&full).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Shows a value from a request in a text log with control characters escaped
+/// (`\n`, `\u{1b}`), so a caller cannot forge log lines or send terminal codes.
+/// Log such values as `field = %Escaped(&value)`.
+pub struct Escaped<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        for c in self.0.to_string().chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Installs the global subscriber once; later calls are no-ops.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = env_filter(&std::env::var("RUST_LOG").unwrap_or_default());
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -40,6 +103,8 @@ const ZEROED_COUNTERS: &[&str] = &[
     "ha_rest_fallbacks_total",
     "ha_reconnects_total",
     "ha_resyncs_total",
+    "ha_http_shed_total",
+    "ha_http_timeouts_total",
 ];
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -1,12 +1,17 @@
 //! `ApiError`: every failure the API returns, as `{"error": {"code", "message"}}`.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::prompt::RenderError;
 use crate::state::StateError;
+
+/// The `Retry-After` of a shed request, in seconds: requests are short, so a
+/// slot is usually free by then.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// An API failure. Internal errors are logged in full and shown as a bare 500.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +28,16 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// Every request slot is taken: try again shortly (503 with `Retry-After`).
+    #[error("the server is busy; retry in {RETRY_AFTER_SECS} s")]
+    Overloaded,
+    /// The request outlived `REQUEST_TIMEOUT`.
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
+    /// A request asks for more than a limit allows, or its answer would be
+    /// larger than one; the message names the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// An extractor refused the request (bad JSON, wrong content type, body too
     /// large, undecodable path or query); axum's status is kept, the body made ours.
     #[error("{message}")]
@@ -40,6 +55,9 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Rejected { status, .. } => (*status, rejection_code(*status)),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -116,10 +134,15 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
+        let mut resp = (
             status,
             Json(json!({"error": {"code": code, "message": message}})),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, Self::Overloaded) {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,15 @@ use crate::fetchers::{Definition, FetchError, FetchOutcome, FetchRequest, LoadSt
 
 /// How long the health probe waits for MySQL.
 const MYSQL_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The most fetchers one batch may run: a prompt needs a handful, and every
+/// item costs a task and a result held until the answer is sent (10,000
+/// items peaked at 1.6 GB; 70,000 aborted the process).
+pub const MAX_BATCH: usize = 32;
+
+/// The largest answer a fetcher route sends; a bigger one is refused (413)
+/// before it is fully built, rather than buffered whatever its size.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A definition as the API lists it.
 #[derive(Serialize, ToSchema)]
@@ -128,19 +137,75 @@ struct MysqlHealth {
     problems: usize,
 }
 
+/// An outcome as it is sent: borrows the result, so a cached one is
+/// serialised from the cache's own copy, not cloned first.
+#[derive(Serialize)]
+struct OutcomeView<'a> {
+    name: &'a str,
+    params: &'a Map<String, Value>,
+    elapsed_ms: f64,
+    cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+impl<'a> From<&'a FetchOutcome> for OutcomeView<'a> {
+    fn from(o: &'a FetchOutcome) -> Self {
+        Self {
+            name: &o.name,
+            params: &o.params,
+            elapsed_ms: (o.elapsed_ms * 1000.0).round() / 1000.0,
+            cached: o.cached,
+            result: o.result.as_deref().ok(),
+            error: o
+                .result
+                .as_ref()
+                .err()
+                .map(|e| json!({"code": e.code(), "message": e.to_string()})),
+        }
+    }
+}
+
+/// A batch's answer as it is sent.
+#[derive(Serialize)]
+struct Results<'a> {
+    results: Vec<OutcomeView<'a>>,
+}
+
 /// An outcome as JSON: `result` on success, `error: {code, message}` otherwise.
 pub fn outcome_json(o: &FetchOutcome) -> Value {
-    let mut v = json!({
-        "name": o.name,
-        "params": o.params,
-        "elapsed_ms": (o.elapsed_ms * 1000.0).round() / 1000.0,
-        "cached": o.cached,
-    });
-    match &o.result {
-        Ok(r) => v["result"] = Value::clone(r),
-        Err(e) => v["error"] = json!({"code": e.code(), "message": e.to_string()}),
+    serde_json::to_value(OutcomeView::from(o)).expect("an outcome is always JSON")
+}
+
+/// A `Vec` that refuses to grow past [`MAX_RESPONSE_BYTES`]: serialising into
+/// it stops at the limit instead of building the whole answer first.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RESPONSE_BYTES {
+            return Err(std::io::Error::other("response limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
     }
-    v
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `body` as a JSON response, or 413 when it would exceed [`MAX_RESPONSE_BYTES`].
+fn capped_json(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
+    let mut out = Capped(Vec::new());
+    if serde_json::to_writer(&mut out, body).is_err() {
+        return Err(ApiError::TooLarge(format!(
+            "the answer would exceed {MAX_RESPONSE_BYTES} bytes (the response limit); \
+             ask for fewer fetchers or narrower params"
+        )));
+    }
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], out.0).into_response())
 }
 
 /// The fetchers, the rows that did not load, and how loading went.
@@ -224,7 +289,7 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
         (status = 400, description = "Bad params, a body that is not a JSON object, or undecodable path", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such fetcher", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES, or an answer over 8 MiB", body = ErrorBody),
         (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
         (status = 502, description = "The fetcher failed (outcome with `error`)", body = Outcome),
         (status = 504, description = "The fetcher timed out (outcome with `error`)", body = Outcome),
@@ -246,7 +311,7 @@ pub async fn run_one(
         Err(FetchError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         Err(FetchError::Failed(_)) => StatusCode::BAD_GATEWAY,
     };
-    Ok((status, Json(outcome_json(&out))).into_response())
+    capped_json(status, &OutcomeView::from(&out))
 }
 
 /// One entry of a batch.
@@ -260,7 +325,7 @@ pub struct RunItem {
     params: Map<String, Value>,
 }
 
-/// A batch: `{"fetchers": [{"name": …, "params": {…}}, …]}`.
+/// A batch: `{"fetchers": [{"name": …, "params": {…}}, …]}`, at most [`MAX_BATCH`] of them.
 #[derive(Deserialize, ToSchema)]
 pub struct RunMany {
     /// What to run.
@@ -278,7 +343,7 @@ pub struct RunMany {
         (status = 200, description = "One outcome per fetcher, failures included", body = RunResults),
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES, more than 32 fetchers, or an answer over 8 MiB", body = ErrorBody),
         (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
         (status = 422, description = "JSON, but not a batch", body = ErrorBody),
     )
@@ -286,7 +351,13 @@ pub struct RunMany {
 pub async fn run_many(
     State(app): State<Arc<AppState>>,
     JsonBody(body): JsonBody<RunMany>,
-) -> Json<Value> {
+) -> Result<Response, ApiError> {
+    if body.fetchers.len() > MAX_BATCH {
+        return Err(ApiError::TooLarge(format!(
+            "a batch runs at most {MAX_BATCH} fetchers, not {}",
+            body.fetchers.len()
+        )));
+    }
     let reqs = body
         .fetchers
         .into_iter()
@@ -296,7 +367,8 @@ pub async fn run_many(
         })
         .collect();
     let outs = app.fetchers.run_many(reqs).await;
-    Json(json!({"results": outs.iter().map(outcome_json).collect::<Vec<_>>()}))
+    let results = outs.iter().map(OutcomeView::from).collect();
+    capped_json(StatusCode::OK, &Results { results })
 }
 
 /// Where fetcher definitions come from, and whether MySQL answers.
@@ -339,4 +411,20 @@ pub async fn mysql_health(State(app): State<Arc<AppState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_over_the_response_limit_are_refused() {
+        let small = json!({"results": ["x"]});
+        assert_eq!(capped_json(StatusCode::OK, &small).unwrap().status(), 200);
+        let big = json!({"result": "x".repeat(MAX_RESPONSE_BYTES)});
+        match capped_json(StatusCode::OK, &big) {
+            Err(ApiError::TooLarge(m)) => assert!(m.contains("8388608 bytes"), "{m}"),
+            other => panic!("expected TooLarge, got {:?}", other.map(|r| r.status())),
+        }
+    }
 }

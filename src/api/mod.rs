@@ -4,18 +4,23 @@ mod error;
 mod extract;
 mod fetchers;
 mod health;
+mod limits;
 mod openapi;
 mod prompts;
+mod server;
 mod states;
 
-pub use error::ApiError;
+pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use fetchers::outcome_json;
+pub use fetchers::{MAX_BATCH, MAX_RESPONSE_BYTES};
+pub use limits::Limits;
 pub use openapi::{ApiDoc, BEARER};
+pub use server::serve;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -43,6 +48,8 @@ pub struct AppState {
     pub fetchers: Engine,
     /// Prompt templates and their renderer.
     pub prompts: Arc<Prompts>,
+    /// Connection and request limits.
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -61,6 +68,7 @@ impl AppState {
             api_token: None,
             prompts: Arc::new(Prompts::new(renderer, Vec::new())),
             fetchers,
+            limits: Limits::default(),
         }
     }
 }
@@ -69,7 +77,10 @@ impl AppState {
 /// request (twice, with the token check), and cloning each field's own `Arc`
 /// was a measurable part of a cached `GET`. Without a token there is no
 /// token check at all, rather than one that lets everything through.
+/// Outermost, every request passes the guard: load shedding and the deadline.
 pub fn router(state: AppState) -> Router {
+    let guard = limits::Guard::new(&state.limits);
+    let body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
     let state = Arc::new(state);
     let routes = Router::new()
         .route("/api/health", get(health::overall))
@@ -95,7 +106,10 @@ pub fn router(state: AppState) -> Router {
         Some(_) => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
         None => routes,
     };
-    routes.with_state(state)
+    routes
+        .layer(body_limit)
+        .layer(middleware::from_fn_with_state(guard, limits::guard))
+        .with_state(state)
 }
 
 /// Prometheus text exposition.

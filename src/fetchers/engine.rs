@@ -15,6 +15,7 @@ use super::sources::{self, Read};
 use super::{FetchError, FetchOutcome, FetchRequest};
 use crate::bounds::{self, Budget, Stop};
 use crate::state::StateManager;
+use crate::telemetry::Escaped;
 
 /// Runs fetchers from a registry over the states.
 #[derive(Clone)]
@@ -52,6 +53,11 @@ impl Engine {
 
     pub fn states(&self) -> &StateManager {
         &self.states
+    }
+
+    /// Bytes the result cache holds (keys and results as JSON text).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
     }
 
     /// Whether an enabled, valid fetcher has this name.
@@ -138,10 +144,10 @@ impl Engine {
         }
         match &out.result {
             Ok(_) => {
-                tracing::debug!(fetcher = %out.name, elapsed_ms = out.elapsed_ms, "Fetcher ran")
+                tracing::debug!(fetcher = %Escaped(&out.name), elapsed_ms = out.elapsed_ms, "Fetcher ran")
             }
             Err(e) => {
-                tracing::warn!(fetcher = %out.name, elapsed_ms = out.elapsed_ms, code = e.code(), error = %e, "Fetcher failed")
+                tracing::warn!(fetcher = %Escaped(&out.name), elapsed_ms = out.elapsed_ms, code = e.code(), error = %Escaped(e), "Fetcher failed")
             }
         }
         out

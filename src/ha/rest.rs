@@ -8,6 +8,23 @@ use url::Url;
 
 use crate::state::{EntityState, Fallback, FallbackError};
 
+/// How much of an HA error body is kept in the error (bytes, at most).
+const MAX_ERROR_BODY: usize = 200;
+
+/// Cuts `s` to at most `max` bytes at a char boundary: `String::truncate`
+/// panics inside a multibyte char, and HA's error bodies are any UTF-8
+/// (`str::floor_char_boundary` is not stable yet).
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    s.truncate(cut);
+}
+
 /// A REST client for one HA instance.
 #[derive(Clone)]
 pub struct HaRest {
@@ -54,7 +71,7 @@ impl HaRest {
             .map_err(|e| FallbackError::Unreachable(e.without_url().to_string()))?;
         if !status.is_success() {
             let mut message = body;
-            message.truncate(200);
+            truncate_at_char(&mut message, MAX_ERROR_BODY);
             return Err(FallbackError::Status {
                 status: status.as_u16(),
                 message,
@@ -86,5 +103,25 @@ impl Fallback for HaRest {
         EntityState::from_raw(&body)
             .map(Some)
             .map_err(|e| FallbackError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_at_char;
+
+    #[test]
+    fn truncation_never_splits_a_char() {
+        // 1-, 2-, 3- and 4-byte chars, so every cut lands inside one somewhere.
+        let text = "aé€😀".repeat(30);
+        for max in 0..=text.len() + 1 {
+            let mut s = text.clone();
+            truncate_at_char(&mut s, max);
+            assert!(s.len() <= max, "cut at {max} kept {}", s.len());
+            assert!(text.starts_with(&s));
+            // The longest prefix that fits: the next char would not.
+            let next = text[s.len()..].chars().next().map_or(0, char::len_utf8);
+            assert!(s.len() == text.len() || s.len() + next > max);
+        }
     }
 }

@@ -146,7 +146,7 @@ impl Session {
             r = timeout(HANDSHAKE_TIMEOUT, self.handshake()) => r.map_err(|_| HaError::Timeout("the auth handshake"))??,
             _ = self.shutdown.cancelled() => return Ok(Ended::Shutdown),
         };
-        tracing::info!(ha_version = %version, url = %self.cfg.url, "WebSocket authenticated");
+        tracing::info!(ha_version = %version, url = %crate::config::redacted(&self.cfg.url), "WebSocket authenticated");
         // Subscribe before the snapshot so no change falls between the two.
         conn.send(out::supported_features(ID_FEATURES)).await?;
         conn.send(out::subscribe(ID_SUBSCRIBE, "state_changed"))
