@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::{PromptTemplate, Renderer};
+use super::template::{valid_name, PromptTemplate};
+use super::Renderer;
 
 /// One thing wrong with a template, reported the same way by `check`, the API and logs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -26,7 +27,7 @@ pub fn check(renderer: &Renderer, templates: &[PromptTemplate]) -> Vec<Problem> 
         })
     };
     for t in templates {
-        if !super::store::valid_name(&t.name) {
+        if !valid_name(&t.name) {
             problem(
                 t,
                 "name",

@@ -13,7 +13,7 @@ use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error};
 
 use super::ha::{state_object, StateObject};
-use super::render::Unavailable;
+use super::marker::Unavailable;
 use crate::state::EntityState;
 use crate::state::StateManager;
 

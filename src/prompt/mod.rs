@@ -10,10 +10,12 @@
 mod check;
 mod filters;
 mod ha;
+mod marker;
 mod refs;
 mod render;
 mod source;
 mod store;
+mod template;
 
 pub use check::{check, Problem};
 pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
@@ -25,9 +27,9 @@ pub use render::{
 };
 pub use source::{FetcherSource, NoFetchers};
 pub use store::{
-    ensure_schema, load_db, load_dir, seed, PromptTemplate, Prompts, TemplateStoreError,
-    PROMPTS_SUBDIR,
+    ensure_schema, load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR,
 };
+pub use template::PromptTemplate;
 
 /// Why a render failed as a whole.
 #[derive(Debug, Clone, thiserror::Error)]

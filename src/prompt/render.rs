@@ -7,12 +7,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
+use minijinja::value::{Kwargs, Object, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
+use super::marker::Unavailable;
 use super::refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
 use super::source::FetcherSource;
 use super::{filters, ha, RenderError};
@@ -535,33 +536,6 @@ fn fetch_fn(state: &State<'_, '_>, name: &str, kwargs: Kwargs) -> Result<Value, 
         params.insert(k, json);
     }
     ctx.fetch(name, params)
-}
-
-/// What a failed fetcher renders as: a short visible marker, empty when iterated, false when tested.
-#[derive(Debug)]
-pub(crate) struct Unavailable {
-    /// The fetcher.
-    name: String,
-    /// Why, short.
-    reason: String,
-}
-
-impl Object for Unavailable {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Seq
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Empty
-    }
-
-    fn is_true(self: &Arc<Self>) -> bool {
-        false
-    }
-
-    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{} unavailable: {}]", self.name, self.reason)
-    }
 }
 
 /// Collects output and refuses to grow past [`MAX_OUTPUT`].

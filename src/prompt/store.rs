@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
-use serde::Serialize;
 use sqlx::MySqlPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::template::{valid_name, PromptTemplate};
 use super::{check, Problem, RenderError, RenderOptions, Rendered, Renderer};
 
 /// The folder under `FETCHERS_DIR` that holds shipped templates.
@@ -39,30 +39,6 @@ pub enum TemplateStoreError {
     BadFileName(PathBuf),
     #[error("prompt_templates: {0}")]
     Db(#[from] sqlx::Error),
-}
-
-/// One stored template.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PromptTemplate {
-    /// Unique name, what the API and MCP ask for.
-    pub name: String,
-    /// The minijinja source.
-    pub body: String,
-    /// One line for listings.
-    pub description: String,
-    /// Disabled templates are listed but not rendered.
-    pub enabled: bool,
-    /// Last change in MySQL; `None` for files.
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
-/// Template names follow fetcher names: identifiers, so they are safe in URLs and logs.
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// The first line of a leading `{# … #}` comment.

@@ -7,8 +7,8 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use super::{db, files, validate_all, Engine, FetchRequest, Registry};
 use crate::config::Settings;
+use crate::fetchers::{db, files, validate_all, Engine, FetchRequest, Registry};
 use crate::ha::HaRest;
 use crate::state::{MemoryStore, SharedStore, StateManager, Store};
 
@@ -21,7 +21,7 @@ fn pool(settings: &Settings) -> anyhow::Result<sqlx::MySqlPool> {
 }
 
 /// Applies the schema files, then seeds the shipped fetchers from `fetchers_dir`.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(super) async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
     let pool = pool(settings)?;
     let versions = db::migrate(&pool).await.context("applying mysql/schemas")?;
     println!("migrations applied: {versions:?}");
@@ -29,7 +29,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
 }
 
 /// Upserts `fetchers/*.toml` into `data_fetchers`; a file that does not parse or validate stops it.
-pub async fn seed(settings: &Settings, pool: &sqlx::MySqlPool) -> anyhow::Result<ExitCode> {
+pub(super) async fn seed(settings: &Settings, pool: &sqlx::MySqlPool) -> anyhow::Result<ExitCode> {
     let dir = &settings.fetchers_dir;
     let (rows, mut problems) =
         files::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
@@ -57,14 +57,14 @@ pub async fn seed(settings: &Settings, pool: &sqlx::MySqlPool) -> anyhow::Result
 }
 
 /// `seed` on its own.
-pub async fn seed_only(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(super) async fn seed_only(settings: &Settings) -> anyhow::Result<ExitCode> {
     let pool = pool(settings)?;
     seed(settings, &pool).await
 }
 
 /// Validates every fetcher row and prompt template (MySQL when configured,
 /// else files); one line per problem, naming the row and field.
-pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let reg = open_registry(settings).await?;
     let (rows, mut problems) = reg.read_rows().await.context("reading fetcher rows")?;
     problems.extend(validate_all(&rows).1);
@@ -108,14 +108,14 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
 
 async fn open_registry(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
     let reg = Arc::new(Registry::new(match &settings.database_url {
-        Some(_) => super::Backend::Mysql(pool(settings)?),
-        None => super::Backend::Files(settings.fetchers_dir.clone()),
+        Some(_) => crate::fetchers::Backend::Mysql(pool(settings)?),
+        None => crate::fetchers::Backend::Files(settings.fetchers_dir.clone()),
     }));
     Ok(reg)
 }
 
 /// `k=v`: `v` as JSON when it parses (numbers, booleans, arrays), else as a string.
-pub fn parse_param(s: &str) -> Result<(String, Value), String> {
+pub(super) fn parse_param(s: &str) -> Result<(String, Value), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("--param {s:?}: expected key=value"))?;
@@ -128,7 +128,7 @@ pub fn parse_param(s: &str) -> Result<(String, Value), String> {
 /// States come from one REST snapshot of HA when `HA_URL` is set (no
 /// WebSocket: a one-shot command does not need the live mirror), else from
 /// Redis when `REDIS_URL` is set, else from an empty in-memory store.
-pub async fn fetch(
+pub(super) async fn fetch(
     settings: &Settings,
     name: String,
     params: Vec<(String, Value)>,

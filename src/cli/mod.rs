@@ -1,4 +1,7 @@
 //! The command line: `serve`, `migrate`, `fetch`, `render`, `check`, `demo`.
+//! The commands sit above the library: they may use every part of it.
+
+mod fetchers;
 
 use std::process::ExitCode;
 
@@ -48,7 +51,7 @@ pub enum Command {
         /// The fetcher's name.
         name: String,
         /// A param as key=value (value parsed as JSON when it can be); repeatable.
-        #[arg(long = "param", value_parser = crate::fetchers::cli::parse_param)]
+        #[arg(long = "param", value_parser = fetchers::parse_param)]
         params: Vec<(String, serde_json::Value)>,
         #[command(flatten)]
         settings: Settings,
@@ -132,14 +135,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::demo::run(bind, fetchers_dir, api_token, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate { settings } => crate::fetchers::cli::migrate(&settings).await,
-        Command::Seed { settings } => crate::fetchers::cli::seed_only(&settings).await,
+        Command::Migrate { settings } => fetchers::migrate(&settings).await,
+        Command::Seed { settings } => fetchers::seed_only(&settings).await,
         Command::Fetch {
             name,
             params,
             settings,
-        } => crate::fetchers::cli::fetch(&settings, name, params).await,
-        Command::Check { settings } => crate::fetchers::cli::check(&settings).await,
+        } => fetchers::fetch(&settings, name, params).await,
+        Command::Check { settings } => fetchers::check(&settings).await,
         Command::Render {
             name,
             inline,
