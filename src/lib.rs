@@ -14,7 +14,8 @@
 //! - [`ha`]: protocol types, the WebSocket session, the REST fallback.
 //! - [`state`]: the store trait, its Redis and in-memory implementations, the writer and queries.
 //! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the engine.
-//! - [`prompt`]: minijinja prompt templates with HA's functions, fed by fetchers.
+//! - [`jinja`]: the one template language: minijinja with HA's functions, output filters, limits.
+//! - [`prompt`]: prompt templates in that language, with `fetch()`, fed by fetchers.
 //! - [`api`]: the HTTP routes and `ApiError`.
 //! - [`app`]: `Application`, which wires the parts and binds the listener.
 //! - [`sim`]: a simulated Home Assistant for the demo and the tests.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod fetchers;
 pub mod ha;
+pub mod jinja;
 pub mod memory;
 pub mod prompt;
 pub mod sim;

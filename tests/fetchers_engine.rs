@@ -307,9 +307,45 @@ async fn ttl_is_a_ceiling() {
 }
 
 #[tokio::test]
+async fn old_dialect_rows_are_reported_with_their_fix() {
+    let mut r = row("old_climate", "template", "{}");
+    r.template = Some(r#"{% for c in states("climate") %}{{ c.entity_id }}{% endfor %}"#.into());
+    let problems = ha_fetchers::fetchers::validate(&r).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field, "template");
+    assert!(
+        problems[0]
+            .reason
+            .contains("line 1, column 13: states(\"climate\") is the state of an entity")
+            && problems[0].reason.ends_with("use states.climate"),
+        "{}",
+        problems[0].reason
+    );
+}
+
+#[tokio::test]
+async fn templates_speak_home_assistant_like_prompts() {
+    let mut r = row("ha_forms", "template", "{}");
+    r.template = Some(
+        r#"{{ {"one": states("light.kitchen"), "on": is_state("light.kitchen", "on"), "n": states.light | list | length, "b": state_attr("light.kitchen", "brightness"), "p": params.x | default(1)} | tojson }}"#
+            .into(),
+    );
+    let e = Engine::new(
+        Registry::from_rows(vec![r]),
+        StateManager::new(fixture_store().await, None),
+    );
+    let v = e.run(FetchRequest::new("ha_forms")).await.result.unwrap();
+    assert_eq!(v["one"], json!("on"), "{v}");
+    assert_eq!(v["on"], json!(true));
+    assert_eq!(v["n"], json!(4), "{v}");
+    assert_eq!(v["b"], json!(180));
+    assert_eq!(v["p"], json!(1));
+}
+
+#[tokio::test]
 async fn template_reads_only_invalidate_on_the_domains_they_read() {
     let mut r = row("hot_climate", "template", "{}");
-    r.template = Some(r#"{{ states("climate") | selectattr("state", "eq", "cool") | map(attribute="entity_id") | list | tojson }}"#.into());
+    r.template = Some(r#"{{ states.climate | selectattr("state", "eq", "cool") | map(attribute="entity_id") | list | tojson }}"#.into());
     let store = fixture_store().await;
     let e = Engine::new(
         Registry::from_rows(vec![r]),

@@ -541,7 +541,7 @@ fn ha_yaml(sm: &StateManager, ids: &[String]) -> String {
         if let Some(a) = area {
             out.push_str(&format!("  areas: {a}\n"));
         }
-        let attrs: Vec<_> = ha_fetchers::prompt::EXPOSED_ATTRIBUTES
+        let attrs: Vec<_> = ha_fetchers::jinja::EXPOSED_ATTRIBUTES
             .iter()
             .filter_map(|k| Some((k, json["attributes"].get(*k)?)))
             .collect();

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::sources::Read;
+use crate::state::Read;
 use crate::state::StateManager;
 
 /// The most entries kept; params come from callers, so the key space is open.

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
+use minijinja::Environment;
 use serde_json::{Map, Value};
 
 use super::cache::ResultCache;
 use super::definition::{Definition, Problem, Source};
 use super::registry::Registry;
-use super::sources::{self, Read};
+use super::sources;
 use super::{FetchError, FetchOutcome, FetchRequest};
 use crate::bounds::{self, Budget, Stop};
+use crate::jinja;
+use crate::state::Read;
 use crate::state::StateManager;
 use crate::telemetry::Escaped;
 
@@ -29,11 +32,14 @@ pub struct Engine {
     /// Bytes one template fetcher's render may grow the process by; its
     /// time limit is the fetcher's timeout.
     render_memory: usize,
+    /// The one template language over `states`, built once.
+    env: Arc<Environment<'static>>,
 }
 
 impl Engine {
     pub fn new(registry: Arc<Registry>, states: StateManager) -> Self {
         Self {
+            env: Arc::new(jinja::environment(&states)),
             registry,
             states,
             cache: Arc::default(),
@@ -163,10 +169,10 @@ impl Engine {
                 // Rendering is synchronous; on a blocking thread the timeout can
                 // still answer, and the budget stops the render itself at the
                 // same deadline, so no thread keeps burning.
-                let (t, states, params) = (t.clone(), self.states.clone(), params.clone());
+                let (t, env, params) = (t.clone(), self.env.clone(), params.clone());
                 let budget = Budget::new(self.render_memory, def.timeout);
                 let ran = tokio::task::spawn_blocking(move || {
-                    bounds::run(budget, || t.render(&states, &params))
+                    bounds::run(budget, || t.render(&env, &params))
                 })
                 .await
                 .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?;

@@ -27,8 +27,7 @@ pub use definition::{
 };
 pub use engine::Engine;
 pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};
-pub use sources::{compact_json, Read};
-pub use template::{Compiled, FUEL, MAX_OUTPUT_BYTES};
+pub use template::Compiled;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

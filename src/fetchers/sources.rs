@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::definition::{DeviceStatusParams, EntitiesParams, EntityParams, Source};
 use super::FetchError;
-use crate::state::{EntityState, Glob, Query, StateError, StateManager};
+use crate::state::{EntityState, Glob, Query, Read, StateError, StateManager};
 
 /// The default cap on listed entities.
 pub const DEFAULT_LIMIT: usize = 200;
@@ -16,30 +16,6 @@ pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_UNAVAILABLE_LISTED: usize = 50;
 /// The most states `device_status` counts per domain; the rest are `other`.
 pub const MAX_STATES_PER_DOMAIN: usize = 8;
-
-/// A domain (or everything, `None`) a run read, with its generation before the read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Read {
-    /// The domain, or `None` for "all states".
-    pub domain: Option<Arc<str>>,
-    /// Its generation counter when read.
-    pub generation: u64,
-}
-
-impl Read {
-    /// Snapshots the generation now, before reading.
-    pub fn of(states: &StateManager, domain: Option<&str>) -> Self {
-        Self {
-            domain: domain.map(Arc::from),
-            generation: states.generation(domain),
-        }
-    }
-
-    /// Whether nothing it covers changed since.
-    pub fn is_current(&self, states: &StateManager) -> bool {
-        states.generation(self.domain.as_deref()) == self.generation
-    }
-}
 
 /// Attributes worth a prompt's tokens, per domain, beyond id, name and state.
 fn useful_attributes(domain: &str) -> &'static [&'static str] {
@@ -55,7 +31,7 @@ fn useful_attributes(domain: &str) -> &'static [&'static str] {
 }
 
 /// `{entity_id, name, state, …useful attributes, …extra}` from a full state object.
-pub fn compact_json(full: &Value, extra: &[String]) -> Value {
+fn compact_json(full: &Value, extra: &[String]) -> Value {
     let id = full.get("entity_id").and_then(Value::as_str).unwrap_or("");
     let attrs = full.get("attributes").and_then(Value::as_object);
     let mut out = Map::new();

@@ -1,5 +1,6 @@
-//! Prompt templates: minijinja with Home Assistant's functions, fed by the
-//! fetchers a template names, with token-lean output filters and hard limits.
+//! Prompt templates: the one template language ([`crate::jinja`]) plus
+//! `fetch()`, fed by the fetchers a template names, under a memory and time
+//! budget ([`crate::bounds`]).
 //!
 //! - [`Renderer`]: the environment, built once; finds and runs the fetchers a
 //!   template uses, then renders.
@@ -8,9 +9,6 @@
 //! - [`check`]: the validator behind `ha-fetchers check`.
 
 mod check;
-mod filters;
-mod ha;
-mod marker;
 mod refs;
 mod render;
 mod source;
@@ -18,13 +16,8 @@ mod store;
 mod template;
 
 pub use check::{check, Problem};
-pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
-pub use ha::{DateTimeValue, StateObject};
 pub use refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
-pub use render::{
-    FetchFailure, FetchRun, References, RenderOptions, Rendered, Renderer, FUEL, MAX_OUTPUT,
-    RECURSION_LIMIT,
-};
+pub use render::{FetchFailure, FetchRun, References, RenderOptions, Rendered, Renderer};
 pub use source::{FetcherSource, NoFetchers};
 pub use store::{
     ensure_schema, load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR,

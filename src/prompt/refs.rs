@@ -6,8 +6,10 @@
 
 use std::collections::HashMap;
 
-use minijinja::machinery::{ast, parse, WhitespaceConfig};
+use minijinja::machinery::ast::{self, Spanned};
 use serde_json::{Map, Value};
+
+use crate::jinja::walk::{self, Visit};
 
 /// Distinct `fetch()` calls one template may make, written or at render time:
 /// a home prompt names a handful; this stops a template that would start
@@ -37,26 +39,25 @@ pub enum RefsError {
 /// Every `fetch("…", …)` call in `src` whose name is a string literal, once
 /// per name and literal params, in the order they first appear.
 pub fn fetch_calls(name: &str, src: &str) -> Result<Vec<FetchCall>, RefsError> {
-    let tree = parse(src, name, Default::default(), WhitespaceConfig::default())
-        .map_err(|e| RefsError::Syntax(e.to_string()))?;
-    let mut walk = Walk::default();
-    walk.stmt(&tree, false);
-    match walk.over {
+    let tree = walk::parse(name, src).map_err(|e| RefsError::Syntax(e.to_string()))?;
+    let mut found = Calls::default();
+    walk::walk(&tree, &mut found);
+    match found.over {
         true => Err(RefsError::TooMany),
-        false => Ok(walk.calls),
+        false => Ok(found.calls),
     }
 }
 
 /// The walk's findings; `seen` maps a call's key to its index, so duplicates
 /// cost one hash lookup, not a scan.
 #[derive(Default)]
-struct Walk {
+struct Calls {
     calls: Vec<FetchCall>,
     seen: HashMap<String, usize>,
     over: bool,
 }
 
-impl Walk {
+impl Calls {
     fn add(&mut self, call: FetchCall) {
         let key = match &call.params {
             Some(p) => format!("{}?{}", call.name, Value::Object(p.clone())),
@@ -71,141 +72,10 @@ impl Walk {
             self.calls.push(call);
         }
     }
+}
 
-    fn stmts(&mut self, list: &[ast::Stmt<'_>], cond: bool) {
-        for s in list {
-            self.stmt(s, cond);
-        }
-    }
-
-    /// `cond`: whether some render may skip this statement.
-    fn stmt(&mut self, s: &ast::Stmt<'_>, cond: bool) {
-        use ast::Stmt as S;
-        match s {
-            S::Template(t) => self.stmts(&t.children, cond),
-            S::EmitExpr(e) => self.expr(&e.expr, cond),
-            S::EmitRaw(_) => {}
-            S::ForLoop(f) => {
-                self.expr(&f.iter, cond);
-                self.opt(f.filter_expr.as_ref(), true);
-                self.stmts(&f.body, true);
-                self.stmts(&f.else_body, true);
-            }
-            S::IfCond(i) => {
-                self.expr(&i.expr, cond);
-                self.stmts(&i.true_body, true);
-                self.stmts(&i.false_body, true);
-            }
-            S::WithBlock(w) => {
-                for (_, value) in &w.assignments {
-                    self.expr(value, cond);
-                }
-                self.stmts(&w.body, cond);
-            }
-            S::Set(s) => self.expr(&s.expr, cond),
-            S::SetBlock(s) => {
-                self.opt(s.filter.as_ref(), cond);
-                self.stmts(&s.body, cond);
-            }
-            S::AutoEscape(a) => {
-                self.expr(&a.enabled, cond);
-                self.stmts(&a.body, cond);
-            }
-            S::FilterBlock(f) => {
-                self.expr(&f.filter, cond);
-                self.stmts(&f.body, cond);
-            }
-            S::Block(b) => self.stmts(&b.body, cond),
-            S::Import(i) => self.expr(&i.expr, cond),
-            S::FromImport(i) => self.expr(&i.expr, cond),
-            S::Extends(e) => self.expr(&e.name, cond),
-            S::Include(i) => self.expr(&i.name, cond),
-            S::Macro(m) => {
-                for d in &m.defaults {
-                    self.expr(d, true);
-                }
-                self.stmts(&m.body, true);
-            }
-            S::CallBlock(c) => {
-                self.call(&c.call, cond);
-                self.stmts(&c.macro_decl.body, true);
-            }
-            S::Do(d) => self.call(&d.call, cond),
-        }
-    }
-
-    fn opt(&mut self, e: Option<&ast::Expr<'_>>, cond: bool) {
-        if let Some(e) = e {
-            self.expr(e, cond);
-        }
-    }
-
-    fn expr(&mut self, e: &ast::Expr<'_>, cond: bool) {
-        use ast::Expr as E;
-        match e {
-            E::Var(_) | E::Const(_) => {}
-            E::Slice(s) => {
-                self.expr(&s.expr, cond);
-                self.opt(s.start.as_ref(), cond);
-                self.opt(s.stop.as_ref(), cond);
-                self.opt(s.step.as_ref(), cond);
-            }
-            E::UnaryOp(u) => self.expr(&u.expr, cond),
-            E::BinOp(b) => {
-                self.expr(&b.left, cond);
-                let short = matches!(b.op, ast::BinOpKind::ScAnd | ast::BinOpKind::ScOr);
-                self.expr(&b.right, cond || short);
-            }
-            E::Compare(c) => {
-                self.expr(&c.expr, cond);
-                for op in &c.ops {
-                    self.expr(&op.expr, cond);
-                }
-            }
-            E::IfExpr(i) => {
-                self.expr(&i.test_expr, cond);
-                self.expr(&i.true_expr, true);
-                self.opt(i.false_expr.as_ref(), true);
-            }
-            E::Filter(f) => {
-                self.opt(f.expr.as_ref(), cond);
-                self.args(&f.args, cond);
-            }
-            E::Test(t) => {
-                self.expr(&t.expr, cond);
-                self.args(&t.args, cond);
-            }
-            E::GetAttr(g) => self.expr(&g.expr, cond),
-            E::GetItem(g) => {
-                self.expr(&g.expr, cond);
-                self.expr(&g.subscript_expr, cond);
-            }
-            E::Call(c) => self.call(c, cond),
-            E::List(l) => {
-                for item in &l.items {
-                    self.expr(item, cond);
-                }
-            }
-            E::Map(m) => {
-                for item in m.keys.iter().chain(&m.values) {
-                    self.expr(item, cond);
-                }
-            }
-        }
-    }
-
-    fn args(&mut self, args: &[ast::CallArg<'_>], cond: bool) {
-        for a in args {
-            match a {
-                ast::CallArg::Pos(e)
-                | ast::CallArg::Kwarg(_, e)
-                | ast::CallArg::PosSplat(e)
-                | ast::CallArg::KwargSplat(e) => self.expr(e, cond),
-            }
-        }
-    }
-
-    fn call(&mut self, c: &ast::Call<'_>, cond: bool) {
+impl Visit for Calls {
+    fn call(&mut self, c: &Spanned<ast::Call<'_>>, cond: bool) {
         if let Some(name) = fetch_name(c) {
             self.add(FetchCall {
                 name,
@@ -213,8 +83,6 @@ impl Walk {
                 upfront: !cond,
             });
         }
-        self.expr(&c.expr, cond);
-        self.args(&c.args, cond);
     }
 }
 

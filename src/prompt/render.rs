@@ -1,33 +1,25 @@
-//! The renderer: one minijinja environment with HA functions and output
-//! filters, limits on work and output, and the fetchers a template uses run
-//! concurrently before it renders.
+//! The renderer: the one template language ([`crate::jinja`]) plus
+//! `fetch()`, and the fetchers a template uses run concurrently before it
+//! renders.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::value::{Kwargs, Object, Value};
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, State};
+use minijinja::{Environment, Error, ErrorKind, State};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
-use super::marker::Unavailable;
 use super::refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
 use super::source::FetcherSource;
-use super::{filters, ha, RenderError};
+use super::RenderError;
 use crate::bounds::{self, Limits};
 use crate::fetchers::{FetchError, FetchOutcome, FetchRequest};
+use crate::jinja::{self, Failure, Unavailable};
 use crate::state::StateManager;
 
-/// Instructions one render may execute: a home-sized template needs well under
-/// a tenth of this; an endless loop stops in a fraction of a second.
-pub const FUEL: u64 = 1_000_000;
-/// Nesting depth of loops, macros and calls, so a recursive macro stops early.
-pub const RECURSION_LIMIT: usize = 100;
-/// The largest output, as Home Assistant caps template results.
-pub const MAX_OUTPUT: usize = 256 * 1024;
 /// Longest error reason printed inside a failure marker.
 const MARKER_REASON_CHARS: usize = 80;
 /// The context key the per-render fetch state travels under.
@@ -154,16 +146,7 @@ impl Values {
 
 impl Renderer {
     pub fn new(states: StateManager, source: Arc<dyn FetcherSource>) -> Self {
-        let mut env = Environment::new();
-        env.set_fuel(Some(FUEL));
-        env.set_recursion_limit(RECURSION_LIMIT);
-        // Prompts are plain text; HTML escaping would mangle them.
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.set_keep_trailing_newline(true);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        ha::register(&mut env, &states);
-        filters::register(&mut env, &states);
+        let mut env = jinja::environment(&states);
         env.add_function("fetch", fetch_fn);
         Self {
             env,
@@ -229,7 +212,7 @@ impl Renderer {
         let undeclared: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
         for v in undeclared {
             if variables.contains_key(&v)
-                || ha::GLOBALS.contains(&v.as_str())
+                || jinja::GLOBALS.contains(&v.as_str())
                 || BUILTINS.contains(&v.as_str())
             {
                 continue;
@@ -340,28 +323,25 @@ impl Renderer {
         }
         vars.insert(FETCH_CTX.to_string(), Value::from_dyn_object(ctx.clone()));
 
-        let mut out = Capped::default();
-        let res = tmpl.render_captured_to(Value::from(vars), &mut out);
+        let res = jinja::render(&tmpl, Value::from(vars));
         if let Some(fatal) = ctx.fatal.lock().take() {
             return Err(fatal);
         }
-        if let Err(e) = res {
-            return Err(match e.kind() {
-                ErrorKind::OutOfFuel => RenderError::OutOfFuel {
-                    template: name.to_string(),
-                    fuel: FUEL,
-                },
-                _ if out.over => RenderError::TooLarge {
-                    template: name.to_string(),
-                    limit: MAX_OUTPUT,
-                },
-                _ => RenderError::Render {
-                    template: name.to_string(),
-                    message: e.to_string(),
-                },
-            });
-        }
-        let text = String::from_utf8(out.buf).map_err(|e| RenderError::Internal(e.to_string()))?;
+        let template = name.to_string();
+        let text = res.map_err(|f| match f {
+            Failure::OutOfFuel => RenderError::OutOfFuel {
+                template,
+                fuel: jinja::FUEL,
+            },
+            Failure::TooLarge => RenderError::TooLarge {
+                template,
+                limit: jinja::MAX_OUTPUT,
+            },
+            Failure::Error(e) => RenderError::Render {
+                template,
+                message: e.to_string(),
+            },
+        })?;
         let fetchers = std::mem::take(&mut *ctx.runs.lock());
         let errors = std::mem::take(&mut *ctx.errors.lock());
         Ok(Rendered {
@@ -536,28 +516,4 @@ fn fetch_fn(state: &State<'_, '_>, name: &str, kwargs: Kwargs) -> Result<Value, 
         params.insert(k, json);
     }
     ctx.fetch(name, params)
-}
-
-/// Collects output and refuses to grow past [`MAX_OUTPUT`].
-#[derive(Default)]
-struct Capped {
-    /// The text so far.
-    buf: Vec<u8>,
-    /// Set once a write was refused.
-    over: bool,
-}
-
-impl io::Write for Capped {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + b.len() > MAX_OUTPUT {
-            self.over = true;
-            return Err(io::Error::other("output limit reached"));
-        }
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

@@ -10,6 +10,7 @@ mod index;
 mod manager;
 mod memory;
 mod meta;
+mod read;
 mod redis;
 mod registry;
 mod writer;
@@ -23,6 +24,7 @@ pub use manager::{
 };
 pub use memory::MemoryStore;
 pub use meta::Meta;
+pub use read::Read;
 pub use redis::RedisStore;
 pub use registry::{Registries, RegistryError, RegistryKind};
 pub use writer::{CacheMode, Change, Writer, WriterHandle, WriterMsg, WriterStats};

@@ -5,9 +5,10 @@
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, FixedOffset, Local, TimeZone};
-use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Rest, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 
+use super::reads;
 use crate::state::{EntityState, Index, StateManager};
 
 /// States HA treats as "no value" in `has_value`.
@@ -112,6 +113,7 @@ impl std::fmt::Debug for DomainStates {
 
 /// State objects for the ids `ids` picks out of the index.
 fn objects(sm: &StateManager, domain: Option<&str>) -> Vec<Value> {
+    reads::note(sm, domain);
     let mut out = Vec::new();
     sm.store().read(&mut |ix| {
         let ids: Box<dyn Iterator<Item = &Arc<str>>> = match domain {
@@ -128,6 +130,7 @@ fn objects(sm: &StateManager, domain: Option<&str>) -> Vec<Value> {
 
 /// The state object of one entity, if cached.
 pub fn state_object(sm: &StateManager, id: &str) -> Option<StateObject> {
+    reads::note_entity(sm, id);
     let mut out = None;
     sm.store().read(&mut |ix| {
         out = ix
@@ -179,12 +182,14 @@ impl Object for DomainStates {
 
 /// `states(id)`: the state string, `unknown` when missing.
 fn state_of(sm: &StateManager, id: &str) -> String {
+    reads::note_entity(sm, id);
     sm.cached(id)
         .map_or_else(|| "unknown".to_string(), |s| s.state.to_string())
 }
 
 /// An attribute of an entity, as a template value.
 fn attr_of(sm: &StateManager, id: &str, name: &str) -> Value {
+    reads::note_entity(sm, id);
     sm.cached(id)
         .and_then(|s| s.json().get("attributes")?.get(name).cloned())
         .map_or(Value::from(()), Value::from_serialize)
@@ -309,22 +314,22 @@ fn invalid(func: &str, v: &Value) -> Error {
     )
 }
 
-/// HA's forgiving `float`.
-fn to_float(v: Value, default: Option<Value>) -> Result<Value, Error> {
+/// HA's forgiving `float`: `float(x, default)`; the default may be `none`.
+fn to_float(v: Value, default: Rest<Value>) -> Result<Value, Error> {
     let parsed = match v.as_str() {
         Some(s) => s.trim().parse::<f64>().ok(),
         None if v.kind() == minijinja::value::ValueKind::Bool => Some(f64::from(v.is_true() as u8)),
         None => f64::try_from(v.clone()).ok(),
     };
-    match (parsed, default) {
+    match (parsed, default.first()) {
         (Some(f), _) => Ok(Value::from(f)),
-        (None, Some(d)) => Ok(d),
+        (None, Some(d)) => Ok(d.clone()),
         (None, None) => Err(invalid("float", &v)),
     }
 }
 
 /// HA's forgiving `int`: `"3.7"` is 3, like Jinja's.
-fn to_int(v: Value, default: Option<Value>) -> Result<Value, Error> {
+fn to_int(v: Value, default: Rest<Value>) -> Result<Value, Error> {
     let parsed = match v.as_str() {
         Some(s) => {
             let s = s.trim();
@@ -337,9 +342,9 @@ fn to_int(v: Value, default: Option<Value>) -> Result<Value, Error> {
             .ok()
             .or_else(|| f64::try_from(v.clone()).ok().map(|f| f.trunc() as i64)),
     };
-    match (parsed, default) {
+    match (parsed, default.first()) {
         (Some(i), _) => Ok(Value::from(i)),
-        (None, Some(d)) => Ok(d),
+        (None, Some(d)) => Ok(d.clone()),
         (None, None) => Err(invalid("int", &v)),
     }
 }
@@ -446,6 +451,7 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
 
     let s = sm.clone();
     let area_entities = move |area: &str| {
+        reads::note(&s, None);
         let mut out = Vec::new();
         s.store()
             .read(&mut |ix| out = ix.registries().area_entities(area));
@@ -456,6 +462,7 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
 
     let s = sm.clone();
     let area_name = move |lookup: &str| {
+        reads::note(&s, None);
         let mut out = None;
         s.store().read(&mut |ix| {
             let reg = ix.registries();
@@ -469,6 +476,7 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
 
     let s = sm.clone();
     let area_id = move |lookup: &str| {
+        reads::note(&s, None);
         let mut out = None;
         s.store().read(&mut |ix| {
             let reg = ix.registries();
@@ -484,6 +492,7 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
 
     let s = sm.clone();
     env.add_function("areas", move || {
+        reads::note(&s, None);
         let mut out = Vec::new();
         s.store().read(&mut |ix| {
             out = ix

@@ -1,0 +1,120 @@
+//! One template language for prompt templates and template fetchers:
+//! minijinja with Home Assistant's functions under HA's names and meanings
+//! (`states`, `states.light`, `states('light.kitchen')`, `is_state`,
+//! `state_attr`, `area_entities`, …), token-lean output filters (`compact`,
+//! `count_by_state`, `names`) and one set of limits. A prompt's renderer adds
+//! `fetch()`; a template fetcher gets `params`; everything else is the same.
+//!
+//! - [`environment`]: the environment over a state manager, built once per user.
+//! - [`render`]: a template into capped text, with the limits' errors told apart.
+//! - [`reads`]: which domains a render read, so a cached result knows when it is stale.
+//! - [`walk`]: a visitor over a parsed template (the `fetch()` calls, the lint).
+//! - [`lint`]: forms of the old fetcher dialect, each with its fix.
+
+mod filters;
+mod ha;
+mod lint;
+mod marker;
+pub mod reads;
+pub mod walk;
+
+use std::io;
+
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, ErrorKind, Template};
+
+pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
+pub use ha::{state_object, DateTimeValue, StateObject, GLOBALS};
+pub use lint::lint;
+pub(crate) use marker::Unavailable;
+
+use crate::state::StateManager;
+
+/// Instructions one render may execute: a home-sized template needs well
+/// under a tenth of this; an endless loop stops in a fraction of a second.
+pub const FUEL: u64 = 2_000_000;
+/// Nesting depth of loops, macros and calls, so a recursive macro stops early.
+pub const RECURSION_LIMIT: usize = 100;
+/// The largest output, as Home Assistant caps template results.
+pub const MAX_OUTPUT: usize = 256 * 1024;
+
+/// The environment every template renders in: HA's functions over `states`,
+/// the output filters and the limits. No loader, so no file access.
+pub fn environment(states: &StateManager) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(RECURSION_LIMIT);
+    // Prompts are plain text; HTML escaping would mangle them.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    ha::register(&mut env, states);
+    filters::register(&mut env, states);
+    env.add_filter("number", number);
+    env
+}
+
+/// `x | number`: a float, or none when `x` is not numeric (HA states are
+/// strings); HA's `float` fails or needs a default instead.
+fn number(v: Value) -> Value {
+    if let Some(s) = v.as_str() {
+        return s
+            .trim()
+            .parse::<f64>()
+            .map(Value::from)
+            .unwrap_or(Value::from(()));
+    }
+    f64::try_from(v).map_or(Value::from(()), Value::from)
+}
+
+/// Why a render failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// It ran out of fuel.
+    OutOfFuel,
+    /// Its output passed [`MAX_OUTPUT`].
+    TooLarge,
+    /// Anything else minijinja reported.
+    Error(minijinja::Error),
+}
+
+/// Renders `tmpl` with `ctx`; output past [`MAX_OUTPUT`] stops the render.
+pub fn render(tmpl: &Template<'_, '_>, ctx: Value) -> Result<String, Failure> {
+    let mut out = Capped::default();
+    match tmpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => String::from_utf8(out.buf).map_err(|e| {
+            Failure::Error(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                e.to_string(),
+            ))
+        }),
+        Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(Failure::OutOfFuel),
+        Err(_) if out.over => Err(Failure::TooLarge),
+        Err(e) => Err(Failure::Error(e)),
+    }
+}
+
+/// Collects output and refuses to grow past [`MAX_OUTPUT`].
+#[derive(Default)]
+struct Capped {
+    /// The text so far.
+    buf: Vec<u8>,
+    /// Set once a write was refused.
+    over: bool,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(io::Error::other("output limit reached"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
