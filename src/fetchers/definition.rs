@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::template::Compiled;
-use crate::state::Glob;
+use super::sources::{self, Source};
 
 /// The longest timeout a row may ask for.
 pub const MAX_TIMEOUT_MS: u32 = 60_000;
@@ -70,83 +69,6 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Params of the `entities` source: a filtered listing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntitiesParams {
-    /// Only this domain (`light`).
-    pub domain: Option<String>,
-    /// Only this state (`on`).
-    pub state: Option<String>,
-    /// A glob over entity id and friendly name.
-    pub pattern: Option<String>,
-    /// Only entities in this area (id or name; an entity's own area, else its device's).
-    pub area: Option<String>,
-    /// Add counts per state.
-    #[serde(default)]
-    pub breakdown: bool,
-    /// Leave out the entity list (counts only).
-    #[serde(default)]
-    pub counts_only: bool,
-    /// Extra attribute names to include per entity.
-    #[serde(default)]
-    pub attributes: Vec<String>,
-    /// The most entities listed.
-    pub limit: Option<usize>,
-}
-
-/// Params of the `entity` source: one entity.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntityParams {
-    /// The entity to read; required.
-    pub entity_id: Option<String>,
-}
-
-/// Params of the `device_status` source.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceStatusParams {
-    /// Domains to break down; all when empty.
-    #[serde(default)]
-    pub domains: Vec<String>,
-}
-
-/// Params of the `summary` source: none.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SummaryParams {}
-
-/// What a fetcher computes.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// Entities by domain, state and pattern.
-    Entities,
-    /// A single entity.
-    Entity,
-    /// Cache health and statistics.
-    Summary,
-    /// Link mode (live WebSocket vs REST fallback) and device availability.
-    DeviceStatus,
-    /// An author's minijinja over the states.
-    Template(Arc<Compiled>),
-}
-
-impl Source {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Entities => "entities",
-            Self::Entity => "entity",
-            Self::Summary => "summary",
-            Self::DeviceStatus => "device_status",
-            Self::Template(_) => "template",
-        }
-    }
-}
-
-/// The source names a row may use.
-pub const SOURCES: &[&str] = &["entities", "entity", "summary", "device_status", "template"];
-
 /// A validated fetcher, ready to run.
 #[derive(Debug, Clone)]
 pub struct Definition {
@@ -155,7 +77,7 @@ pub struct Definition {
     /// What the result holds.
     pub description: String,
     /// What runs.
-    pub source: Source,
+    pub source: Arc<dyn Source>,
     /// Defaults that callers' params override.
     pub defaults: Map<String, Value>,
     /// Param names each call must end up with.
@@ -192,44 +114,6 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Checks typed params of a built-in source; `Err` names the reason.
-pub fn check_params(source: &str, params: &Map<String, Value>) -> Result<(), String> {
-    let v = Value::Object(params.clone());
-    let typed = |e: serde_json::Error| e.to_string();
-    match source {
-        "entities" => {
-            let p: EntitiesParams = serde_json::from_value(v).map_err(typed)?;
-            if let Some(pat) = &p.pattern {
-                Glob::new(pat).map_err(|e| format!("pattern: {e}"))?;
-            }
-        }
-        "entity" => {
-            let p: EntityParams = serde_json::from_value(v).map_err(typed)?;
-            if let Some(id) = &p.entity_id {
-                if !crate::state::valid_entity_id(id) {
-                    return Err(format!("entity_id {id:?} is not a valid entity id"));
-                }
-            }
-        }
-        "summary" => {
-            let _: SummaryParams = serde_json::from_value(v).map_err(typed)?;
-        }
-        "device_status" => {
-            let _: DeviceStatusParams = serde_json::from_value(v).map_err(typed)?;
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// The params a source cannot run without.
-fn source_required(source: &str) -> &'static [&'static str] {
-    match source {
-        "entity" => &["entity_id"],
-        _ => &[],
-    }
-}
-
 /// Validates a row into a definition, or lists everything wrong with it.
 pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
     let name = row.name.as_str();
@@ -263,17 +147,18 @@ pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
             Vec::new()
         }
     };
-    if !SOURCES.contains(&row.source.as_str()) {
+    let kind = sources::find(&row.source);
+    if kind.is_none() {
         bad(
             "source",
             format!(
                 "unknown source {:?}; use one of {}",
                 row.source,
-                SOURCES.join(", ")
+                sources::names().join(", ")
             ),
         );
     }
-    for r in source_required(&row.source) {
+    for r in kind.map_or(&[][..], |k| k.required()) {
         if !defaults.contains_key(*r) && !required.iter().any(|x| x == r) {
             bad(
                 "params",
@@ -283,22 +168,9 @@ pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
             );
         }
     }
-    if row.source != "template" {
-        // Check defaults plus placeholders for caller-supplied params, so types are checked too.
-        let mut probe = defaults.clone();
-        for r in &required {
-            probe
-                .entry(r.clone())
-                .or_insert_with(|| Value::String("light.x".into()));
-        }
-        if let Err(e) = check_params(&row.source, &probe) {
-            bad("params", e);
-        }
-        if row
-            .template
-            .as_deref()
-            .is_some_and(|t| !t.trim().is_empty())
-        {
+    let template = row.template.as_deref().filter(|t| !t.trim().is_empty());
+    if let (Some(k), Some(_)) = (kind, template) {
+        if !k.takes_template() {
             bad(
                 "template",
                 format!("only source template uses a template, not {}", row.source),
@@ -311,26 +183,20 @@ pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
     if row.ttl_seconds > MAX_TTL_SECONDS {
         bad("ttl_seconds", format!("must be at most {MAX_TTL_SECONDS}"));
     }
-    let source = match row.source.as_str() {
-        "entities" => Some(Source::Entities),
-        "entity" => Some(Source::Entity),
-        "summary" => Some(Source::Summary),
-        "device_status" => Some(Source::DeviceStatus),
-        "template" => match row.template.as_deref().filter(|t| !t.trim().is_empty()) {
-            None => {
-                bad("template", "source template needs a template".into());
-                None
-            }
-            Some(t) => match Compiled::new(name, t) {
-                Ok(c) => Some(Source::Template(Arc::new(c))),
-                Err(e) => {
-                    bad("template", e);
-                    None
-                }
-            },
-        },
-        _ => None,
-    };
+    // Defaults plus placeholders for caller-supplied params, so types are checked too.
+    let mut probe = defaults.clone();
+    for r in &required {
+        probe
+            .entry(r.clone())
+            .or_insert_with(|| Value::String("light.x".into()));
+    }
+    let source = kind.and_then(|k| match k.build(name, &probe, template) {
+        Ok(s) => Some(s),
+        Err((field, reason)) => {
+            bad(field, reason);
+            None
+        }
+    });
     match source {
         Some(source) if problems.is_empty() => Ok(Definition {
             name: row.name.clone(),

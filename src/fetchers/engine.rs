@@ -10,11 +10,11 @@ use minijinja::Environment;
 use serde_json::{Map, Value};
 
 use super::cache::ResultCache;
-use super::definition::{Definition, Problem, Source};
+use super::definition::{Definition, Problem};
 use super::registry::Registry;
-use super::sources;
+use super::sources::Context;
 use super::{FetchError, FetchOutcome, FetchRequest};
-use crate::bounds::{self, Budget, Stop};
+use crate::bounds;
 use crate::jinja;
 use crate::state::Read;
 use crate::state::StateManager;
@@ -164,26 +164,13 @@ impl Engine {
         def: &Definition,
         params: &Map<String, Value>,
     ) -> Result<(Value, Vec<Read>), FetchError> {
-        match &def.source {
-            Source::Template(t) => {
-                // Rendering is synchronous; on a blocking thread the timeout can
-                // still answer, and the budget stops the render itself at the
-                // same deadline, so no thread keeps burning.
-                let (t, env, params) = (t.clone(), self.env.clone(), params.clone());
-                let budget = Budget::new(self.render_memory, def.timeout);
-                let ran = tokio::task::spawn_blocking(move || {
-                    bounds::run(budget, || t.render(&env, &params))
-                })
-                .await
-                .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?;
-                match ran {
-                    Ok(rendered) => rendered.map_err(FetchError::Failed),
-                    Err(Stop::Deadline(t)) => Err(FetchError::Timeout(t.as_millis() as u64)),
-                    Err(stop) => Err(FetchError::Failed(format!("template stopped: {stop}"))),
-                }
-            }
-            other => sources::run(other, &self.states, params).await,
-        }
+        let cx = Context {
+            states: self.states.clone(),
+            env: self.env.clone(),
+            render_memory: self.render_memory,
+            timeout: def.timeout,
+        };
+        def.source.run(&cx, params).await
     }
 }
 

@@ -17,17 +17,15 @@ mod engine;
 pub mod files;
 mod registry;
 mod sources;
-mod template;
 
 use std::sync::Arc;
 
 pub use definition::{
-    validate, validate_all, Definition, Problem, Row, Source, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
-    SOURCES,
+    validate, validate_all, Definition, Problem, Row, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
 };
 pub use engine::Engine;
 pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};
-pub use template::Compiled;
+pub use sources::{Context, Kind, Source};
 
 use serde::Serialize;
 use serde_json::{Map, Value};

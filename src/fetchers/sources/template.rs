@@ -1,23 +1,83 @@
-//! The `template` source: an author's template in the one template language
+//! `template`: an author's template in the one template language
 //! ([`crate::jinja`], Home Assistant's functions with HA's meanings), given
 //! the call's `params`. Output that parses as JSON is the result as JSON,
 //! anything else is a string. Sandboxed like every template: no loader, fuel,
 //! recursion and output limits, and the engine's memory and time budget.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use minijinja::value::Value as JValue;
 use minijinja::Environment;
 use serde_json::{Map, Value};
 
+use super::{Context, Kind, Source};
+use crate::bounds::{self, Budget, Stop};
+use crate::fetchers::FetchError;
 use crate::jinja::{self, reads, Failure};
 use crate::state::Read;
 
+/// The kind.
+pub struct Template;
+
+impl Kind for Template {
+    fn name(&self) -> &'static str {
+        "template"
+    }
+
+    fn takes_template(&self) -> bool {
+        true
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        _probe: &Map<String, Value>,
+        template: Option<&str>,
+    ) -> Result<Arc<dyn Source>, (&'static str, String)> {
+        let source = template
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(("template", "source template needs a template".to_string()))?;
+        let compiled = Compiled::new(name, source).map_err(|e| ("template", e))?;
+        Ok(Arc::new(compiled))
+    }
+}
+
+#[async_trait]
+impl Source for Compiled {
+    fn kind(&self) -> &'static str {
+        "template"
+    }
+
+    /// Rendering is synchronous; on a blocking thread the engine's timeout can
+    /// still answer, and the budget stops the render itself at the same
+    /// deadline, so no thread keeps burning.
+    async fn run(
+        &self,
+        cx: &Context,
+        params: &Map<String, Value>,
+    ) -> Result<(Value, Vec<Read>), FetchError> {
+        let (this, env, params) = (self.clone(), cx.env.clone(), params.clone());
+        let budget = Budget::new(cx.render_memory, cx.timeout);
+        let ran =
+            tokio::task::spawn_blocking(move || bounds::run(budget, || this.render(&env, &params)))
+                .await
+                .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?;
+        match ran {
+            Ok(rendered) => rendered.map_err(FetchError::Failed),
+            Err(Stop::Deadline(t)) => Err(FetchError::Timeout(t.as_millis() as u64)),
+            Err(stop) => Err(FetchError::Failed(format!("template stopped: {stop}"))),
+        }
+    }
+}
+
 /// A template that parsed and passed the lint, under its fetcher's name.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Compiled {
     /// The fetcher's name, the template's name in errors.
-    name: String,
+    name: Arc<str>,
     /// The source.
-    source: String,
+    source: Arc<str>,
 }
 
 impl Compiled {
@@ -29,8 +89,8 @@ impl Compiled {
             return Err(problems.join("; "));
         }
         Ok(Self {
-            name: name.to_string(),
-            source: source.to_string(),
+            name: name.into(),
+            source: source.into(),
         })
     }
 

@@ -1,0 +1,197 @@
+//! The sources a fetcher row can name, one file each: its params, their
+//! validation and its run. A new source is a new file and one line in
+//! [`ALL`]. Results are compact JSON because they end up in LLM prompts.
+
+mod device_status;
+mod entities;
+mod entity;
+mod summary;
+mod template;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use minijinja::Environment;
+use serde_json::{Map, Value};
+
+use super::FetchError;
+use crate::state::{EntityState, Read, StateError, StateManager};
+
+/// Every source, under the name rows use.
+pub const ALL: &[&dyn Kind] = &[
+    &entities::Entities,
+    &entity::Entity,
+    &summary::Summary,
+    &device_status::DeviceStatus,
+    &template::Template,
+];
+
+/// The names rows may use, in [`ALL`]'s order.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|k| k.name()).collect()
+}
+
+/// The source called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Kind> {
+    ALL.iter().copied().find(|k| k.name() == name)
+}
+
+/// A kind of source: what a row's `source` column names.
+pub trait Kind: Sync {
+    /// The name rows use.
+    fn name(&self) -> &'static str;
+    /// Params a call cannot run without: the row must give them or list them
+    /// in `required_params`.
+    fn required(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether rows of this source carry a template.
+    fn takes_template(&self) -> bool {
+        false
+    }
+    /// Checks a row's params (its defaults, with placeholders for the
+    /// required ones) and template, and makes the source ready to run.
+    /// `Err` is the field at fault and why.
+    fn build(
+        &self,
+        name: &str,
+        probe: &Map<String, Value>,
+        template: Option<&str>,
+    ) -> Result<Arc<dyn Source>, (&'static str, String)>;
+}
+
+/// A source ready to run, made from a valid row.
+#[async_trait]
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// Its kind's name.
+    fn kind(&self) -> &'static str;
+    /// Computes the result for `params` (the row's defaults with the
+    /// caller's on top) and says which domains it read.
+    async fn run(
+        &self,
+        cx: &Context,
+        params: &Map<String, Value>,
+    ) -> Result<(Value, Vec<Read>), FetchError>;
+}
+
+/// What a run may use.
+pub struct Context {
+    /// The states.
+    pub states: StateManager,
+    /// The one template language over those states.
+    pub env: Arc<Environment<'static>>,
+    /// Bytes a template render may grow the process by.
+    pub render_memory: usize,
+    /// The fetcher's timeout (a template render stops itself at it).
+    pub timeout: Duration,
+}
+
+/// `params` as the source's params type; a mismatch is the caller's error.
+fn typed<T: serde::de::DeserializeOwned>(params: &Map<String, Value>) -> Result<T, FetchError> {
+    serde_json::from_value(Value::Object(params.clone()))
+        .map_err(|e| FetchError::BadParams(e.to_string()))
+}
+
+/// As [`typed`], for validating a row: the reason is the `params` field's.
+fn checked<T: serde::de::DeserializeOwned>(
+    probe: &Map<String, Value>,
+) -> Result<T, (&'static str, String)> {
+    serde_json::from_value(Value::Object(probe.clone())).map_err(|e| ("params", e.to_string()))
+}
+
+fn state_err(e: StateError) -> FetchError {
+    match e {
+        StateError::BadEntityId(_) | StateError::BadPattern(_) => {
+            FetchError::BadParams(e.to_string())
+        }
+        other => FetchError::Failed(other.to_string()),
+    }
+}
+
+/// Attributes worth a prompt's tokens, per domain, beyond id, name and state.
+fn useful_attributes(domain: &str) -> &'static [&'static str] {
+    match domain {
+        "light" => &["brightness"],
+        "climate" => &["current_temperature", "temperature", "hvac_action"],
+        "cover" => &["current_position"],
+        "media_player" => &["media_title", "volume_level"],
+        "lock" | "switch" | "binary_sensor" => &["device_class"],
+        "sensor" => &["unit_of_measurement", "device_class"],
+        _ => &["unit_of_measurement"],
+    }
+}
+
+/// `{entity_id, name, state, …useful attributes, …extra}` from a full state object.
+fn compact_json(full: &Value, extra: &[String]) -> Value {
+    let id = full.get("entity_id").and_then(Value::as_str).unwrap_or("");
+    let attrs = full.get("attributes").and_then(Value::as_object);
+    let mut out = Map::new();
+    out.insert("entity_id".into(), id.into());
+    let name = attrs
+        .and_then(|a| a.get("friendly_name"))
+        .and_then(Value::as_str)
+        .or_else(|| full.get("name").and_then(Value::as_str))
+        .unwrap_or(id);
+    out.insert("name".into(), name.into());
+    out.insert(
+        "state".into(),
+        full.get("state").cloned().unwrap_or(Value::Null),
+    );
+    let domain = crate::state::domain_of(id);
+    let keys = useful_attributes(domain)
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str));
+    for k in keys {
+        if let Some(v) = attrs.and_then(|a| a.get(k)).filter(|v| !v.is_null()) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// [`compact_json`] of a stored state, parsing only the attributes it keeps.
+fn compact(s: &EntityState, extra: &[String]) -> Value {
+    let useful = useful_attributes(s.domain());
+    let wanted = |k: &str| useful.contains(&k) || extra.iter().any(|e| e == k);
+    let mut picked = s.attributes_where(&wanted);
+    let mut out = Map::new();
+    out.insert("entity_id".into(), (&*s.entity_id).into());
+    out.insert("name".into(), s.name().into());
+    out.insert("state".into(), (&*s.state).into());
+    for k in useful
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
+        if let Some(i) = picked.iter().position(|(n, v)| n == k && !v.is_null()) {
+            let (k, v) = picked.swap_remove(i);
+            out.insert(k, v);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_of_a_stored_state_equals_compact_of_its_json() {
+        let raw = include_str!("../../../tests/fixtures/home-assistant-2025.4.4/rest-states.json");
+        let all: Vec<Value> = serde_json::from_str(raw).unwrap();
+        let extra = ["hvac_modes".to_string(), "brightness".to_string()];
+        for v in &all {
+            let s = EntityState::from_raw(&v.to_string()).unwrap();
+            for extra in [&[][..], &extra[..]] {
+                assert_eq!(
+                    compact(&s, extra),
+                    compact_json(v, extra),
+                    "{}",
+                    s.entity_id
+                );
+            }
+        }
+    }
+}
