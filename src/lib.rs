@@ -1,4 +1,4 @@
-//! ha-fetchers: the data layer of a home MCP.
+//! ha-fetchers: the data layer of a home "Master Control Program".
 //!
 //! Data flows one way:
 //!
@@ -7,8 +7,12 @@
 //!                          │                                               │
 //!                          └─ ha::HaRest on a miss ◀──────────────── state::StateManager (queries)
 //!                                                                          │
+//!                                      jinja (the template language) ─┬──────────────┐
 //!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Engine ─▶ prompt ─▶ api (axum)
 //! ```
+//!
+//! `cli` sits above all of it; `scripts/check-cycles.py` (run by CI) keeps
+//! every import pointing down this pipe.
 //!
 //! - [`config`]: typed settings from flags, environment and `.env`.
 //! - [`ha`]: protocol types, the WebSocket session, the REST fallback.

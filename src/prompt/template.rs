@@ -6,7 +6,7 @@ use serde::Serialize;
 /// One stored template.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PromptTemplate {
-    /// Unique name, what the API and MCP ask for.
+    /// Unique name, what API callers ask for.
     pub name: String,
     /// The minijinja source.
     pub body: String,
