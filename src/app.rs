@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::fetchers::{Engine, Registry};
 use crate::ha::{HaRest, Session, SessionConfig};
+use crate::periodic::every_blocking;
 use crate::prompt::{self, Prompts, Renderer};
 use crate::state::{
     Fallback, MemoryStore, RedisStore, SharedStore, StateManager, Writer, WriterHandle,
@@ -59,24 +60,6 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
 /// Templates from MySQL (reloaded on an interval) when DATABASE_URL is set, else from files.
 /// MySQL down at start is not fatal: the shipped files serve until it answers,
 /// as the fetcher registry does.
-/// Runs `job` off the async workers every `period` (first after one period)
-/// until shutdown.
-fn every(period: Duration, shutdown: &CancellationToken, job: fn()) -> JoinHandle<()> {
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let _ = tokio::task::spawn_blocking(job).await;
-                }
-                _ = shutdown.cancelled() => break,
-            }
-        }
-    })
-}
-
 async fn open_prompts(
     settings: &Settings,
     pool: Option<sqlx::MySqlPool>,
@@ -89,11 +72,7 @@ async fn open_prompts(
     let Some(pool) = pool else {
         return Ok(Arc::new(Prompts::new(renderer, from_files()?)));
     };
-    let loaded = async {
-        prompt::ensure_schema(&pool).await?;
-        prompt::load_db(&pool).await
-    };
-    let templates = match loaded.await {
+    let templates = match prompt::load_db(&pool).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "MySQL unavailable: serving prompt templates from files until it answers");
@@ -119,10 +98,14 @@ impl Application {
         let (writer, writer_task) = Writer::spawn(store.clone(), settings.cache_mode());
         let mut tasks = vec![
             writer_task,
-            every(crate::memory::TRIM_EVERY, &shutdown, crate::memory::trim),
-            every(
+            every_blocking(
+                crate::memory::TRIM_EVERY,
+                shutdown.clone(),
+                crate::memory::trim,
+            ),
+            every_blocking(
                 crate::telemetry::METRICS_UPKEEP_EVERY,
-                &shutdown,
+                shutdown.clone(),
                 crate::telemetry::metrics_upkeep,
             ),
         ];
@@ -161,7 +144,7 @@ impl Application {
         }
 
         let states = StateManager::new(store, fallback);
-        let registry = Registry::open(&settings)
+        let registry = Registry::open(settings.database_url.as_ref(), &settings.fetchers_dir)
             .await
             .context("DATABASE_URL: could not set up the fetcher registry")?;
         tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));

@@ -26,6 +26,7 @@
 //! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`bounds`]: memory and time budgets for template renders.
+//! - [`periodic`]: the one loop behind every periodic task.
 //! - [`memory`]: the counting allocator; hands freed memory back to the OS.
 //! - [`cli`]: the commands behind the binary.
 
@@ -39,6 +40,7 @@ pub mod fetchers;
 pub mod ha;
 pub mod jinja;
 pub mod memory;
+pub mod periodic;
 pub mod prompt;
 pub mod sim;
 pub mod state;

@@ -722,7 +722,7 @@ async fn registries_survive_in_redis() {
         .unwrap();
 }
 
-#[sqlx::test]
+#[sqlx::test(migrations = "mysql/schemas")]
 async fn seed_writes_files_and_keeps_enabled(pool: sqlx::MySqlPool) {
     use ha_fetchers::prompt::{load_db, seed};
     let dir = tempfile::tempdir().unwrap();

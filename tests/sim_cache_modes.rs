@@ -9,7 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::{wait_for, Harness, Kind, Logs, TestStore, TOKEN};
 use ha_fetchers::sim::Sim;
-use ha_fetchers::state::{EntityState, Index, Meta, SharedStore, Store, StoreError, Upserted};
+use ha_fetchers::state::{
+    EntityState, Index, Meta, RegistryKind, SharedStore, Store, StoreError, Upserted,
+};
 
 async fn update_mode(kind: Kind) {
     let (logs, _guard) = Logs::capture();
@@ -131,6 +133,9 @@ impl Store for FailingUpserts {
     }
     async fn replace_all(&self, snapshot: Vec<EntityState>) -> Result<Vec<Arc<str>>, StoreError> {
         self.0.replace_all(snapshot).await
+    }
+    async fn set_registry(&self, kind: RegistryKind, raw: Arc<str>) -> Result<(), StoreError> {
+        self.0.set_registry(kind, raw).await
     }
     fn meta(&self) -> Meta {
         self.0.meta()

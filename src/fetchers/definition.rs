@@ -106,7 +106,11 @@ impl Definition {
     }
 }
 
-/// `a-z` first, then `a-z0-9_`, at most 64: usable as a template variable.
+/// What [`valid_name`] asks, for error messages.
+pub const NAME_RULE: &str = "must start with a-z and hold only a-z, 0-9 and _ (at most 64)";
+
+/// `a-z` first, then `a-z0-9_`, at most 64: usable as a template variable,
+/// in a URL and as a tool or prompt name. Fetchers and templates share it.
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64
@@ -121,10 +125,7 @@ pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
     let mut bad = |field: &str, reason: String| problems.push(Problem::new(name, field, reason));
 
     if !valid_name(name) {
-        bad(
-            "name",
-            "must start with a-z and hold only a-z, 0-9 and _ (at most 64)".into(),
-        );
+        bad("name", NAME_RULE.into());
     }
     let defaults = match serde_json::from_str::<Value>(&row.params) {
         Ok(Value::Object(m)) => m,

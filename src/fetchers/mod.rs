@@ -1,7 +1,6 @@
 //! Data fetchers: definitions (rows in MySQL or files in `fetchers/`), the
 //! registry that loads and hot-reloads them, and the engine that runs them.
 //!
-//! CONTRACT (shared with `prompt/`; the fetchers work fills in the bodies):
 //! - [`FetchRequest`]: a fetcher name plus JSON params.
 //! - [`FetchOutcome`]: what one run produced; an error is a value, never a panic.
 //! - `Engine::run_many(Vec<FetchRequest>) -> Vec<FetchOutcome>` runs them concurrently,
@@ -21,7 +20,8 @@ mod sources;
 use std::sync::Arc;
 
 pub use definition::{
-    validate, validate_all, Definition, Problem, Row, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
+    valid_name, validate, validate_all, Definition, Problem, Row, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
+    NAME_RULE,
 };
 pub use engine::Engine;
 pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};

@@ -3,12 +3,12 @@
 //! definitions stay in force and the failure shows in health.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sqlx::mysql::MySqlPool;
 use tokio::task::JoinHandle;
@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use super::db::{self, DbError};
 use super::definition::{validate_all, Definition, Problem, Row};
 use super::files;
-use crate::config::Settings;
 use crate::state::now_secs;
 
 /// Where definitions come from.
@@ -110,21 +109,26 @@ impl Registry {
     ///
     /// If MySQL cannot be read at start, the shipped files are the
     /// last-known set until it can, so prompts still work.
-    pub async fn open(settings: &Settings) -> Result<Arc<Self>, LoadError> {
-        match &settings.database_url {
+    /// MySQL at `database_url` when set (the files in `fetchers_dir` serve
+    /// while it does not answer), else the files.
+    pub async fn open(
+        database_url: Option<&SecretString>,
+        fetchers_dir: &Path,
+    ) -> Result<Arc<Self>, LoadError> {
+        match database_url {
             Some(url) => {
                 let reg = Arc::new(Self::new(Backend::Mysql(db::pool(url.expose_secret())?)));
                 if let Err(e) = reg.reload().await {
-                    tracing::warn!(error = %e, dir = %settings.fetchers_dir.display(),
+                    tracing::warn!(error = %e, dir = %fetchers_dir.display(),
                         "MySQL unavailable at start; using the shipped fetcher files until it answers");
-                    if let Ok((rows, pre)) = files::load_dir(&settings.fetchers_dir) {
+                    if let Ok((rows, pre)) = files::load_dir(fetchers_dir) {
                         reg.install(rows, pre);
                     }
                 }
                 Ok(reg)
             }
             None => {
-                let reg = Arc::new(Self::new(Backend::Files(settings.fetchers_dir.clone())));
+                let reg = Arc::new(Self::new(Backend::Files(fetchers_dir.to_path_buf())));
                 if let Err(e) = reg.reload().await {
                     tracing::warn!(error = %e, "Could not read fetcher files");
                 }
@@ -250,14 +254,10 @@ impl Registry {
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let reg = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(interval) => {
-                        let _ = reg.reload().await;
-                    }
-                }
+        crate::periodic::every(interval, stop, move || {
+            let reg = reg.clone();
+            async move {
+                let _ = reg.reload().await;
             }
         })
     }

@@ -19,6 +19,8 @@ pub enum FrameError {
     Shape,
     #[error("state_changed event without an entity_id")]
     NoEntityId,
+    #[error("state_changed event for {event} carries the state of {state}")]
+    IdMismatch { event: String, state: String },
     #[error("bad state in event: {0}")]
     State(#[from] StateParseError),
 }
@@ -165,7 +167,10 @@ fn change(
         Some(ns) => {
             let s = EntityState::from_raw(ns.get())?;
             if *s.entity_id != *id {
-                return Err(FrameError::NoEntityId);
+                return Err(FrameError::IdMismatch {
+                    event: id.to_string(),
+                    state: s.entity_id.to_string(),
+                });
             }
             Ok(Change::Upsert(s))
         }

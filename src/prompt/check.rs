@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use super::template::{valid_name, PromptTemplate};
+use super::template::PromptTemplate;
 use super::Renderer;
+use crate::fetchers::{valid_name, NAME_RULE};
 
 /// One thing wrong with a template, reported the same way by `check`, the API and logs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -28,11 +29,7 @@ pub fn check(renderer: &Renderer, templates: &[PromptTemplate]) -> Vec<Problem> 
     };
     for t in templates {
         if !valid_name(&t.name) {
-            problem(
-                t,
-                "name",
-                "use lowercase letters, digits and underscores (at most 128)".into(),
-            );
+            problem(t, "name", NAME_RULE.into());
         }
         let refs = match renderer.references(&t.name, &t.body, &Default::default()) {
             Ok(r) => r,

@@ -19,9 +19,7 @@ pub use check::{check, Problem};
 pub use refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
 pub use render::{FetchFailure, FetchRun, References, RenderOptions, Rendered, Renderer};
 pub use source::{FetcherSource, NoFetchers};
-pub use store::{
-    ensure_schema, load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR,
-};
+pub use store::{load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR};
 pub use template::PromptTemplate;
 
 /// Why a render failed as a whole.

@@ -13,15 +13,14 @@ use sqlx::MySqlPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::template::{valid_name, PromptTemplate};
+use super::template::PromptTemplate;
 use super::{check, Problem, RenderError, RenderOptions, Rendered, Renderer};
+use crate::fetchers::valid_name;
 
 /// The folder under `FETCHERS_DIR` that holds shipped templates.
 pub const PROMPTS_SUBDIR: &str = "prompts";
 /// Template files end with this.
 const EXTENSION: &str = "j2";
-/// The table's definition, idempotent.
-const SCHEMA: &str = include_str!("../../mysql/schemas/03_prompt_templates.sql");
 /// The name previews render under.
 const INLINE_NAME: &str = "inline";
 
@@ -33,9 +32,7 @@ pub enum TemplateStoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "{0}: a template file name must be lowercase letters, digits and underscores, ending .j2"
-    )]
+    #[error("{}: a template's file name {} and ends .j2", .0.display(), crate::fetchers::NAME_RULE)]
     BadFileName(PathBuf),
     #[error("prompt_templates: {0}")]
     Db(#[from] sqlx::Error),
@@ -90,16 +87,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<PromptTemplate>, TemplateStoreError> {
     Ok(out)
 }
 
-/// Creates `prompt_templates` if it is missing.
-pub async fn ensure_schema(pool: &MySqlPool) -> Result<(), TemplateStoreError> {
-    sqlx::raw_sql(SCHEMA).execute(pool).await?;
-    Ok(())
-}
-
-/// Writes the files in `dir` into MySQL: body and description follow the
-/// files; `enabled` stays as the operator set it. Returns how many it wrote.
+/// Writes the files in `dir` into MySQL (`prompt_templates`, made by
+/// `ha-fetchers migrate`): body and description follow the files; `enabled`
+/// stays as the operator set it. Returns how many it wrote.
 pub async fn seed(pool: &MySqlPool, dir: &Path) -> Result<usize, TemplateStoreError> {
-    ensure_schema(pool).await?;
     let templates = load_dir(dir)?;
     for t in &templates {
         sqlx::query(
@@ -211,8 +202,9 @@ impl Prompts {
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            loop {
+        crate::periodic::every(every, shutdown, move || {
+            let (this, pool) = (this.clone(), pool.clone());
+            async move {
                 match load_db(&pool).await {
                     Ok(t) if t != this.list() => {
                         tracing::info!(templates = t.len(), "Prompt templates reloaded");
@@ -220,10 +212,6 @@ impl Prompts {
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "Could not reload prompt templates"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = shutdown.cancelled() => break,
                 }
             }
         })

@@ -1,4 +1,4 @@
-//! A prompt template as stored: its fields and the rule its name follows.
+//! A prompt template as stored (its name follows `fetchers::valid_name`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,13 +16,4 @@ pub struct PromptTemplate {
     pub enabled: bool,
     /// Last change in MySQL; `None` for files.
     pub updated_at: Option<DateTime<Utc>>,
-}
-
-/// Template names follow fetcher names: identifiers, so they are safe in URLs and logs.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }

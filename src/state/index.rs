@@ -39,10 +39,19 @@ pub struct Index {
 }
 
 impl Index {
+    /// Newest wins: whether the state held for `id` is newer than `at`
+    /// (micros), so a write or removal from `at` must be dropped. The one
+    /// place the rule is written; the Redis store asks it too.
+    pub fn holds_newer(&self, id: &str, at: i64) -> bool {
+        matches!(self.by_id.get(id), Some(Some(cur)) if cur.last_updated > at)
+    }
+
     /// Inserts or replaces a state unless ours is newer.
     pub fn upsert(&mut self, s: EntityState) -> Upserted {
+        if self.holds_newer(&s.entity_id, s.last_updated) {
+            return Upserted::Stale;
+        }
         let outcome = match self.by_id.get(&s.entity_id) {
-            Some(Some(old)) if old.last_updated > s.last_updated => return Upserted::Stale,
             Some(Some(old)) if old.raw == s.raw => {
                 return Upserted::Updated {
                     old_state: Some(old.state.clone()),
@@ -65,10 +74,8 @@ impl Index {
 
     /// Removes an entity unless our state is newer than `at` (micros; 0 = always).
     pub fn remove(&mut self, id: &str, at: i64) -> Option<Slot> {
-        if let Some(Some(cur)) = self.by_id.get(id) {
-            if at > 0 && cur.last_updated > at {
-                return None;
-            }
+        if at > 0 && self.holds_newer(id, at) {
+            return None;
         }
         let slot = self.by_id.remove(id)?;
         let d = domain_of(id);

@@ -70,15 +70,7 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_all(&self, snapshot: Vec<EntityState>) -> Result<Vec<Arc<str>>, StoreError>;
 
     /// Replaces one of HA's registries with the JSON list HA sent.
-    ///
-    /// The default refuses, so wrapper stores written for tests keep compiling.
-    async fn set_registry(&self, kind: RegistryKind, _raw: Arc<str>) -> Result<(), StoreError> {
-        Err(StoreError::Rejected(format!(
-            "{} store keeps no {} registry",
-            self.kind(),
-            kind.name()
-        )))
-    }
+    async fn set_registry(&self, kind: RegistryKind, raw: Arc<str>) -> Result<(), StoreError>;
 
     /// The link facts last written.
     fn meta(&self) -> Meta;

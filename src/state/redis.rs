@@ -215,8 +215,10 @@ impl Store for RedisStore {
         let mut any = false;
         self.mirror.read(&mut |ix| {
             for s in &states {
+                if ix.holds_newer(&s.entity_id, s.last_updated) {
+                    continue;
+                }
                 match ix.get(&s.entity_id) {
-                    Some(Some(old)) if old.last_updated > s.last_updated => {}
                     Some(Some(old)) if old.raw == s.raw => {}
                     known => {
                         self.push_set(&mut pipe, s, known.is_none());
@@ -235,9 +237,7 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         self.mirror.read(&mut |ix| {
             for (id, at) in ids {
-                let newer =
-                    matches!(ix.get(id), Some(Some(cur)) if *at > 0 && cur.last_updated > *at);
-                if !newer {
+                if !(*at > 0 && ix.holds_newer(id, *at)) {
                     self.push_remove(&mut pipe, id);
                 }
             }
@@ -264,9 +264,11 @@ impl Store for RedisStore {
         // Where the mirror holds a newer state than the snapshot, Redis gets that one too.
         let mut effective = Vec::with_capacity(snapshot.len());
         self.mirror.read(&mut |ix| {
-            effective.extend(snapshot.iter().map(|s| match ix.get(&s.entity_id) {
-                Some(Some(cur)) if cur.last_updated > s.last_updated => cur.clone(),
-                _ => s.clone(),
+            effective.extend(snapshot.iter().map(|s| {
+                match ix.holds_newer(&s.entity_id, s.last_updated) {
+                    true => ix.get(&s.entity_id).cloned().flatten().unwrap_or(s.clone()),
+                    false => s.clone(),
+                }
             }))
         });
         let res = self.write_all(&effective, &[]).await;

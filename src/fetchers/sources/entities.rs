@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{checked, compact, state_err, typed, Context, Kind, Source};
+use super::{checked, entry, state_err, typed, Context, Kind, Source};
 use crate::fetchers::FetchError;
 use crate::state::{Glob, Query, Read};
 
@@ -114,7 +114,7 @@ impl Source for Listing {
             let list: Vec<Value> = found
                 .iter()
                 .take(limit)
-                .map(|s| compact(s, &p.attributes))
+                .map(|s| entry(s, &p.attributes))
                 .collect();
             if found.len() > limit {
                 out.insert("truncated".into(), true.into());

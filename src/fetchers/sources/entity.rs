@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{checked, compact_json, state_err, typed, Context, Kind, Source};
+use super::{checked, entry_json, state_err, typed, Context, Kind, Source};
 use crate::fetchers::FetchError;
 use crate::state::Read;
 
@@ -72,7 +72,7 @@ impl Source for One {
         let read = Read::of(states, Some(crate::state::domain_of(&id)));
         let s = states.get(&id).await.map_err(state_err)?;
         let full = s.json();
-        let mut out = compact_json(&full, &[]);
+        let mut out = entry_json(&full, &[]);
         if let (Value::Object(o), Some(Value::Object(attrs))) = (&mut out, full.get("attributes")) {
             let mut rest = attrs.clone();
             for k in [

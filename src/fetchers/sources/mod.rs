@@ -123,7 +123,7 @@ fn useful_attributes(domain: &str) -> &'static [&'static str] {
 }
 
 /// `{entity_id, name, state, …useful attributes, …extra}` from a full state object.
-fn compact_json(full: &Value, extra: &[String]) -> Value {
+fn entry_json(full: &Value, extra: &[String]) -> Value {
     let id = full.get("entity_id").and_then(Value::as_str).unwrap_or("");
     let attrs = full.get("attributes").and_then(Value::as_object);
     let mut out = Map::new();
@@ -151,8 +151,8 @@ fn compact_json(full: &Value, extra: &[String]) -> Value {
     Value::Object(out)
 }
 
-/// [`compact_json`] of a stored state, parsing only the attributes it keeps.
-fn compact(s: &EntityState, extra: &[String]) -> Value {
+/// [`entry_json`] of a stored state, parsing only the attributes it keeps.
+fn entry(s: &EntityState, extra: &[String]) -> Value {
     let useful = useful_attributes(s.domain());
     let wanted = |k: &str| useful.contains(&k) || extra.iter().any(|e| e == k);
     let mut picked = s.attributes_where(&wanted);
@@ -185,12 +185,7 @@ mod tests {
         for v in &all {
             let s = EntityState::from_raw(&v.to_string()).unwrap();
             for extra in [&[][..], &extra[..]] {
-                assert_eq!(
-                    compact(&s, extra),
-                    compact_json(v, extra),
-                    "{}",
-                    s.entity_id
-                );
+                assert_eq!(entry(&s, extra), entry_json(v, extra), "{}", s.entity_id);
             }
         }
     }
