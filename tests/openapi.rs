@@ -1,16 +1,17 @@
-//! `/api/openapi.json`: valid JSON, lists every route the router serves, and
-//! documents the bearer scheme (with `/api/health` open).
+//! `/api/openapi.json`: valid JSON, lists every route the router serves,
+//! documents the bearer scheme (with `/api/health` open), and describes what
+//! the routes really answer.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use ha_fetchers::api::{router, AppState, BEARER};
+use ha_fetchers::api::{router, AppState, HaState, BEARER};
 use ha_fetchers::fetchers::{Engine, Registry};
-use ha_fetchers::state::{MemoryStore, SharedStore, StateManager};
+use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager};
 use http_body_util::BodyExt;
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 /// Every (method, path) the router serves, in the document's spelling.
@@ -173,4 +174,124 @@ async fn the_document_needs_the_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = get(app(Some("t")), Method::GET, "/api/health", None).await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// An app over the recorded demo house.
+async fn app_with_states() -> axum::Router {
+    let path = format!(
+        "{}/tests/fixtures/home-assistant-2025.4.4/rest-states.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let states = raws
+        .iter()
+        .map(|r| EntityState::from_raw(r.get()).unwrap())
+        .collect();
+    store.replace_all(states).await.unwrap();
+    let engine = Engine::new(
+        Registry::from_rows(Vec::new()),
+        StateManager::new(store, None),
+    );
+    router(AppState::new(engine))
+}
+
+/// The states routes answer HA's own bytes; `HaState`, their schema, reads them.
+#[tokio::test]
+async fn states_are_what_their_schema_says() {
+    let app = app_with_states().await;
+    let (status, body) = get(app.clone(), Method::GET, "/api/v1/states", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let all: Vec<HaState> = serde_json::from_slice(&body).expect("states read as HaState");
+    assert_eq!(all.len(), 108);
+    let (status, body) = get(app, Method::GET, "/api/v1/states/light.bed_light", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let one: HaState = serde_json::from_slice(&body).expect("a state reads as HaState");
+    assert_eq!(one.entity_id, "light.bed_light");
+
+    let doc = document().await;
+    let states = &doc["paths"]["/api/v1/states"]["get"]["responses"]["200"];
+    assert_eq!(
+        states["content"]["application/json"]["schema"]["items"]["$ref"],
+        "#/components/schemas/HaState",
+        "{states}"
+    );
+}
+
+/// The codes failures answer are the ones the document lists.
+#[tokio::test]
+async fn error_codes_are_documented() {
+    let doc = document().await;
+    let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+    let codes: Vec<&str> = codes
+        .as_array()
+        .unwrap_or_else(|| panic!("{codes}"))
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let cases = [
+        (Method::GET, "/api/v1/nothing", Some("t"), None, "not_found"),
+        (
+            Method::DELETE,
+            "/api/v1/states",
+            Some("t"),
+            None,
+            "method_not_allowed",
+        ),
+        (Method::GET, "/api/v1/states", None, None, "unauthorized"),
+        (
+            Method::GET,
+            "/api/v1/states?q=",
+            Some("t"),
+            None,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/render",
+            Some("t"),
+            Some(("text/plain", "x".to_string())),
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/api/v1/render",
+            Some("t"),
+            Some(("application/json", "{}".to_string())),
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/v1/render",
+            Some("t"),
+            Some(("application/json", "x".repeat(2 << 20))),
+            "payload_too_large",
+        ),
+    ];
+    for (method, uri, bearer, body, want) in cases {
+        let mut req = Request::builder().method(method.clone()).uri(uri);
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        let body = match body {
+            Some((kind, text)) => {
+                req = req.header("content-type", kind);
+                Body::from(text)
+            }
+            None => Body::empty(),
+        };
+        let resp = app(Some("t"))
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], want, "{method} {uri}: {v}");
+        assert!(codes.contains(&want), "{want} is not in {codes:?}");
+        assert_eq!(
+            v,
+            json!({"error": {"code": want, "message": v["error"]["message"]}})
+        );
+    }
 }

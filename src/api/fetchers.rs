@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path};
-use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::fetchers::{Definition, FetchError, FetchOutcome, FetchRequest, LoadStatus, Problem};
 

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::ErrorBody;
+use super::error::ErrorBody;
 use super::AppState;
 
 /// The WebSocket link as health sees it.

@@ -2,10 +2,10 @@
 //! `#[utoipa::path]` annotations so it cannot drift from the code.
 
 use axum::Json;
-use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use super::error::ErrorBody;
 use super::{fetchers, health, prompts, states};
 
 /// The security scheme's name in the document (the `security` attribute repeats it literally).
@@ -40,7 +40,7 @@ pub const BEARER: &str = "bearer";
         super::metrics,
         openapi_json,
     ),
-    components(schemas(ErrorBody, ErrorDetail, HaState)),
+    components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
     tags(
@@ -69,48 +69,6 @@ impl Modify for BearerScheme {
             ),
         );
     }
-}
-
-/// Every failure's body (doc only: `ApiError` writes it).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What went wrong.
-    error: ErrorDetail,
-}
-
-/// The inside of [`ErrorBody`].
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Machine-readable: `not_found`, `bad_request`, `unauthorized`, `method_not_allowed`,
-    /// `unavailable`, `unprocessable`, `unsupported_media_type`, `payload_too_large`, `internal`.
-    code: String,
-    /// For humans.
-    message: String,
-}
-
-/// A state exactly as Home Assistant sent it (doc only: the API writes HA's own bytes).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct HaState {
-    /// `domain.object_id`.
-    entity_id: String,
-    /// The state text (`on`, `21.5`, `unavailable`, …).
-    state: String,
-    /// HA's attributes, free-form.
-    #[schema(value_type = Object)]
-    attributes: Value,
-    /// When the state text last changed (ISO 8601).
-    last_changed: String,
-    /// When the state or its attributes last changed (ISO 8601).
-    last_updated: String,
-    /// When HA last wrote it, even unchanged (HA 2024.3 and later).
-    #[schema(required = false)]
-    last_reported: Option<String>,
-    /// HA's context: `id`, `parent_id`, `user_id`.
-    #[schema(value_type = Object)]
-    context: Value,
 }
 
 /// The OpenAPI document of this API.

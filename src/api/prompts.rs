@@ -7,8 +7,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path};
-use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::prompt::{RenderOptions, Rendered};
 
