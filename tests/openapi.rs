@@ -1,6 +1,6 @@
 //! `/api/openapi.json`: valid JSON, lists every route the router serves,
-//! documents the bearer scheme (with `/api/health` open), and describes what
-//! the routes really answer.
+//! documents the bearer scheme (with `/api/health` open), holds no schema no
+//! operation uses, and describes what the routes really answer.
 
 use std::sync::Arc;
 
@@ -174,6 +174,60 @@ async fn the_document_needs_the_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = get(app(Some("t")), Method::GET, "/api/health", None).await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Every `$ref` under `v`.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                out.push(r);
+            }
+            m.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn no_schema_is_a_leftover() {
+    let doc = document().await;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    // Reachable from the operations, through shared responses and other schemas.
+    let mut todo = Vec::new();
+    refs(&doc["paths"], &mut todo);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(r) = todo.pop() {
+        if !seen.insert(r) {
+            continue;
+        }
+        let target = if let Some(name) = r.strip_prefix("#/components/schemas/") {
+            &schemas[name]
+        } else if let Some(name) = r.strip_prefix("#/components/responses/") {
+            &doc["components"]["responses"][name]
+        } else {
+            panic!("unexpected reference {r}")
+        };
+        assert!(!target.is_null(), "{r} points nowhere");
+        refs(target, &mut todo);
+    }
+    let unused: Vec<&String> = schemas
+        .keys()
+        .filter(|n| !seen.contains(format!("#/components/schemas/{n}").as_str()))
+        .collect();
+    assert!(unused.is_empty(), "schemas no operation uses: {unused:?}");
+    let unused: Vec<&String> = doc["components"]["responses"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter(|n| !seen.contains(format!("#/components/responses/{n}").as_str()))
+        .collect();
+    assert!(unused.is_empty(), "responses no operation uses: {unused:?}");
+    for (name, s) in schemas {
+        let d = s["description"].as_str().unwrap_or_default();
+        assert!(!d.contains("doc only"), "{name} is a doc-only schema: {d}");
+    }
 }
 
 /// An app over the recorded demo house.

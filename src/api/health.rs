@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -95,17 +94,24 @@ fn status(ok: bool) -> StatusCode {
     }
 }
 
-/// The body of `/api/health` (doc only: the handler builds it with `json!`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// The body of `/api/health`.
+// Fields in alphabetical order: the order clients have always seen.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` when the link to HA is up and fresh and the store answers, else `degraded`.
-    #[schema(pattern = "^(ok|degraded)$")]
-    status: String,
-    /// The WebSocket link.
-    websocket: WebsocketHealth,
     /// The store.
-    redis: ServiceHealth,
+    pub redis: ServiceHealth,
+    /// `ok` when the link to HA is up and fresh and the store answers, else `degraded`.
+    pub status: HealthStatus,
+    /// The WebSocket link.
+    pub websocket: WebsocketHealth,
+}
+
+/// The verdict of `/api/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
 }
 
 /// Overall health; open (no token) so load balancers can probe it.
@@ -120,16 +126,20 @@ pub struct Health {
         (status = 503, description = "Degraded (same body)", body = Health),
     )
 )]
-pub async fn overall(State(app): State<Arc<AppState>>) -> Response {
-    let ws = websocket(&app);
+pub async fn overall(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
+    let websocket = websocket(&app);
     let redis = redis(&app).await;
-    let ok = ws.ok() && redis.ok;
-    let body = serde_json::json!({
-        "status": if ok { "ok" } else { "degraded" },
-        "websocket": ws,
-        "redis": redis,
-    });
-    (status(ok), Json(body)).into_response()
+    let ok = websocket.ok() && redis.ok;
+    let body = Health {
+        redis,
+        status: if ok {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        },
+        websocket,
+    };
+    (status(ok), Json(body))
 }
 
 /// The WebSocket link to HA.
@@ -144,9 +154,11 @@ pub async fn overall(State(app): State<Arc<AppState>>) -> Response {
         (status = 503, description = "Not configured, not connected or stale (same body)", body = WebsocketHealth),
     )
 )]
-pub async fn websocket_route(State(app): State<Arc<AppState>>) -> Response {
+pub async fn websocket_route(
+    State(app): State<Arc<AppState>>,
+) -> (StatusCode, Json<WebsocketHealth>) {
     let ws = websocket(&app);
-    (status(ws.ok()), Json(ws)).into_response()
+    (status(ws.ok()), Json(ws))
 }
 
 /// The state store (Redis, or the in-memory store).
@@ -161,7 +173,7 @@ pub async fn websocket_route(State(app): State<Arc<AppState>>) -> Response {
         (status = 503, description = "The store does not answer (same body)", body = ServiceHealth),
     )
 )]
-pub async fn redis_route(State(app): State<Arc<AppState>>) -> Response {
+pub async fn redis_route(State(app): State<Arc<AppState>>) -> (StatusCode, Json<ServiceHealth>) {
     let r = redis(&app).await;
-    (status(r.ok), Json(r)).into_response()
+    (status(r.ok), Json(r))
 }

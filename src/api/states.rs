@@ -144,7 +144,7 @@ impl AsRef<[u8]> for RawJson {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn domains(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>> {
     Json(app.states.domains())
 }
 
@@ -159,6 +159,6 @@ pub async fn domains(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn summary(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn summary(State(app): State<Arc<AppState>>) -> Json<Summary> {
     Json(app.states.summary())
 }
