@@ -1,5 +1,6 @@
 //! `/api/openapi.json`: valid JSON, lists every route the router serves,
-//! documents the bearer scheme (with `/api/health` open), holds no schema no
+//! documents the bearer scheme (with `/api/health` open), declares the shared
+//! responses once and gives them to every operation, holds no schema no
 //! operation uses, and describes what the routes really answer.
 
 use std::sync::Arc;
@@ -174,6 +175,113 @@ async fn the_document_needs_the_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = get(app(Some("t")), Method::GET, "/api/health", None).await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Every operation of the document, as (path, method, operation).
+fn operations(doc: &Value) -> Vec<(&str, &str, &Value)> {
+    doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .iter()
+                .map(move |(m, op)| (p.as_str(), m.as_str(), op))
+        })
+        .collect()
+}
+
+fn is_ref_to(v: &Value, response: &str) -> bool {
+    v.get("$ref").and_then(Value::as_str) == Some(&format!("#/components/responses/{response}"))
+}
+
+#[tokio::test]
+async fn shared_responses_are_declared_once_and_given_to_every_operation() {
+    let doc = document().await;
+    let shared = doc["components"]["responses"]
+        .as_object()
+        .expect("shared responses");
+    for name in [
+        "Unauthorized",
+        "Overloaded",
+        "Timeout",
+        "BodyTooLarge",
+        "NotJson",
+    ] {
+        let r = &shared[name];
+        assert_eq!(
+            r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+            "{name}: {r}"
+        );
+    }
+    assert!(
+        shared["Overloaded"]["headers"].get("Retry-After").is_some(),
+        "{}",
+        shared["Overloaded"]
+    );
+    // Said once: the 401 lives in components, every operation refers to it.
+    let text = doc.to_string();
+    assert_eq!(text.matches("Missing or wrong bearer token").count(), 1);
+
+    for (path, method, op) in operations(&doc) {
+        let responses = &op["responses"];
+        let health = path == "/api/health" || path.starts_with("/api/health/");
+        if path != "/api/health" {
+            assert!(
+                is_ref_to(&responses["401"], "Unauthorized"),
+                "{method} {path}: 401 is {}",
+                responses["401"]
+            );
+        }
+        // Every operation may be busy (503) or late (504). Health probes are
+        // never shed: their 503 is their own "degraded".
+        let busy = &responses["503"];
+        assert!(busy.is_object(), "{method} {path} lacks 503");
+        if !health {
+            assert!(
+                is_ref_to(busy, "Overloaded")
+                    || (busy["headers"].get("Retry-After").is_some()
+                        && busy["description"].as_str().unwrap().contains("overloaded")),
+                "{method} {path}: 503 does not say overloaded: {busy}"
+            );
+        }
+        let late = &responses["504"];
+        assert!(
+            is_ref_to(late, "Timeout")
+                || late["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("REQUEST_TIMEOUT")),
+            "{method} {path}: 504 is {late}"
+        );
+        if op.get("requestBody").is_some() {
+            for (code, name) in [("413", "BodyTooLarge"), ("415", "NotJson")] {
+                let r = &responses[code];
+                assert!(
+                    is_ref_to(r, name)
+                        || r["description"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("MAX_BODY_BYTES")),
+                    "{method} {path}: {code} is {r}"
+                );
+            }
+        }
+    }
+    // Where a route's own response meets a shared one with another body, the
+    // schema admits both: a fetcher that timed out answers an outcome, the
+    // request deadline an error body.
+    let timed_out = &doc["paths"]["/api/v1/fetchers/{name}/run"]["post"]["responses"]["504"];
+    let any_of = timed_out["content"]["application/json"]["schema"]["anyOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{timed_out}"));
+    let refs: Vec<&str> = any_of.iter().filter_map(|s| s["$ref"].as_str()).collect();
+    assert_eq!(
+        refs,
+        [
+            "#/components/schemas/Outcome",
+            "#/components/schemas/ErrorBody"
+        ]
+    );
 }
 
 /// Every `$ref` under `v`.

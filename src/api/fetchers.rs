@@ -211,7 +211,6 @@ impl<T: Serialize> IntoResponse for Capped<T> {
     tag = "fetchers",
     responses(
         (status = 200, description = "The registry", body = FetcherList),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
 pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
@@ -233,7 +232,6 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
     responses(
         (status = 200, description = "The definition", body = DefinitionView),
         (status = 400, description = "Undecodable path", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such fetcher", body = ErrorBody),
         (status = 422, description = "The row exists but does not load; the message says why", body = ErrorBody),
     )
@@ -281,10 +279,8 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
     responses(
         (status = 200, description = "It ran", body = Outcome),
         (status = 400, description = "Bad params, a body that is not a JSON object, or undecodable path", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such fetcher", body = ErrorBody),
-        (status = 413, description = "Body over MAX_BODY_BYTES, or an answer over 8 MiB", body = ErrorBody),
-        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
+        (status = 413, description = "An answer over 8 MiB (the response limit)", body = ErrorBody),
         (status = 502, description = "The fetcher failed (outcome with `error`)", body = Outcome),
         (status = 504, description = "The fetcher timed out (outcome with `error`)", body = Outcome),
     )
@@ -336,9 +332,7 @@ pub struct RunMany {
     responses(
         (status = 200, description = "One outcome per fetcher, failures included", body = RunResults),
         (status = 400, description = "Not JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 413, description = "Body over MAX_BODY_BYTES, more than 32 fetchers, or an answer over 8 MiB", body = ErrorBody),
-        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
+        (status = 413, description = "More than 32 fetchers, or an answer over 8 MiB (the response limit)", body = ErrorBody),
         (status = 422, description = "JSON, but not a batch", body = ErrorBody),
     )
 )]
@@ -373,7 +367,6 @@ pub async fn run_many(
     tag = "health",
     responses(
         (status = 200, description = "Healthy (or definitions come from files)", body = MysqlHealth),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "MySQL does not answer or the last load failed (same body)", body = MysqlHealth),
     )
 )]

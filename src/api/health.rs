@@ -8,7 +8,6 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
 use super::AppState;
 
 /// The WebSocket link as health sees it.
@@ -150,7 +149,6 @@ pub async fn overall(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Heal
     tag = "health",
     responses(
         (status = 200, description = "Connected and fresh", body = WebsocketHealth),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "Not configured, not connected or stale (same body)", body = WebsocketHealth),
     )
 )]
@@ -169,7 +167,6 @@ pub async fn websocket_route(
     tag = "health",
     responses(
         (status = 200, description = "The store answers", body = ServiceHealth),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "The store does not answer (same body)", body = ServiceHealth),
     )
 )]

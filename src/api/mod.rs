@@ -121,7 +121,6 @@ pub fn router(state: AppState) -> Router {
     tag = "meta",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "Missing or wrong bearer token", body = error::ErrorBody),
     )
 )]
 async fn metrics() -> String {

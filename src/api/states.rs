@@ -78,7 +78,6 @@ pub fn raw_array(states: &[EntityState]) -> Response {
     responses(
         (status = 200, description = "The matching states, as HA sent them", body = Vec<HaState>),
         (status = 400, description = "Bad glob in `q`, or an undecodable query string", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "The store cannot be read", body = ErrorBody),
     )
 )]
@@ -109,7 +108,6 @@ pub async fn list(
     responses(
         (status = 200, description = "The state, as HA sent it", body = HaState),
         (status = 400, description = "Not a valid entity id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such entity", body = ErrorBody),
         (status = 503, description = "Neither the cache nor HA could answer", body = ErrorBody),
     )
@@ -141,7 +139,6 @@ impl AsRef<[u8]> for RawJson {
     tag = "states",
     responses(
         (status = 200, description = "One entry per domain", body = Vec<DomainCount>),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
 pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>> {
@@ -156,7 +153,6 @@ pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>>
     tag = "states",
     responses(
         (status = 200, description = "The summary", body = Summary),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
 pub async fn summary(State(app): State<Arc<AppState>>) -> Json<Summary> {
