@@ -1,16 +1,18 @@
-//! `/api/openapi.json`: valid JSON, lists every route the router serves, and
-//! documents the bearer scheme (with `/api/health` open).
+//! `/api/openapi.json`: valid JSON, lists every route the router serves,
+//! documents the bearer scheme (with `/api/health` open), declares the shared
+//! responses once and gives them to every operation, holds no schema no
+//! operation uses, and describes what the routes really answer.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use ha_fetchers::api::{router, AppState, BEARER};
+use ha_fetchers::api::{router, AppState, HaState, BEARER};
 use ha_fetchers::fetchers::{Engine, Registry};
-use ha_fetchers::state::{MemoryStore, SharedStore, StateManager};
+use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager};
 use http_body_util::BodyExt;
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 /// Every (method, path) the router serves, in the document's spelling.
@@ -173,4 +175,285 @@ async fn the_document_needs_the_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = get(app(Some("t")), Method::GET, "/api/health", None).await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Every operation of the document, as (path, method, operation).
+fn operations(doc: &Value) -> Vec<(&str, &str, &Value)> {
+    doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .iter()
+                .map(move |(m, op)| (p.as_str(), m.as_str(), op))
+        })
+        .collect()
+}
+
+fn is_ref_to(v: &Value, response: &str) -> bool {
+    v.get("$ref").and_then(Value::as_str) == Some(&format!("#/components/responses/{response}"))
+}
+
+#[tokio::test]
+async fn shared_responses_are_declared_once_and_given_to_every_operation() {
+    let doc = document().await;
+    let shared = doc["components"]["responses"]
+        .as_object()
+        .expect("shared responses");
+    for name in [
+        "Unauthorized",
+        "Overloaded",
+        "Timeout",
+        "BodyTooLarge",
+        "NotJson",
+    ] {
+        let r = &shared[name];
+        assert_eq!(
+            r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+            "{name}: {r}"
+        );
+    }
+    assert!(
+        shared["Overloaded"]["headers"].get("Retry-After").is_some(),
+        "{}",
+        shared["Overloaded"]
+    );
+    // Said once: the 401 lives in components, every operation refers to it.
+    let text = doc.to_string();
+    assert_eq!(text.matches("Missing or wrong bearer token").count(), 1);
+
+    for (path, method, op) in operations(&doc) {
+        let responses = &op["responses"];
+        let health = path == "/api/health" || path.starts_with("/api/health/");
+        if path != "/api/health" {
+            assert!(
+                is_ref_to(&responses["401"], "Unauthorized"),
+                "{method} {path}: 401 is {}",
+                responses["401"]
+            );
+        }
+        // Every operation may be busy (503) or late (504). Health probes are
+        // never shed: their 503 is their own "degraded".
+        let busy = &responses["503"];
+        assert!(busy.is_object(), "{method} {path} lacks 503");
+        if !health {
+            assert!(
+                is_ref_to(busy, "Overloaded")
+                    || (busy["headers"].get("Retry-After").is_some()
+                        && busy["description"].as_str().unwrap().contains("overloaded")),
+                "{method} {path}: 503 does not say overloaded: {busy}"
+            );
+        }
+        let late = &responses["504"];
+        assert!(
+            is_ref_to(late, "Timeout")
+                || late["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("REQUEST_TIMEOUT")),
+            "{method} {path}: 504 is {late}"
+        );
+        if op.get("requestBody").is_some() {
+            for (code, name) in [("413", "BodyTooLarge"), ("415", "NotJson")] {
+                let r = &responses[code];
+                assert!(
+                    is_ref_to(r, name)
+                        || r["description"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("MAX_BODY_BYTES")),
+                    "{method} {path}: {code} is {r}"
+                );
+            }
+        }
+    }
+    // Where a route's own response meets a shared one with another body, the
+    // schema admits both: a fetcher that timed out answers an outcome, the
+    // request deadline an error body.
+    let timed_out = &doc["paths"]["/api/v1/fetchers/{name}/run"]["post"]["responses"]["504"];
+    let any_of = timed_out["content"]["application/json"]["schema"]["anyOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{timed_out}"));
+    let refs: Vec<&str> = any_of.iter().filter_map(|s| s["$ref"].as_str()).collect();
+    assert_eq!(
+        refs,
+        [
+            "#/components/schemas/Outcome",
+            "#/components/schemas/ErrorBody"
+        ]
+    );
+}
+
+/// Every `$ref` under `v`.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                out.push(r);
+            }
+            m.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn no_schema_is_a_leftover() {
+    let doc = document().await;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    // Reachable from the operations, through shared responses and other schemas.
+    let mut todo = Vec::new();
+    refs(&doc["paths"], &mut todo);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(r) = todo.pop() {
+        if !seen.insert(r) {
+            continue;
+        }
+        let target = if let Some(name) = r.strip_prefix("#/components/schemas/") {
+            &schemas[name]
+        } else if let Some(name) = r.strip_prefix("#/components/responses/") {
+            &doc["components"]["responses"][name]
+        } else {
+            panic!("unexpected reference {r}")
+        };
+        assert!(!target.is_null(), "{r} points nowhere");
+        refs(target, &mut todo);
+    }
+    let unused: Vec<&String> = schemas
+        .keys()
+        .filter(|n| !seen.contains(format!("#/components/schemas/{n}").as_str()))
+        .collect();
+    assert!(unused.is_empty(), "schemas no operation uses: {unused:?}");
+    let unused: Vec<&String> = doc["components"]["responses"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter(|n| !seen.contains(format!("#/components/responses/{n}").as_str()))
+        .collect();
+    assert!(unused.is_empty(), "responses no operation uses: {unused:?}");
+    for (name, s) in schemas {
+        let d = s["description"].as_str().unwrap_or_default();
+        assert!(!d.contains("doc only"), "{name} is a doc-only schema: {d}");
+    }
+}
+
+/// An app over the recorded demo house.
+async fn app_with_states() -> axum::Router {
+    let path = format!(
+        "{}/tests/fixtures/home-assistant-2025.4.4/rest-states.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let states = raws
+        .iter()
+        .map(|r| EntityState::from_raw(r.get()).unwrap())
+        .collect();
+    store.replace_all(states).await.unwrap();
+    let engine = Engine::new(
+        Registry::from_rows(Vec::new()),
+        StateManager::new(store, None),
+    );
+    router(AppState::new(engine))
+}
+
+/// The states routes answer HA's own bytes; `HaState`, their schema, reads them.
+#[tokio::test]
+async fn states_are_what_their_schema_says() {
+    let app = app_with_states().await;
+    let (status, body) = get(app.clone(), Method::GET, "/api/v1/states", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let all: Vec<HaState> = serde_json::from_slice(&body).expect("states read as HaState");
+    assert_eq!(all.len(), 108);
+    let (status, body) = get(app, Method::GET, "/api/v1/states/light.bed_light", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let one: HaState = serde_json::from_slice(&body).expect("a state reads as HaState");
+    assert_eq!(one.entity_id, "light.bed_light");
+
+    let doc = document().await;
+    let states = &doc["paths"]["/api/v1/states"]["get"]["responses"]["200"];
+    assert_eq!(
+        states["content"]["application/json"]["schema"]["items"]["$ref"],
+        "#/components/schemas/HaState",
+        "{states}"
+    );
+}
+
+/// The codes failures answer are the ones the document lists.
+#[tokio::test]
+async fn error_codes_are_documented() {
+    let doc = document().await;
+    let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+    let codes: Vec<&str> = codes
+        .as_array()
+        .unwrap_or_else(|| panic!("{codes}"))
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let cases = [
+        (Method::GET, "/api/v1/nothing", Some("t"), None, "not_found"),
+        (
+            Method::DELETE,
+            "/api/v1/states",
+            Some("t"),
+            None,
+            "method_not_allowed",
+        ),
+        (Method::GET, "/api/v1/states", None, None, "unauthorized"),
+        (
+            Method::GET,
+            "/api/v1/states?q=",
+            Some("t"),
+            None,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/render",
+            Some("t"),
+            Some(("text/plain", "x".to_string())),
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/api/v1/render",
+            Some("t"),
+            Some(("application/json", "{}".to_string())),
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/v1/render",
+            Some("t"),
+            Some(("application/json", "x".repeat(2 << 20))),
+            "payload_too_large",
+        ),
+    ];
+    for (method, uri, bearer, body, want) in cases {
+        let mut req = Request::builder().method(method.clone()).uri(uri);
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        let body = match body {
+            Some((kind, text)) => {
+                req = req.header("content-type", kind);
+                Body::from(text)
+            }
+            None => Body::empty(),
+        };
+        let resp = app(Some("t"))
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], want, "{method} {uri}: {v}");
+        assert!(codes.contains(&want), "{want} is not in {codes:?}");
+        assert_eq!(
+            v,
+            json!({"error": {"code": want, "message": v["error"]["message"]}})
+        );
+    }
 }

@@ -4,7 +4,8 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::prompt::RenderError;
 use crate::state::StateError;
@@ -12,6 +13,41 @@ use crate::state::StateError;
 /// The `Retry-After` of a shed request, in seconds: requests are short, so a
 /// slot is usually free by then.
 pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Every failure's body.
+// What `ApiError::into_response` writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable.
+    pub code: ErrorCode,
+    /// For humans.
+    pub message: String,
+}
+
+/// The `code` of a failure; the HTTP status tells the same, coarser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    BadRequest,
+    Unauthorized,
+    MethodNotAllowed,
+    Unavailable,
+    Unprocessable,
+    Overloaded,
+    Timeout,
+    TooLarge,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    Internal,
+}
 
 /// An API failure. Internal errors are logged in full and shown as a bare 500.
 #[derive(Debug, thiserror::Error)]
@@ -47,30 +83,31 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+    fn parts(&self) -> (StatusCode, ErrorCode) {
+        use ErrorCode as C;
         match self {
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, C::BadRequest),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::Unprocessable),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, C::Overloaded),
+            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, C::Timeout),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, C::TooLarge),
             Self::Rejected { status, .. } => (*status, rejection_code(*status)),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
 }
 
 /// The `code` of an extractor rejection, by its status.
-fn rejection_code(status: StatusCode) -> &'static str {
+fn rejection_code(status: StatusCode) -> ErrorCode {
     match status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
-        _ => "bad_request",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::Unprocessable,
+        _ => ErrorCode::BadRequest,
     }
 }
 
@@ -134,11 +171,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut resp = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
+        let mut resp = (status, Json(body)).into_response();
         if matches!(self, Self::Overloaded) {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

@@ -9,11 +9,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path};
-use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::fetchers::{Definition, FetchError, FetchOutcome, FetchRequest, LoadStatus, Problem};
 
@@ -30,160 +30,148 @@ pub const MAX_BATCH: usize = 32;
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A definition as the API lists it.
+// Fields in alphabetical order: the order clients have always seen.
 #[derive(Serialize, ToSchema)]
-struct DefinitionView<'a> {
-    /// The name.
-    name: &'a str,
+pub struct DefinitionView {
     /// What it returns.
-    description: &'a str,
-    /// Which source runs.
-    source: &'static str,
+    description: String,
+    /// The name.
+    name: String,
     /// Defaults callers may override.
     #[schema(value_type = Object)]
-    params: &'a Map<String, Value>,
+    params: Map<String, Value>,
     /// Params callers must give.
-    #[schema(value_type = Vec<String>)]
-    required_params: &'a [String],
+    required_params: Vec<String>,
+    /// Which source runs.
+    source: &'static str,
     /// The template, for template sources.
     #[serde(skip_serializing_if = "Option::is_none")]
-    template: Option<&'a str>,
-    /// Cache ceiling.
-    ttl_seconds: u64,
+    template: Option<String>,
     /// Per-run limit.
     timeout_ms: u128,
+    /// Cache ceiling.
+    ttl_seconds: u64,
 }
 
-fn view(d: &Definition) -> DefinitionView<'_> {
-    DefinitionView {
-        name: &d.name,
-        description: &d.description,
-        source: d.source.kind(),
-        params: &d.defaults,
-        required_params: &d.required,
-        template: d.row.template.as_deref(),
-        ttl_seconds: d.ttl.as_secs(),
-        timeout_ms: d.timeout.as_millis(),
+impl From<&Definition> for DefinitionView {
+    fn from(d: &Definition) -> Self {
+        Self {
+            description: d.description.clone(),
+            name: d.name.clone(),
+            params: d.defaults.clone(),
+            required_params: d.required.clone(),
+            source: d.source.kind(),
+            template: d.row.template.clone(),
+            timeout_ms: d.timeout.as_millis(),
+            ttl_seconds: d.ttl.as_secs(),
+        }
     }
 }
 
-/// The body of the fetcher listing (doc only: built with `json!`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct FetcherList {
+/// The body of the fetcher listing.
+#[derive(Serialize, ToSchema)]
+pub struct FetcherList {
     /// The loaded definitions.
-    fetchers: Vec<DefinitionView<'static>>,
+    fetchers: Vec<DefinitionView>,
     /// Rows that did not load, and why.
     problems: Vec<Problem>,
     /// How the last load went.
     source: LoadStatus,
 }
 
-/// A run's outcome (doc only: [`outcome_json`] builds it).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct Outcome {
+/// A run's outcome: `result` on success, `error` otherwise.
+// What the run routes answer and `ha-fetchers fetch` prints (`outcome_json`).
+#[derive(Serialize, ToSchema)]
+pub struct Outcome {
     /// The fetcher.
     name: String,
     /// The params it ran with, defaults filled in.
     #[schema(value_type = Object)]
-    params: Value,
+    params: Map<String, Value>,
     /// Wall time.
     elapsed_ms: f64,
     /// Whether the engine answered from its cache.
     cached: bool,
     /// The result, any JSON; present on success.
-    #[schema(required = false)]
-    result: Value,
+    // Shared with the result cache: a cached answer is serialised from the
+    // cache's own copy, not cloned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Value)]
+    result: Option<Arc<Value>>,
     /// Present on failure.
-    #[schema(required = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<OutcomeError>,
 }
 
-/// Why a run failed (doc only).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct OutcomeError {
+/// Why a run failed.
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeError {
     /// `unknown_fetcher`, `bad_params`, `timeout`, `failed`.
-    code: String,
+    code: &'static str,
     /// For humans.
     message: String,
 }
 
-/// The body of a batch run (doc only).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct RunResults {
-    /// One outcome per requested fetcher, in order.
-    results: Vec<Outcome>,
-}
-
-/// The body of the MySQL health route (doc only: built with `json!`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct MysqlHealth {
-    /// Whether definitions come from MySQL at all.
-    configured: bool,
-    /// Whether it answered and the last load worked.
-    ok: bool,
-    /// `mysql`, `files` or `rows`.
-    backend: String,
-    /// Why it is not ok.
-    error: Option<String>,
-    /// Unix seconds of the last successful load.
-    last_ok_at: Option<f64>,
-    /// Definitions loaded.
-    fetchers: usize,
-    /// Rows that did not load.
-    problems: usize,
-}
-
-/// An outcome as it is sent: borrows the result, so a cached one is
-/// serialised from the cache's own copy, not cloned first.
-#[derive(Serialize)]
-struct OutcomeView<'a> {
-    name: &'a str,
-    params: &'a Map<String, Value>,
-    elapsed_ms: f64,
-    cached: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<Value>,
-}
-
-impl<'a> From<&'a FetchOutcome> for OutcomeView<'a> {
-    fn from(o: &'a FetchOutcome) -> Self {
+impl From<FetchOutcome> for Outcome {
+    fn from(o: FetchOutcome) -> Self {
+        let (result, error) = match o.result {
+            Ok(v) => (Some(v), None),
+            Err(e) => (
+                None,
+                Some(OutcomeError {
+                    code: e.code(),
+                    message: e.to_string(),
+                }),
+            ),
+        };
         Self {
-            name: &o.name,
-            params: &o.params,
+            name: o.name,
+            params: o.params,
             elapsed_ms: (o.elapsed_ms * 1000.0).round() / 1000.0,
             cached: o.cached,
-            result: o.result.as_deref().ok(),
-            error: o
-                .result
-                .as_ref()
-                .err()
-                .map(|e| json!({"code": e.code(), "message": e.to_string()})),
+            result,
+            error,
         }
     }
 }
 
-/// A batch's answer as it is sent.
-#[derive(Serialize)]
-struct Results<'a> {
-    results: Vec<OutcomeView<'a>>,
+/// The body of a batch run.
+#[derive(Serialize, ToSchema)]
+pub struct RunResults {
+    /// One outcome per requested fetcher, in order.
+    results: Vec<Outcome>,
 }
 
-/// An outcome as JSON: `result` on success, `error: {code, message}` otherwise.
+/// The body of the MySQL health route.
+// Fields in alphabetical order: the order clients have always seen.
+#[derive(Serialize, ToSchema)]
+pub struct MysqlHealth {
+    /// `mysql`, `files` or `rows`.
+    backend: &'static str,
+    /// Whether definitions come from MySQL at all.
+    configured: bool,
+    /// Why it is not ok.
+    error: Option<String>,
+    /// Definitions loaded.
+    fetchers: usize,
+    /// Unix seconds of the last successful load.
+    last_ok_at: Option<f64>,
+    /// Whether it answered and the last load worked.
+    ok: bool,
+    /// Rows that did not load.
+    problems: usize,
+}
+
+/// An outcome as JSON, as the run routes answer it (for `ha-fetchers fetch`).
 pub fn outcome_json(o: &FetchOutcome) -> Value {
-    serde_json::to_value(OutcomeView::from(o)).expect("an outcome is always JSON")
+    serde_json::to_value(Outcome::from(o.clone())).expect("an outcome is always JSON")
 }
 
 /// A `Vec` that refuses to grow past [`MAX_RESPONSE_BYTES`]: serialising into
 /// it stops at the limit instead of building the whole answer first.
-struct Capped(Vec<u8>);
+struct CappedBuf(Vec<u8>);
 
-impl std::io::Write for Capped {
+impl std::io::Write for CappedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.0.len() + buf.len() > MAX_RESPONSE_BYTES {
             return Err(std::io::Error::other("response limit"));
@@ -196,16 +184,23 @@ impl std::io::Write for Capped {
     }
 }
 
-/// `body` as a JSON response, or 413 when it would exceed [`MAX_RESPONSE_BYTES`].
-fn capped_json(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
-    let mut out = Capped(Vec::new());
-    if serde_json::to_writer(&mut out, body).is_err() {
-        return Err(ApiError::TooLarge(format!(
-            "the answer would exceed {MAX_RESPONSE_BYTES} bytes (the response limit); \
-             ask for fewer fetchers or narrower params"
-        )));
+/// A JSON answer with a status, refused (413) when it would exceed
+/// [`MAX_RESPONSE_BYTES`].
+pub struct Capped<T>(StatusCode, T);
+
+impl<T: Serialize> IntoResponse for Capped<T> {
+    fn into_response(self) -> Response {
+        let Self(status, body) = self;
+        let mut out = CappedBuf(Vec::new());
+        if serde_json::to_writer(&mut out, &body).is_err() {
+            return ApiError::TooLarge(format!(
+                "the answer would exceed {MAX_RESPONSE_BYTES} bytes (the response limit); \
+                 ask for fewer fetchers or narrower params"
+            ))
+            .into_response();
+        }
+        (status, [(header::CONTENT_TYPE, "application/json")], out.0).into_response()
     }
-    Ok((status, [(header::CONTENT_TYPE, "application/json")], out.0).into_response())
 }
 
 /// The fetchers, the rows that did not load, and how loading went.
@@ -216,17 +211,15 @@ fn capped_json(status: StatusCode, body: &impl Serialize) -> Result<Response, Ap
     tag = "fetchers",
     responses(
         (status = 200, description = "The registry", body = FetcherList),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
-pub async fn list(State(app): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
     let loaded = app.fetchers.registry().current();
-    let defs: Vec<_> = loaded.defs.values().map(|d| view(d)).collect();
-    Json(json!({
-        "fetchers": defs,
-        "problems": loaded.problems,
-        "source": app.fetchers.registry().status(),
-    }))
+    Json(FetcherList {
+        fetchers: loaded.defs.values().map(|d| d.as_ref().into()).collect(),
+        problems: loaded.problems.clone(),
+        source: app.fetchers.registry().status(),
+    })
 }
 
 /// One fetcher's definition.
@@ -239,7 +232,6 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<Value> {
     responses(
         (status = 200, description = "The definition", body = DefinitionView),
         (status = 400, description = "Undecodable path", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such fetcher", body = ErrorBody),
         (status = 422, description = "The row exists but does not load; the message says why", body = ErrorBody),
     )
@@ -247,10 +239,10 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<Value> {
 pub async fn one(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DefinitionView>, ApiError> {
     let loaded = app.fetchers.registry().current();
     if let Some(d) = loaded.defs.get(&name) {
-        return Ok(Json(json!(view(d))));
+        return Ok(Json(d.as_ref().into()));
     }
     let problems: Vec<String> = loaded
         .problems
@@ -287,10 +279,8 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
     responses(
         (status = 200, description = "It ran", body = Outcome),
         (status = 400, description = "Bad params, a body that is not a JSON object, or undecodable path", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such fetcher", body = ErrorBody),
-        (status = 413, description = "Body over MAX_BODY_BYTES, or an answer over 8 MiB", body = ErrorBody),
-        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
+        (status = 413, description = "An answer over 8 MiB (the response limit)", body = ErrorBody),
         (status = 502, description = "The fetcher failed (outcome with `error`)", body = Outcome),
         (status = 504, description = "The fetcher timed out (outcome with `error`)", body = Outcome),
     )
@@ -299,7 +289,7 @@ pub async fn run_one(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<JsonBody<Value>>,
-) -> Result<Response, ApiError> {
+) -> Result<Capped<Outcome>, ApiError> {
     let params = params_of(body)?;
     let out = app.fetchers.run(FetchRequest { name, params }).await;
     let status = match &out.result {
@@ -311,7 +301,7 @@ pub async fn run_one(
         Err(FetchError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         Err(FetchError::Failed(_)) => StatusCode::BAD_GATEWAY,
     };
-    capped_json(status, &OutcomeView::from(&out))
+    Ok(Capped(status, out.into()))
 }
 
 /// One entry of a batch.
@@ -342,16 +332,14 @@ pub struct RunMany {
     responses(
         (status = 200, description = "One outcome per fetcher, failures included", body = RunResults),
         (status = 400, description = "Not JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 413, description = "Body over MAX_BODY_BYTES, more than 32 fetchers, or an answer over 8 MiB", body = ErrorBody),
-        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
+        (status = 413, description = "More than 32 fetchers, or an answer over 8 MiB (the response limit)", body = ErrorBody),
         (status = 422, description = "JSON, but not a batch", body = ErrorBody),
     )
 )]
 pub async fn run_many(
     State(app): State<Arc<AppState>>,
     JsonBody(body): JsonBody<RunMany>,
-) -> Result<Response, ApiError> {
+) -> Result<Capped<RunResults>, ApiError> {
     if body.fetchers.len() > MAX_BATCH {
         return Err(ApiError::TooLarge(format!(
             "a batch runs at most {MAX_BATCH} fetchers, not {}",
@@ -367,8 +355,8 @@ pub async fn run_many(
         })
         .collect();
     let outs = app.fetchers.run_many(reqs).await;
-    let results = outs.iter().map(OutcomeView::from).collect();
-    capped_json(StatusCode::OK, &Results { results })
+    let results = outs.into_iter().map(Outcome::from).collect();
+    Ok(Capped(StatusCode::OK, RunResults { results }))
 }
 
 /// Where fetcher definitions come from, and whether MySQL answers.
@@ -379,11 +367,10 @@ pub async fn run_many(
     tag = "health",
     responses(
         (status = 200, description = "Healthy (or definitions come from files)", body = MysqlHealth),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "MySQL does not answer or the last load failed (same body)", body = MysqlHealth),
     )
 )]
-pub async fn mysql_health(State(app): State<Arc<AppState>>) -> Response {
+pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json<MysqlHealth>) {
     let reg = app.fetchers.registry();
     let status = reg.status();
     let configured = status.backend == "mysql";
@@ -396,35 +383,41 @@ pub async fn mysql_health(State(app): State<Arc<AppState>>) -> Response {
     let error = ping.err().or(status.error.clone());
     let ok = error.is_none();
     let loaded = reg.current();
-    let body = json!({
-        "configured": configured,
-        "ok": ok,
-        "backend": status.backend,
-        "error": error,
-        "last_ok_at": status.last_ok_at,
-        "fetchers": loaded.defs.len(),
-        "problems": loaded.problems.len(),
-    });
+    let body = MysqlHealth {
+        backend: status.backend,
+        configured,
+        error,
+        fetchers: loaded.defs.len(),
+        last_ok_at: status.last_ok_at,
+        ok,
+        problems: loaded.problems.len(),
+    };
     let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body)).into_response()
+    (code, Json(body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn answers_over_the_response_limit_are_refused() {
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn answers_over_the_response_limit_are_refused() {
         let small = json!({"results": ["x"]});
-        assert_eq!(capped_json(StatusCode::OK, &small).unwrap().status(), 200);
+        assert_eq!(Capped(StatusCode::OK, small).into_response().status(), 200);
         let big = json!({"result": "x".repeat(MAX_RESPONSE_BYTES)});
-        match capped_json(StatusCode::OK, &big) {
-            Err(ApiError::TooLarge(m)) => assert!(m.contains("8388608 bytes"), "{m}"),
-            other => panic!("expected TooLarge, got {:?}", other.map(|r| r.status())),
-        }
+        let resp = Capped(StatusCode::OK, big).into_response();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "too_large", "{v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("8388608 bytes"), "{m}");
     }
 }

@@ -67,14 +67,19 @@ impl Guard {
     }
 }
 
-/// Sheds a request when every slot is taken (health excepted), and answers
-/// 504 when the handler outlives the deadline (the handler is dropped).
-pub(super) async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
+/// Whether a request to `path` may be shed (answered 503 `overloaded`):
+/// every route but the health probes. The OpenAPI document asks this too.
+pub(super) fn sheddable(path: &str) -> bool {
     let health = path
         .strip_prefix(HEALTH_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    let _slot = if health {
+    !health
+}
+
+/// Sheds a request when every slot is taken (health excepted), and answers
+/// 504 when the handler outlives the deadline (the handler is dropped).
+pub(super) async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let _slot = if !sheddable(req.uri().path()) {
         None
     } else {
         match g.in_flight.clone().try_acquire_owned() {

@@ -16,6 +16,7 @@ pub use fetchers::{MAX_BATCH, MAX_RESPONSE_BYTES};
 pub use limits::Limits;
 pub use openapi::{ApiDoc, BEARER};
 pub use server::serve;
+pub use states::HaState;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +121,6 @@ pub fn router(state: AppState) -> Router {
     tag = "meta",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "Missing or wrong bearer token", body = openapi::ErrorBody),
     )
 )]
 async fn metrics() -> String {

@@ -1,12 +1,24 @@
 //! `GET /api/openapi.json`: the API contract, generated from the handlers'
-//! `#[utoipa::path]` annotations so it cannot drift from the code.
+//! `#[utoipa::path]` annotations and the types they return, so it cannot
+//! drift from the code. The responses many routes share (401, 503
+//! `overloaded`, 504 `timeout`, and 413 and 415 for a request body) are
+//! declared once, in [`SHARED`], and added to each operation they apply to.
+
+use std::collections::btree_map::Entry;
 
 use axum::Json;
-use serde_json::Value;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{AnyOfBuilder, Object, Ref, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{fetchers, health, prompts, states};
+use super::error::ErrorBody;
+use super::limits::sheddable;
+use super::{fetchers, health, prompts, states, RETRY_AFTER_SECS};
 
 /// The security scheme's name in the document (the `security` attribute repeats it literally).
 pub const BEARER: &str = "bearer";
@@ -40,8 +52,8 @@ pub const BEARER: &str = "bearer";
         super::metrics,
         openapi_json,
     ),
-    components(schemas(ErrorBody, ErrorDetail, HaState)),
-    modifiers(&BearerScheme),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerScheme, &SharedResponses),
     security(("bearer" = [])),
     tags(
         (name = "health", description = "Liveness of the link to HA and the backing services."),
@@ -71,46 +83,189 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every failure's body (doc only: `ApiError` writes it).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What went wrong.
-    error: ErrorDetail,
+/// Which operations a shared response applies to.
+#[derive(Clone, Copy)]
+enum AppliesTo {
+    /// Those that need the bearer token (not those with an empty `security`).
+    Guarded,
+    /// Those the guard may shed: all but the health probes.
+    Sheddable,
+    /// All: the guard's deadline covers every request.
+    All,
+    /// Those with a request body, which the JSON extractor reads.
+    WithBody,
 }
 
-/// The inside of [`ErrorBody`].
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Machine-readable: `not_found`, `bad_request`, `unauthorized`, `method_not_allowed`,
-    /// `unavailable`, `unprocessable`, `unsupported_media_type`, `payload_too_large`, `internal`.
-    code: String,
-    /// For humans.
-    message: String,
+/// A response several operations give, with an [`ErrorBody`].
+struct Shared {
+    /// The status code.
+    status: &'static str,
+    /// Its name under `components/responses`.
+    name: &'static str,
+    /// What it means.
+    description: &'static str,
+    /// Which operations give it.
+    applies_to: AppliesTo,
+    /// Whether it carries `Retry-After`.
+    retry_after: bool,
 }
 
-/// A state exactly as Home Assistant sent it (doc only: the API writes HA's own bytes).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct HaState {
-    /// `domain.object_id`.
-    entity_id: String,
-    /// The state text (`on`, `21.5`, `unavailable`, …).
-    state: String,
-    /// HA's attributes, free-form.
-    #[schema(value_type = Object)]
-    attributes: Value,
-    /// When the state text last changed (ISO 8601).
-    last_changed: String,
-    /// When the state or its attributes last changed (ISO 8601).
-    last_updated: String,
-    /// When HA last wrote it, even unchanged (HA 2024.3 and later).
-    #[schema(required = false)]
-    last_reported: Option<String>,
-    /// HA's context: `id`, `parent_id`, `user_id`.
-    #[schema(value_type = Object)]
-    context: Value,
+/// The responses declared once for every operation they apply to. Where an
+/// operation documents the same status itself, its own response stays and
+/// gains the shared case: the descriptions joined, the headers added, and the
+/// schema widened to either body when they differ.
+const SHARED: &[Shared] = &[
+    Shared {
+        status: "401",
+        name: "Unauthorized",
+        description: "Missing or wrong bearer token (`unauthorized`)",
+        applies_to: AppliesTo::Guarded,
+        retry_after: false,
+    },
+    Shared {
+        status: "413",
+        name: "BodyTooLarge",
+        description: "The body is over MAX_BODY_BYTES (`payload_too_large`)",
+        applies_to: AppliesTo::WithBody,
+        retry_after: false,
+    },
+    Shared {
+        status: "415",
+        name: "NotJson",
+        description:
+            "A body sent without `content-type: application/json` (`unsupported_media_type`)",
+        applies_to: AppliesTo::WithBody,
+        retry_after: false,
+    },
+    Shared {
+        status: "503",
+        name: "Overloaded",
+        description:
+            "Every request slot is taken (`overloaded`): retry after `Retry-After` seconds",
+        applies_to: AppliesTo::Sheddable,
+        retry_after: true,
+    },
+    Shared {
+        status: "504",
+        name: "Timeout",
+        description: "The request took longer than REQUEST_TIMEOUT (`timeout`)",
+        applies_to: AppliesTo::All,
+        retry_after: false,
+    },
+];
+
+impl Shared {
+    fn applies(&self, path: &str, op: &Operation) -> bool {
+        match self.applies_to {
+            AppliesTo::Guarded => !is_open(op),
+            AppliesTo::Sheddable => sheddable(path),
+            AppliesTo::All => true,
+            AppliesTo::WithBody => op.request_body.is_some(),
+        }
+    }
+
+    fn response(&self) -> Response {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+            .build();
+        let mut r = ResponseBuilder::new()
+            .description(self.description)
+            .content("application/json", body);
+        if self.retry_after {
+            let header = HeaderBuilder::new()
+                .schema(Object::with_type(Type::Integer))
+                .description(Some(format!(
+                    "Seconds to wait before retrying ({RETRY_AFTER_SECS})"
+                )))
+                .build();
+            r = r.header("Retry-After", header);
+        }
+        r.build()
+    }
+
+    /// Adds this response to `op`: a reference when `op` has none for the
+    /// status, else merged into the one `op` has.
+    fn add_to(&self, op: &mut Operation) {
+        let own = match op.responses.responses.entry(self.status.to_string()) {
+            Entry::Vacant(v) => {
+                v.insert(RefOr::Ref(Ref::from_response_name(self.name)));
+                return;
+            }
+            Entry::Occupied(o) => o.into_mut(),
+        };
+        let RefOr::T(own) = own else {
+            return; // already a shared response
+        };
+        let shared = self.response();
+        own.description = format!(
+            "{}; or {}",
+            own.description,
+            lower_first(&shared.description)
+        );
+        own.headers.extend(shared.headers);
+        for (kind, content) in shared.content {
+            let Some(mine) = own.content.get_mut(&kind) else {
+                own.content.insert(kind, content);
+                continue;
+            };
+            if mine.schema != content.schema {
+                let either = mine
+                    .schema
+                    .take()
+                    .into_iter()
+                    .chain(content.schema)
+                    .fold(AnyOfBuilder::new(), |b, s| b.item(s));
+                mine.schema = Some(either.into());
+            }
+        }
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Whether an operation overrides the global bearer requirement with an empty one.
+fn is_open(op: &Operation) -> bool {
+    op.security
+        .as_ref()
+        .is_some_and(|reqs| reqs.iter().all(|r| *r == SecurityRequirement::default()))
+}
+
+/// Adds [`SHARED`] to `components/responses` and to the operations they apply to.
+struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                for shared in SHARED {
+                    if shared.applies(path, op) {
+                        shared.add_to(op);
+                    }
+                }
+            }
+        }
+        let components = doc.components.get_or_insert_with(Default::default);
+        for shared in SHARED {
+            components
+                .responses
+                .insert(shared.name.to_string(), RefOr::T(shared.response()));
+        }
+    }
 }
 
 /// The OpenAPI document of this API.
@@ -121,7 +276,6 @@ pub struct HaState {
     tag = "meta",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

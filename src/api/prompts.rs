@@ -7,8 +7,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path};
-use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::prompt::{RenderOptions, Rendered};
 
@@ -33,7 +33,6 @@ pub struct Listed {
     tag = "prompts",
     responses(
         (status = 200, description = "The templates", body = Vec<Listed>),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     )
 )]
 pub async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Listed>> {
@@ -62,10 +61,7 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Listed>> {
     responses(
         (status = 200, description = "The rendered text, with the fetchers that ran", body = Rendered),
         (status = 400, description = "Not JSON, or undecodable path", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such template", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
         (status = 422, description = "Disabled, syntax error, unknown fetcher, out of fuel, …, or a body that is not render options", body = ErrorBody),
         (status = 503, description = "Strict mode and a fetcher failed", body = ErrorBody),
     )
@@ -99,10 +95,7 @@ pub struct Inline {
     responses(
         (status = 200, description = "The rendered text, with the fetchers that ran", body = Rendered),
         (status = 400, description = "Not JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "It includes a template that does not exist", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "A body without `content-type: application/json`", body = ErrorBody),
         (status = 422, description = "Syntax error, unknown fetcher, out of fuel, …, or a body that is not an inline template", body = ErrorBody),
         (status = 503, description = "Strict mode and a fetcher failed", body = ErrorBody),
     )
