@@ -1,4 +1,5 @@
-//! The HTTP API (axum): states, health, and later fetchers and prompts.
+//! The HTTP API (axum): states, health, fetchers, prompts, metrics and the
+//! OpenAPI document, behind the limits in [`limits`] and the accept loop in [`server`].
 
 mod error;
 mod extract;
