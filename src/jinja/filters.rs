@@ -12,8 +12,8 @@ use std::sync::Arc;
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error};
 
-use super::ha::{state_object, StateObject};
 use super::marker::Unavailable;
+use super::states::{state_object, StateObject};
 use crate::state::EntityState;
 use crate::state::StateManager;
 

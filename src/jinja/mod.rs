@@ -16,6 +16,8 @@ mod ha;
 mod lint;
 mod marker;
 pub mod reads;
+mod states;
+mod time;
 pub mod walk;
 
 use std::io;
@@ -24,9 +26,11 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, Template};
 
 pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
-pub use ha::{state_object, DateTimeValue, StateObject, GLOBALS};
+pub use ha::GLOBALS;
 pub use lint::lint;
 pub(crate) use marker::Unavailable;
+pub use states::{state_object, StateObject};
+pub use time::DateTimeValue;
 
 use crate::state::StateManager;
 
@@ -117,4 +121,12 @@ impl io::Write for Capped {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The error HA's forgiving conversions give when there is no default.
+fn invalid(func: &str, v: &Value) -> minijinja::Error {
+    minijinja::Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{func} got invalid input {v} and no default was given"),
+    )
 }

@@ -9,6 +9,7 @@
 //! - [`check`]: the validator behind `ha-fetchers check`.
 
 mod check;
+mod fetch;
 mod refs;
 mod render;
 mod source;
@@ -16,8 +17,9 @@ mod store;
 mod template;
 
 pub use check::{check, Problem};
+pub use fetch::{FetchFailure, FetchRun};
 pub use refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
-pub use render::{FetchFailure, FetchRun, References, RenderOptions, Rendered, Renderer};
+pub use render::{References, RenderOptions, Rendered, Renderer};
 pub use source::{FetcherSource, NoFetchers};
 pub use store::{load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR};
 pub use template::PromptTemplate;

@@ -1,0 +1,190 @@
+//! `states` as templates see it, with HA's meanings: callable
+//! (`states('light.x')`, handled in [`super::ha`]), by domain
+//! (`states.light`), by entity (`states.light.kitchen`), iterable; each
+//! entity a [`StateObject`]. Every read is noted for [`super::reads`].
+
+use std::sync::{Arc, OnceLock};
+
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
+use minijinja::{Error, State};
+
+use super::reads;
+use crate::state::{EntityState, Index, StateManager};
+
+/// One entity's state as templates see it: `.state`, `.attributes`, `.name`, ….
+#[derive(Debug)]
+pub struct StateObject {
+    /// The stored state, parsed lazily.
+    pub state: EntityState,
+    /// Its area id (own, else its device's), looked up when the object was made.
+    pub area_id: Option<String>,
+    /// That area's name.
+    pub area_name: Option<String>,
+    /// The JSON, parsed on first attribute access.
+    json: OnceLock<serde_json::Value>,
+}
+
+impl StateObject {
+    /// Wraps a state, reading its area from the registries in `ix`.
+    pub fn new(ix: &Index, state: EntityState) -> Self {
+        let reg = ix.registries();
+        let area_id = reg.area_of(&state.entity_id).map(str::to_string);
+        let area_name = area_id
+            .as_deref()
+            .and_then(|a| reg.area_name(a))
+            .map(str::to_string);
+        Self {
+            state,
+            area_id,
+            area_name,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The full JSON HA sent.
+    pub fn json(&self) -> &serde_json::Value {
+        self.json.get_or_init(|| self.state.json())
+    }
+
+    /// The attributes object, or `null`.
+    pub fn attributes(&self) -> &serde_json::Value {
+        self.json()
+            .get("attributes")
+            .unwrap_or(&serde_json::Value::Null)
+    }
+}
+
+impl Object for StateObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let s = &self.state;
+        Some(match key.as_str()? {
+            "entity_id" => Value::from(&*s.entity_id),
+            "state" => Value::from(&*s.state),
+            "domain" => Value::from(s.domain()),
+            "object_id" => Value::from(s.entity_id.split_once('.').map_or("", |(_, o)| o)),
+            "name" => Value::from(s.name()),
+            "attributes" => Value::from_serialize(self.attributes()),
+            k @ ("last_changed" | "last_updated" | "last_reported" | "context") => {
+                Value::from_serialize(self.json().get(k)?)
+            }
+            "area_id" => Value::from(self.area_id.clone()),
+            "area_name" => Value::from(self.area_name.clone()),
+            _ => return None,
+        })
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<state {}={}>", self.state.entity_id, self.state.state)
+    }
+}
+
+/// `states`: callable (`states('light.x')`), by domain (`states.light`), iterable.
+struct StatesRoot {
+    /// The store.
+    sm: StateManager,
+}
+
+/// `states.light`: the entities of one domain.
+struct DomainStates {
+    /// The store.
+    sm: StateManager,
+    /// The domain.
+    domain: String,
+}
+
+impl std::fmt::Debug for StatesRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("states")
+    }
+}
+
+impl std::fmt::Debug for DomainStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "states.{}", self.domain)
+    }
+}
+
+/// State objects for the ids `ids` picks out of the index.
+fn objects(sm: &StateManager, domain: Option<&str>) -> Vec<Value> {
+    reads::note(sm, domain);
+    let mut out = Vec::new();
+    sm.store().read(&mut |ix| {
+        let ids: Box<dyn Iterator<Item = &Arc<str>>> = match domain {
+            Some(d) => Box::new(ix.domain_ids(d)),
+            None => Box::new(ix.ids()),
+        };
+        out = ids
+            .filter_map(|id| ix.get(id).cloned().flatten())
+            .map(|s| Value::from_object(StateObject::new(ix, s)))
+            .collect();
+    });
+    out
+}
+
+/// The state object of one entity, if cached.
+pub fn state_object(sm: &StateManager, id: &str) -> Option<StateObject> {
+    reads::note_entity(sm, id);
+    let mut out = None;
+    sm.store().read(&mut |ix| {
+        out = ix
+            .get(id)
+            .cloned()
+            .flatten()
+            .map(|s| StateObject::new(ix, s))
+    });
+    out
+}
+
+impl Object for StatesRoot {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let domain = key.as_str()?;
+        Some(Value::from_object(DomainStates {
+            sm: self.sm.clone(),
+            domain: domain.to_string(),
+        }))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Iter(Box::new(objects(&self.sm, None).into_iter()))
+    }
+
+    fn call(self: &Arc<Self>, _state: &State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let (id,): (&str,) = minijinja::value::from_args(args)?;
+        Ok(Value::from(state_of(&self.sm, id)))
+    }
+}
+
+impl Object for DomainStates {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let id = format!("{}.{}", self.domain, key.as_str()?);
+        state_object(&self.sm, &id).map(Value::from_object)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Iter(Box::new(objects(&self.sm, Some(&self.domain)).into_iter()))
+    }
+}
+
+/// `states(id)`: the state string, `unknown` when missing.
+pub(super) fn state_of(sm: &StateManager, id: &str) -> String {
+    reads::note_entity(sm, id);
+    sm.cached(id)
+        .map_or_else(|| "unknown".to_string(), |s| s.state.to_string())
+}
+
+/// The `states` global.
+pub(super) fn root(sm: &StateManager) -> Value {
+    Value::from_object(StatesRoot { sm: sm.clone() })
+}
