@@ -92,6 +92,8 @@ impl Application {
     }
 
     /// As [`build`](Self::build), with a store made by the caller (tests inject faulty ones).
+    /// The one place the parts are wired, in the order they depend on each
+    /// other; splitting it would hide that order.
     pub async fn build_with_store(settings: Settings, store: SharedStore) -> anyhow::Result<Self> {
         crate::telemetry::prometheus();
         let shutdown = CancellationToken::new();

@@ -119,6 +119,8 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// Validates a row into a definition, or lists everything wrong with it.
+/// Long because it is the one list of a row's rules, checked in one pass so
+/// an author sees every problem of a row at once.
 pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
     let name = row.name.as_str();
     let mut problems = Vec::new();

@@ -86,6 +86,8 @@ pub const GLOBALS: &[&str] = &[
 ];
 
 /// Registers every HA function (and the filter forms HA offers) on `env`.
+/// A flat list, one registration per function, kept in one place so the set
+/// of names matches [`GLOBALS`] at a glance.
 pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
     env.add_global("states", states::root(sm));
 

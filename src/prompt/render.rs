@@ -225,8 +225,38 @@ impl Renderer {
             fatal: Mutex::default(),
         });
 
-        // Everything every render needs runs at once; calls in branches run
-        // when (and if) the render reaches them.
+        ctx.run(self.upfront(name, &refs)?)?;
+
+        let mut vars: BTreeMap<String, Value> = BTreeMap::new();
+        for f in &refs.fetchers {
+            if let Some(v) = ctx.results.lock().get(&cache_key(f, &Map::new())) {
+                vars.insert(f.clone(), v.clone());
+            }
+        }
+        for (k, v) in &opts.variables {
+            vars.insert(k.clone(), Value::from_serialize(v));
+        }
+        vars.insert(FETCH_CTX.to_string(), Value::from_dyn_object(ctx.clone()));
+
+        let res = jinja::render(&tmpl, Value::from(vars));
+        if let Some(fatal) = ctx.fatal.lock().take() {
+            return Err(fatal);
+        }
+        let text = res.map_err(|f| failure(name, f))?;
+        let fetchers = std::mem::take(&mut *ctx.runs.lock());
+        let errors = std::mem::take(&mut *ctx.errors.lock());
+        Ok(Rendered {
+            template: name.to_string(),
+            text,
+            fetchers,
+            errors,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The requests every render of this template makes, to run at once
+    /// before it starts; calls in branches run when (and if) it reaches them.
+    fn upfront(&self, name: &str, refs: &References) -> Result<Vec<FetchRequest>, RenderError> {
         let mut requests: Vec<FetchRequest> = refs
             .fetchers
             .iter()
@@ -253,46 +283,25 @@ impl Renderer {
                 }
             }
         }
-        ctx.run(requests)?;
+        Ok(requests)
+    }
+}
 
-        let mut vars: BTreeMap<String, Value> = BTreeMap::new();
-        for f in &refs.fetchers {
-            if let Some(v) = ctx.results.lock().get(&cache_key(f, &Map::new())) {
-                vars.insert(f.clone(), v.clone());
-            }
-        }
-        for (k, v) in &opts.variables {
-            vars.insert(k.clone(), Value::from_serialize(v));
-        }
-        vars.insert(FETCH_CTX.to_string(), Value::from_dyn_object(ctx.clone()));
-
-        let res = jinja::render(&tmpl, Value::from(vars));
-        if let Some(fatal) = ctx.fatal.lock().take() {
-            return Err(fatal);
-        }
-        let template = name.to_string();
-        let text = res.map_err(|f| match f {
-            Failure::OutOfFuel => RenderError::OutOfFuel {
-                template,
-                fuel: jinja::FUEL,
-            },
-            Failure::TooLarge => RenderError::TooLarge {
-                template,
-                limit: jinja::MAX_OUTPUT,
-            },
-            Failure::Error(e) => RenderError::Render {
-                template,
-                message: e.to_string(),
-            },
-        })?;
-        let fetchers = std::mem::take(&mut *ctx.runs.lock());
-        let errors = std::mem::take(&mut *ctx.errors.lock());
-        Ok(Rendered {
-            template: name.to_string(),
-            text,
-            fetchers,
-            errors,
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
+/// The render error for what stopped `template`.
+fn failure(template: &str, f: Failure) -> RenderError {
+    let template = template.to_string();
+    match f {
+        Failure::OutOfFuel => RenderError::OutOfFuel {
+            template,
+            fuel: jinja::FUEL,
+        },
+        Failure::TooLarge => RenderError::TooLarge {
+            template,
+            limit: jinja::MAX_OUTPUT,
+        },
+        Failure::Error(e) => RenderError::Render {
+            template,
+            message: e.to_string(),
+        },
     }
 }

@@ -4,6 +4,7 @@
 //! Reads are synchronous and come from an in-process [`Index`] that both
 //! stores keep; writes are async because Redis is behind them.
 
+mod changes;
 mod entity;
 mod glob;
 mod index;
@@ -15,6 +16,7 @@ mod redis;
 mod registry;
 mod writer;
 
+pub use changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
 pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseError};
 pub use glob::{Glob, GlobError};
 pub(crate) use index::Ids;
@@ -27,7 +29,7 @@ pub use meta::Meta;
 pub use read::Read;
 pub use redis::RedisStore;
 pub use registry::{Registries, RegistryError, RegistryKind};
-pub use writer::{CacheMode, Change, Writer, WriterHandle, WriterMsg, WriterStats};
+pub use writer::Writer;
 
 use std::sync::Arc;
 

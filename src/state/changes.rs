@@ -1,0 +1,104 @@
+//! What the writer is sent, and the handle that sends it: the session and
+//! the REST fallback only ever hold a [`WriterHandle`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EntityState, RegistryKind};
+
+/// What to do with a `state_changed` event's new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Write the new state into the cache (`WEBSOCKET_UPDATE_CACHE=true`).
+    Update,
+    /// Delete the cached state; the next read refills it from REST.
+    Invalidate,
+}
+
+/// One change from a `state_changed` event.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// `new_state` was an object.
+    Upsert(EntityState),
+    /// `new_state` as text, parsed by the writer: parsing every state on the
+    /// session's task made that one task the ingest bottleneck, and the writer
+    /// runs beside it. A bad state is logged and skipped there.
+    Unparsed { entity_id: Arc<str>, raw: Arc<str> },
+    /// `new_state` was null: HA removed the entity. `at` is `time_fired` in micros.
+    Remove { entity_id: Arc<str>, at: i64 },
+}
+
+/// What the session tells the writer.
+#[derive(Debug)]
+pub enum WriterMsg {
+    /// A full `get_states` result; replaces the cache.
+    Snapshot(Vec<EntityState>),
+    /// Changes from events, in arrival order.
+    Changes(Vec<Change>),
+    /// The session authenticated and subscribed.
+    Connected { ha_version: String },
+    /// The link dropped or failed; `error` says why.
+    Disconnected { error: Option<String> },
+    /// A registry list (`config/*_registry/list…` result) as HA sent it.
+    Registry { kind: RegistryKind, raw: Arc<str> },
+    /// HA answered a ping: the link is alive though nothing changed.
+    Alive,
+    /// Acknowledged once everything sent before it is applied.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters for health and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Events received from the session.
+    pub events: AtomicU64,
+    /// Events that changed the cache.
+    pub applied: AtomicU64,
+    /// Updates written into the cache.
+    pub updates: AtomicU64,
+    /// Deletes in invalidate mode.
+    pub invalidations: AtomicU64,
+    /// Failed updates that fell back to a delete.
+    pub fallbacks: AtomicU64,
+    /// Events older than what we held.
+    pub stale: AtomicU64,
+    /// Snapshots applied.
+    pub resyncs: AtomicU64,
+}
+
+/// The sending side, held by the session and by tests.
+#[derive(Clone)]
+pub struct WriterHandle {
+    /// Unbounded so the socket reader never waits on the cache.
+    pub(super) tx: mpsc::UnboundedSender<WriterMsg>,
+    /// Shared counters.
+    pub stats: Arc<WriterStats>,
+    /// Signalled when the store was repaired and a fresh snapshot from HA would make it complete.
+    pub(super) resync: Arc<tokio::sync::Notify>,
+}
+
+impl WriterHandle {
+    /// Resolves when the writer wants the session to take a new snapshot.
+    pub async fn resync_wanted(&self) {
+        self.resync.notified().await
+    }
+
+    pub fn send(&self, msg: WriterMsg) {
+        if let WriterMsg::Changes(c) = &msg {
+            self.stats
+                .events
+                .fetch_add(c.len() as u64, Ordering::Relaxed);
+        }
+        // A closed writer means we are shutting down; nothing left to keep.
+        let _ = self.tx.send(msg);
+    }
+
+    /// Waits until everything sent so far is in the store.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriterMsg::Flush(tx));
+        let _ = rx.await;
+    }
+}
