@@ -669,7 +669,7 @@ async fn check_reports_syntax_and_unknown_fetchers() {
     );
     let got: Vec<(&str, &str)> = problems
         .iter()
-        .map(|p| (p.template.as_str(), p.field.as_str()))
+        .map(|p| (p.name.as_str(), p.field.as_str()))
         .collect();
     assert_eq!(
         got,

@@ -86,7 +86,7 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     };
     let template_problems = crate::prompt::check(&renderer, &templates);
     for p in &template_problems {
-        println!("template {}: field {}: {}", p.template, p.field, p.reason);
+        println!("{p}");
     }
     let total = problems.len() + template_problems.len();
     if total == 0 {

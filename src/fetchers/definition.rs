@@ -38,10 +38,14 @@ pub struct Row {
     pub enabled: bool,
 }
 
-/// One thing wrong with one row, reported the same way by `check`, the API and the logs.
+/// One thing wrong with one fetcher row or prompt template, reported the same
+/// way by `check`, the API and the logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// The row's name (or file stem).
+    /// `fetcher` or `template`, for the printed form.
+    #[serde(skip)]
+    pub what: &'static str,
+    /// The row's (or template's) name, or file stem.
     pub name: String,
     /// The column at fault.
     pub field: String,
@@ -52,6 +56,7 @@ pub struct Problem {
 impl Problem {
     pub fn new(name: &str, field: &str, reason: impl Into<String>) -> Self {
         Self {
+            what: "fetcher",
             name: name.to_string(),
             field: field.to_string(),
             reason: reason.into(),
@@ -63,8 +68,8 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "fetcher {}: field {}: {}",
-            self.name, self.field, self.reason
+            "{} {}: field {}: {}",
+            self.what, self.name, self.field, self.reason
         )
     }
 }

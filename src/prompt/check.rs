@@ -1,30 +1,16 @@
 //! Validation of stored templates: syntax, and names that are no fetcher.
 
-use serde::Serialize;
-
 use super::template::PromptTemplate;
 use super::Renderer;
-use crate::fetchers::{valid_name, NAME_RULE};
-
-/// One thing wrong with a template, reported the same way by `check`, the API and logs.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Problem {
-    /// The template's name.
-    pub template: String,
-    /// Which field is wrong (`name`, `body`).
-    pub field: String,
-    /// Why.
-    pub reason: String,
-}
+use crate::fetchers::{valid_name, Problem, NAME_RULE};
 
 /// Checks every template: valid name, parsable body, and only known fetchers.
 pub fn check(renderer: &Renderer, templates: &[PromptTemplate]) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |t: &PromptTemplate, field: &str, reason: String| {
         out.push(Problem {
-            template: t.name.clone(),
-            field: field.to_string(),
-            reason,
+            what: "template",
+            ..Problem::new(&t.name, field, reason)
         })
     };
     for t in templates {

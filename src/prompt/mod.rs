@@ -16,7 +16,7 @@ mod source;
 mod store;
 mod template;
 
-pub use check::{check, Problem};
+pub use check::check;
 pub use fetch::{FetchFailure, FetchRun};
 pub use refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
 pub use render::{References, RenderOptions, Rendered, Renderer};

@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::template::PromptTemplate;
-use super::{check, Problem, RenderError, RenderOptions, Rendered, Renderer};
+use super::{check, RenderError, RenderOptions, Rendered, Renderer};
 use crate::fetchers::valid_name;
+use crate::fetchers::Problem;
 
 /// The folder under `FETCHERS_DIR` that holds shipped templates.
 pub const PROMPTS_SUBDIR: &str = "prompts";
