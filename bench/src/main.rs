@@ -1,30 +1,21 @@
-//! The benchmark suite of issue 7: `cargo run --release --bin bench [-- --quick]`
-//! (or `scripts/bench.sh`).
+//! The benchmark suite of issue 7: `cargo run --release -p bench [-- --quick]`
+//! (or `scripts/bench.sh`). A workspace member of its own, never published,
+//! so `cargo install` ships only `ha-fetchers`.
 //!
 //! Every figure is printed next to a reference measured in the same run,
 //! because these machines are noisy. Needs Redis on 127.0.0.1:6379 and
 //! `redis-benchmark`; compares with the real Home Assistant that
 //! `scripts/ha/start.sh` provides. See BENCHMARKS.md for the last full run.
 
-#[path = "bench/app.rs"]
 mod app;
-#[path = "bench/child.rs"]
 mod child;
-#[path = "bench/fake_ha.rs"]
 mod fake_ha;
-#[path = "bench/figures.rs"]
 mod figures;
-#[path = "bench/house.rs"]
 mod house;
-#[path = "bench/http.rs"]
 mod http;
-#[path = "bench/parse.rs"]
 mod parse;
-#[path = "bench/refs.rs"]
 mod refs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/soak.rs"]
 mod soak;
 
 use std::path::PathBuf;
@@ -98,7 +89,7 @@ pub fn serve_binary() -> anyhow::Result<PathBuf> {
     if let Ok(cargo) = std::env::var("CARGO") {
         let release = me.parent().is_some_and(|d| d.ends_with("release"));
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "ha-fetchers"]);
+        cmd.args(["build", "--quiet", "-p", "ha-fetchers", "--bin", "ha-fetchers"]);
         if release {
             cmd.arg("--release");
         }
@@ -106,7 +97,7 @@ pub fn serve_binary() -> anyhow::Result<PathBuf> {
     }
     anyhow::ensure!(
         bin.exists(),
-        "{} is missing: run scripts/bench.sh or cargo build --release --bins",
+        "{} is missing: run scripts/bench.sh or cargo build --release --workspace --bins",
         bin.display()
     );
     Ok(bin)
