@@ -7,7 +7,10 @@
 //!
 //! [`Sim`] is also the control handle: tests change the house and inject
 //! faults through it (malformed frames, dropped or blackholed links, a held
-//! snapshot, late events, rejected auth).
+//! snapshot, late events, rejected auth). The bench (bench/) drives it too:
+//! prebuilt event frames pushed back to back at full speed
+//! ([`Sim::send_frames`]) and the instants of the protocol's milestones
+//! ([`Sim::marks`]).
 
 mod house;
 mod rest;
@@ -18,8 +21,9 @@ pub use house::{state_changed, House, SeedError, DEMO_HA_VERSION, DEMO_HOUSE};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use axum::routing::get;
 use axum::Router;
 use parking_lot::Mutex;
@@ -44,6 +48,9 @@ pub(crate) enum Cmd {
     Events(Arc<[String]>),
     /// A text frame sent as it is, subscribed or not.
     Raw(Arc<str>),
+    /// Prebuilt text frames, sent as they are to subscribers, back to back
+    /// with one flush at the end.
+    Frames(Arc<[Utf8Bytes]>),
     /// Close every connection.
     Drop,
     /// Stop reading and writing, but keep the TCP connection open.
@@ -67,6 +74,17 @@ pub struct SimCounters {
     pub rest_calls: AtomicU64,
 }
 
+/// When the protocol's milestones last happened, on any connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Marks {
+    /// Just after an `auth_ok` was written.
+    pub auth_ok: Option<Instant>,
+    /// Just after a `get_states` answer was written.
+    pub states_sent: Option<Instant>,
+    /// Just before the first frame of a [`Sim::send_frames`] batch was written.
+    pub frames_sent: Option<Instant>,
+}
+
 /// Shared by the server's handlers and the control handle.
 pub(crate) struct Inner {
     /// The house: what `get_states` and REST answer.
@@ -83,6 +101,8 @@ pub(crate) struct Inner {
     hold_snapshot: watch::Sender<bool>,
     /// What the tests count.
     counters: SimCounters,
+    /// When things happened.
+    marks: Mutex<Marks>,
     /// Stops the server and its connections.
     shutdown: CancellationToken,
 }
@@ -109,6 +129,7 @@ impl Sim {
             tx,
             hold_snapshot: watch::channel(false).0,
             counters: SimCounters::default(),
+            marks: Mutex::new(Marks::default()),
             shutdown: CancellationToken::new(),
         });
         let app = Router::new()
@@ -150,6 +171,11 @@ impl Sim {
     /// The counters.
     pub fn counters(&self) -> &SimCounters {
         &self.inner.counters
+    }
+
+    /// When the protocol's milestones last happened.
+    pub fn marks(&self) -> Marks {
+        *self.inner.marks.lock()
     }
 
     /// REST requests received so far.
@@ -229,6 +255,16 @@ impl Sim {
     /// Sends a raw text frame (malformed, truncated, wrong shape) to every connection.
     pub fn send_raw(&self, text: &str) {
         self.broadcast(Cmd::Raw(text.into()));
+    }
+
+    /// Sends prebuilt text frames (event messages, or arrays of them, carrying
+    /// the subscription's id) to subscribers as they are: back to back, one
+    /// flush at the end, nothing built per frame, as HA does when its queue
+    /// backs up. The house is not changed. Returns how many connections they
+    /// were queued for (0: no client connected).
+    pub fn send_frames(&self, frames: Vec<String>) -> usize {
+        let frames: Arc<[Utf8Bytes]> = frames.into_iter().map(Utf8Bytes::from).collect();
+        self.inner.tx.send(Cmd::Frames(frames)).unwrap_or(0)
     }
 
     /// Sends an event body of the caller's making to subscribers.
