@@ -1,13 +1,20 @@
-//! A small HTTP/1.1 keep-alive load client: one request in flight per
-//! connection (like `wrk -c N` with one thread), every latency recorded.
+//! The load client: hyper's HTTP/1.1 client connections (`hyper::client::conn`),
+//! kept alive, one request in flight per connection (like `wrk -c N` with one
+//! thread); every latency goes into an HDR histogram.
 //!
-//! Written here rather than installing wrk/oha so the bench needs nothing
-//! beyond cargo, and so the same client measures us and Home Assistant.
+//! A client of our own rather than wrk/oha, so the bench needs nothing beyond
+//! cargo, and so the same client measures us and Home Assistant.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Where to send requests.
@@ -32,145 +39,124 @@ impl Target {
 
 /// One keep-alive connection.
 pub struct Conn {
-    /// The socket.
-    stream: TcpStream,
-    /// Bytes read past the previous response.
-    buf: Vec<u8>,
-    /// Request header lines after the request line.
-    extra: String,
+    /// hyper's handle on the connection; its driver runs as a task.
+    send: http1::SendRequest<Full<Bytes>>,
+    /// The `Host` header.
+    host: HeaderValue,
+    /// The `Authorization` header, if any.
+    auth: Option<HeaderValue>,
 }
 
 impl Conn {
     pub async fn open(t: &Target) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(t.addr).await?;
         stream.set_nodelay(true)?;
-        let mut extra = format!("Host: {}\r\n", t.addr);
-        if let Some(a) = &t.auth {
-            extra.push_str(&format!("Authorization: {a}\r\n"));
-        }
+        let (send, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            // Ends when the handle is dropped or the peer closes.
+            let _ = conn.await;
+        });
         Ok(Self {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
-            extra,
+            send,
+            host: HeaderValue::from_str(&t.addr.to_string())?,
+            auth: t.auth.as_deref().map(HeaderValue::from_str).transpose()?,
         })
     }
 
     /// GETs `path`; returns the status and the body.
-    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let req = self.get_request(path);
-        self.exchange(&req).await
-    }
-
-    /// The bytes of a GET for `path`, built once and sent many times by the load loop.
-    pub fn get_request(&self, path: &str) -> Vec<u8> {
-        format!("GET {path} HTTP/1.1\r\n{}\r\n", self.extra).into_bytes()
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        self.exchange(Method::GET, path.parse()?, None).await
     }
 
     /// POSTs a JSON `body` to `path`; returns the status and the body.
-    pub async fn post(&mut self, path: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let req = format!(
-            "POST {path} HTTP/1.1\r\n{}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            self.extra,
-            body.len()
-        );
-        self.exchange(req.as_bytes()).await
+    pub async fn post(&mut self, path: &str, body: &str) -> anyhow::Result<(u16, Bytes)> {
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        self.exchange(Method::POST, path.parse()?, Some(body)).await
     }
 
     /// DELETEs `path`; returns the status and the body.
-    pub async fn delete(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let req = format!("DELETE {path} HTTP/1.1\r\n{}\r\n", self.extra);
-        self.exchange(req.as_bytes()).await
+    pub async fn delete(&mut self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        self.exchange(Method::DELETE, path.parse()?, None).await
     }
 
-    async fn exchange(&mut self, req: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-        let (status, range) = self.exchange_in_place(req).await?;
-        let body = self.buf[range.clone()].to_vec();
-        self.buf.drain(..range.end);
+    /// A request with this connection's headers.
+    fn request(&self, method: Method, uri: Uri, json: Option<Bytes>) -> Request<Full<Bytes>> {
+        let is_json = json.is_some();
+        let mut req = Request::new(Full::new(json.unwrap_or_default()));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.insert(HOST, self.host.clone());
+        if let Some(a) = &self.auth {
+            h.insert(AUTHORIZATION, a.clone());
+        }
+        if is_json {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        req
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        uri: Uri,
+        json: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let req = self.request(method, uri, json);
+        self.send.ready().await?;
+        let resp = self.send.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
 
-    /// Sends `req` and reads the response; returns the status and where the
-    /// body sits in `buf`. The caller drains `buf` up to the range's end. The
-    /// load loop uses this directly, so the client costs the machine as little
-    /// as possible next to the server it measures.
-    async fn exchange_in_place(
-        &mut self,
-        req: &[u8],
-    ) -> anyhow::Result<(u16, std::ops::Range<usize>)> {
-        self.stream.write_all(req).await?;
-        let head_end = loop {
-            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
-                break p + 4;
-            }
-            self.fill().await?;
-        };
-        let head = std::str::from_utf8(&self.buf[..head_end])?;
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("bad status line"))?;
-        if let Some(len) = header(head, "content-length") {
-            let len: usize = len.parse()?;
-            while self.buf.len() < head_end + len {
-                self.fill().await?;
-            }
-            Ok((status, head_end..head_end + len))
-        } else if header(head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            self.buf.drain(..head_end);
-            let body = self.read_chunked().await?;
-            // Put the body back in front, so callers see one shape.
-            let n = body.len();
-            self.buf.splice(..0, body);
-            Ok((status, 0..n))
-        } else {
-            anyhow::bail!("response without content-length or chunked encoding")
+    /// GETs `uri` for the load loop: the body is read and dropped, not gathered.
+    async fn load_get(&mut self, uri: Uri) -> anyhow::Result<u16> {
+        let req = self.request(Method::GET, uri, None);
+        self.send.ready().await?;
+        let resp = self.send.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            frame?;
         }
-    }
-
-    async fn read_chunked(&mut self) -> anyhow::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(p) = find(&self.buf, b"\r\n") {
-                    break p;
-                }
-                self.fill().await?;
-            };
-            let size_txt = std::str::from_utf8(&self.buf[..line_end])?;
-            let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)?;
-            while self.buf.len() < line_end + 2 + size + 2 {
-                self.fill().await?;
-            }
-            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
-            self.buf.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                return Ok(body);
-            }
-        }
-    }
-
-    /// Reads into `buf`'s spare capacity: no zeroed scratch buffer per read.
-    async fn fill(&mut self) -> anyhow::Result<()> {
-        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        let n = self.stream.read_buf(&mut self.buf).await?;
-        anyhow::ensure!(n > 0, "connection closed");
-        Ok(())
+        Ok(status)
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Latencies in microseconds, 1 µs to 10 min at 3 significant digits.
+pub struct Latencies(Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"))
+    }
 }
 
-/// A header's value; `name` is lowercase, the response's may be any case.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+impl Latencies {
+    /// Records one latency (clamped into the histogram's range).
+    pub fn record(&mut self, d: Duration) {
+        self.0.saturating_record(d.as_micros() as u64);
+    }
+
+    /// Samples recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Adds `other`'s samples.
+    pub fn merge(&mut self, other: &Self) {
+        // Same bounds on both sides: this cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Percentile `p` (0-100) in milliseconds; NaN when empty.
+    pub fn ms(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.value_at_percentile(p) as f64 / 1000.0
+    }
 }
 
 /// What a load run measured.
@@ -181,8 +167,10 @@ pub struct Load {
     pub errors: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// Latency of every successful request, sorted, in microseconds.
-    pub lat_us: Vec<u32>,
+    /// Latency of every successful request.
+    pub lat: Latencies,
+    /// CPU time the load thread used (client, runtime and its syscalls).
+    pub client_cpu: Duration,
 }
 
 impl Load {
@@ -191,53 +179,62 @@ impl Load {
     }
     /// Percentile `p` (0-100) in milliseconds.
     pub fn pct_ms(&self, p: f64) -> f64 {
-        pct_us(&self.lat_us, p) / 1000.0
+        self.lat.ms(p)
+    }
+    /// The load thread's CPU time per request, in microseconds.
+    pub fn client_us_per_req(&self) -> f64 {
+        self.client_cpu.as_secs_f64() * 1e6 / (self.ok + self.errors).max(1) as f64
     }
 }
 
-/// Percentile of sorted microsecond samples.
-pub fn pct_us(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
+/// CPU time the calling thread has used so far.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
     }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Runs `conns` connections for `dur` on a thread of its own (so the client
 /// does not share the server's runtime), cycling through `paths`.
 pub fn run_load(t: Target, paths: Vec<String>, conns: usize, dur: Duration) -> Load {
+    if super::RAW_CLIENT.load(std::sync::atomic::Ordering::Relaxed) {
+        return super::raw_http::run_load(t, paths, conns, dur);
+    }
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("client runtime");
         rt.block_on(async move {
+            let uris: Vec<Uri> = paths.iter().filter_map(|p| p.parse().ok()).collect();
+            let cpu0 = thread_cpu();
             let start = Instant::now();
             let deadline = start + dur;
             let mut tasks = Vec::new();
             for c in 0..conns {
                 let t = t.clone();
-                let paths = paths.clone();
+                let uris = uris.clone();
                 tasks.push(tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(1 << 16);
+                    let mut lat = Latencies::default();
                     let mut errors = 0u64;
                     let mut conn = match Conn::open(&t).await {
                         Ok(c) => c,
                         Err(_) => return (lat, 1),
                     };
-                    let reqs: Vec<Vec<u8>> = paths.iter().map(|p| conn.get_request(p)).collect();
                     let mut i = c * 7919;
                     while Instant::now() < deadline {
-                        let req = &reqs[i % reqs.len()];
+                        let uri = uris[i % uris.len()].clone();
                         i += 1;
                         let t0 = Instant::now();
-                        let res = conn.exchange_in_place(req).await;
-                        if let Ok((_, body)) = &res {
-                            conn.buf.drain(..body.end);
-                        }
-                        match res {
-                            Ok((200, _)) => lat.push(t0.elapsed().as_micros() as u32),
+                        match conn.load_get(uri).await {
+                            Ok(200) => lat.record(t0.elapsed()),
                             Ok(_) => errors += 1,
                             Err(_) => {
                                 errors += 1;
@@ -251,21 +248,21 @@ pub fn run_load(t: Target, paths: Vec<String>, conns: usize, dur: Duration) -> L
                     (lat, errors)
                 }));
             }
-            let mut lat_us = Vec::new();
+            let mut lat = Latencies::default();
             let mut errors = 0;
             for task in tasks {
                 if let Ok((l, e)) = task.await {
-                    lat_us.extend(l);
+                    lat.merge(&l);
                     errors += e;
                 }
             }
             let elapsed = start.elapsed();
-            lat_us.sort_unstable();
             Load {
-                ok: lat_us.len() as u64,
+                ok: lat.len(),
                 errors,
                 elapsed,
-                lat_us,
+                lat,
+                client_cpu: thread_cpu() - cpu0,
             }
         })
     })
