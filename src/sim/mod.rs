@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use parking_lot::Mutex;
 use rand::seq::IndexedRandom;
@@ -138,6 +139,12 @@ impl Sim {
             .route("/api/states/{entity_id}", get(rest::one))
             .with_state(inner.clone());
         let stop = inner.shutdown.clone();
+        // No Nagle delay on small frames, as HA's aiohttp server does: without
+        // it a lone event written while an earlier write awaits its ACK waits
+        // for the peer's delayed ACK (~40 ms on loopback).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -334,5 +341,85 @@ pub async fn demo_changes(sim: Sim, every: Duration, stop: CancellationToken) {
         }
         let watts = 80 + rand::random_range(0..60u32);
         sim.set(POWER, &watts.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn next(ws: &mut Ws) -> serde_json::Value {
+        loop {
+            if let Message::Text(t) = ws.next().await.expect("open").expect("frame") {
+                return serde_json::from_str(t.as_str()).expect("JSON");
+            }
+        }
+    }
+
+    async fn send(ws: &mut Ws, v: serde_json::Value) {
+        ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// Frames reach subscribers as they are, in order; the milestones are
+    /// marked; the registry lists answer empty.
+    #[tokio::test]
+    async fn frames_marks_and_registry_lists() {
+        let sim = Sim::start_demo("t").await.unwrap();
+        assert_eq!(sim.send_frames(vec!["x".into()]), 0, "nobody connected");
+        let url = format!("ws://{}/api/websocket", sim.addr());
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        next(&mut ws).await;
+        send(
+            &mut ws,
+            serde_json::json!({"type": "auth", "access_token": "t"}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["type"], "auth_ok");
+        assert!(sim.marks().auth_ok.is_some());
+        send(
+            &mut ws,
+            serde_json::json!({"id": 1, "type": "config/entity_registry/list_for_display"}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await["result"]["entities"],
+            serde_json::json!([])
+        );
+        send(
+            &mut ws,
+            serde_json::json!({"id": 2, "type": "config/area_registry/list"}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["result"], serde_json::json!([]));
+        send(&mut ws, serde_json::json!({"id": 3, "type": "get_states"})).await;
+        let states = next(&mut ws).await;
+        assert_eq!(states["id"], 3);
+        assert_eq!(
+            states["result"].as_array().map(Vec::len),
+            Some(sim.ids().len())
+        );
+        assert!(sim.marks().states_sent.is_some());
+        // Not subscribed yet: frames are not for this connection.
+        sim.send_frames(vec![r#"{"skipped":true}"#.into()]);
+        send(
+            &mut ws,
+            serde_json::json!({"id": 4, "type": "subscribe_events", "event_type": "state_changed"}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["id"], 4);
+        let before = std::time::Instant::now();
+        let frames = vec![r#"{"n":1}"#.to_string(), r#"[{"n":2},{"n":3}]"#.to_string()];
+        assert_eq!(sim.send_frames(frames), 1);
+        assert_eq!(next(&mut ws).await, serde_json::json!({"n": 1}));
+        assert_eq!(next(&mut ws).await, serde_json::json!([{"n": 2}, {"n": 3}]));
+        assert!(sim.marks().frames_sent.is_some_and(|t| t >= before));
+        sim.stop();
     }
 }
