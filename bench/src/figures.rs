@@ -200,28 +200,6 @@ pub async fn get_one(
         .map(|e| format!("/api/v1/states/{}", e.id))
         .collect();
     let dur = sz.load;
-    if let Some(k) = std::env::var("BENCH_CLIENT_AB")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        use std::sync::atomic::Ordering::Relaxed;
-        let was = super::RAW_CLIENT.load(Relaxed);
-        for i in 0..k {
-            for raw in [i % 2 == 0, i % 2 != 0] {
-                super::RAW_CLIENT.store(raw, Relaxed);
-                let (o, p) = (ours.clone(), paths.clone());
-                let l =
-                    tokio::task::spawn_blocking(move || run_load(o, p, CONNECTIONS, dur)).await?;
-                println!(
-                    "  AB {i} {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, client CPU {:.1} µs/req ({:.0} % of a core), errors {}",
-                    if raw { "raw" } else { "hyper" },
-                    l.rps(), l.pct_ms(50.0), l.pct_ms(99.0), l.client_us_per_req(),
-                    100.0 * l.client_cpu.as_secs_f64() / l.elapsed.as_secs_f64(), l.errors
-                );
-            }
-        }
-        super::RAW_CLIENT.store(was, Relaxed);
-    }
     let us = tokio::task::spawn_blocking(move || run_load(ours, paths, CONNECTIONS, dur)).await?;
     println!(
         "  GET ours: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, errors {}; load client CPU {:.1} µs/req ({:.0} % of a core)",

@@ -204,9 +204,6 @@ pub fn thread_cpu() -> Duration {
 /// Runs `conns` connections for `dur` on a thread of its own (so the client
 /// does not share the server's runtime), cycling through `paths`.
 pub fn run_load(t: Target, paths: Vec<String>, conns: usize, dur: Duration) -> Load {
-    if super::RAW_CLIENT.load(std::sync::atomic::Ordering::Relaxed) {
-        return super::raw_http::run_load(t, paths, conns, dur);
-    }
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

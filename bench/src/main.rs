@@ -13,13 +13,11 @@ mod figures;
 mod house;
 mod http;
 mod parse;
-mod raw_http;
 mod refs;
 mod report;
 mod soak;
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use report::Row;
@@ -106,13 +104,7 @@ struct Args {
     /// Length of the soak.
     #[arg(long, value_name = "N", default_value_t = 10.0, requires = "soak", value_parser = positive)]
     minutes: f64,
-    /// The GET load's client: hyper's (default) or the hand-written one it replaced.
-    #[arg(long, value_name = "CLIENT", default_value = "hyper", value_parser = ["hyper", "raw"])]
-    client: String,
 }
-
-/// Set by `--client raw`: the GET load uses the hand-written client.
-pub static RAW_CLIENT: AtomicBool = AtomicBool::new(false);
 
 /// A positive number of minutes.
 fn positive(v: &str) -> Result<f64, String> {
@@ -177,7 +169,6 @@ fn or_failed(fig: &str, target: &str, r: anyhow::Result<Vec<Row>>) -> Vec<Row> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
-    RAW_CLIENT.store(args.client == "raw", std::sync::atomic::Ordering::Relaxed);
     if args.soak {
         if let Err(e) = init_logs() {
             eprintln!("bench failed: {e:#}");
@@ -312,14 +303,9 @@ async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::R
 
     let table = report::table(&rows);
     println!(
-        "\nResults ({}, {started}, {} entities; load generator: {}, {} connections, {:?} per run):\n",
+        "\nResults ({}, {started}, {} entities; load generator: hyper's HTTP/1.1 client connections, kept alive, {} connections, {:?} per run):\n",
         if quick { "quick" } else { "full" },
         sz.entities,
-        if RAW_CLIENT.load(std::sync::atomic::Ordering::Relaxed) {
-            "the hand-written HTTP/1.1 keep-alive client (--client raw)"
-        } else {
-            "hyper's HTTP/1.1 client connections, kept alive"
-        },
         figures::CONNECTIONS,
         sz.load
     );
