@@ -1,11 +1,14 @@
 # Multi-stage build: compile in the Rust image, run on slim Debian.
 FROM rust:1.85-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# The workspace's other member and the patched minijinja: cargo reads both manifests.
+COPY bench ./bench
+COPY vendor ./vendor
 COPY mysql ./mysql
 COPY fetchers ./fetchers
-RUN cargo build --release --locked --bin ha-fetchers
+RUN cargo build --release --locked -p ha-fetchers --bin ha-fetchers
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \

@@ -3,7 +3,7 @@
 # Usage: scripts/bench.sh [--quick] [--no-ha]
 # Installs redis-benchmark (redis-tools) when missing, starts Redis via
 # scripts/services.sh when it does not answer, builds both binaries in release
-# mode and runs target/release/bench. The full run also starts the real Home
+# mode (the bench is the workspace member bench/) and runs target/release/bench. The full run also starts the real Home
 # Assistant through scripts/ha/start.sh (a no-op when it is up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +16,5 @@ fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   scripts/services.sh >&2
 fi
-cargo build --release --bin bench --bin ha-fetchers
+cargo build --release -p bench --bin bench -p ha-fetchers --bin ha-fetchers
 exec target/release/bench "$@"

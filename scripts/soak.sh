@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh >/dev/null
-cargo build --release --quiet --bins
+cargo build --release --quiet -p bench --bin bench -p ha-fetchers --bin ha-fetchers
 exec target/release/bench --soak --minutes "${1:-10}"

@@ -89,7 +89,14 @@ impl House {
 
     /// Every state as one JSON array, as `GET /api/states` and `get_states` send it.
     pub fn states_json(&self) -> String {
-        let mut out = String::with_capacity(self.states.values().map(|s| s.len() + 1).sum());
+        let mut out = String::new();
+        self.write_states_json(&mut out);
+        out
+    }
+
+    /// [`states_json`](Self::states_json), appended to `out`.
+    pub fn write_states_json(&self, out: &mut String) {
+        out.reserve(self.states.values().map(|s| s.len() + 1).sum::<usize>() + 2);
         out.push('[');
         for (i, s) in self.states.values().enumerate() {
             if i > 0 {
@@ -98,7 +105,6 @@ impl House {
             out.push_str(s);
         }
         out.push(']');
-        out
     }
 
     /// Sets an entity's state (and merges `attributes` into its attributes),

@@ -7,7 +7,10 @@
 //!
 //! [`Sim`] is also the control handle: tests change the house and inject
 //! faults through it (malformed frames, dropped or blackholed links, a held
-//! snapshot, late events, rejected auth).
+//! snapshot, late events, rejected auth). The bench (bench/) drives it too:
+//! prebuilt event frames pushed back to back at full speed
+//! ([`Sim::send_frames`]) and the instants of the protocol's milestones
+//! ([`Sim::marks`]).
 
 mod house;
 mod rest;
@@ -18,9 +21,11 @@ pub use house::{state_changed, House, SeedError, DEMO_HA_VERSION, DEMO_HOUSE};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use parking_lot::Mutex;
 use rand::seq::IndexedRandom;
@@ -44,6 +49,9 @@ pub(crate) enum Cmd {
     Events(Arc<[String]>),
     /// A text frame sent as it is, subscribed or not.
     Raw(Arc<str>),
+    /// Prebuilt text frames, sent as they are to subscribers, back to back
+    /// with one flush at the end.
+    Frames(Arc<[Utf8Bytes]>),
     /// Close every connection.
     Drop,
     /// Stop reading and writing, but keep the TCP connection open.
@@ -67,6 +75,17 @@ pub struct SimCounters {
     pub rest_calls: AtomicU64,
 }
 
+/// When the protocol's milestones last happened, on any connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Marks {
+    /// Just after an `auth_ok` was written.
+    pub auth_ok: Option<Instant>,
+    /// Just after a `get_states` answer was written.
+    pub states_sent: Option<Instant>,
+    /// Just before the first frame of a [`Sim::send_frames`] batch was written.
+    pub frames_sent: Option<Instant>,
+}
+
 /// Shared by the server's handlers and the control handle.
 pub(crate) struct Inner {
     /// The house: what `get_states` and REST answer.
@@ -83,6 +102,8 @@ pub(crate) struct Inner {
     hold_snapshot: watch::Sender<bool>,
     /// What the tests count.
     counters: SimCounters,
+    /// When things happened.
+    marks: Mutex<Marks>,
     /// Stops the server and its connections.
     shutdown: CancellationToken,
 }
@@ -109,6 +130,7 @@ impl Sim {
             tx,
             hold_snapshot: watch::channel(false).0,
             counters: SimCounters::default(),
+            marks: Mutex::new(Marks::default()),
             shutdown: CancellationToken::new(),
         });
         let app = Router::new()
@@ -117,6 +139,12 @@ impl Sim {
             .route("/api/states/{entity_id}", get(rest::one))
             .with_state(inner.clone());
         let stop = inner.shutdown.clone();
+        // No Nagle delay on small frames, as HA's aiohttp server does: without
+        // it a lone event written while an earlier write awaits its ACK waits
+        // for the peer's delayed ACK (~40 ms on loopback).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -150,6 +178,11 @@ impl Sim {
     /// The counters.
     pub fn counters(&self) -> &SimCounters {
         &self.inner.counters
+    }
+
+    /// When the protocol's milestones last happened.
+    pub fn marks(&self) -> Marks {
+        *self.inner.marks.lock()
     }
 
     /// REST requests received so far.
@@ -231,6 +264,16 @@ impl Sim {
         self.broadcast(Cmd::Raw(text.into()));
     }
 
+    /// Sends prebuilt text frames (event messages, or arrays of them, carrying
+    /// the subscription's id) to subscribers as they are: back to back, one
+    /// flush at the end, nothing built per frame, as HA does when its queue
+    /// backs up. The house is not changed. Returns how many connections they
+    /// were queued for (0: no client connected).
+    pub fn send_frames(&self, frames: Vec<String>) -> usize {
+        let frames: Arc<[Utf8Bytes]> = frames.into_iter().map(Utf8Bytes::from).collect();
+        self.inner.tx.send(Cmd::Frames(frames)).unwrap_or(0)
+    }
+
     /// Sends an event body of the caller's making to subscribers.
     pub fn send_event(&self, body: &str) {
         self.broadcast(Cmd::Event(body.into()));
@@ -298,5 +341,85 @@ pub async fn demo_changes(sim: Sim, every: Duration, stop: CancellationToken) {
         }
         let watts = 80 + rand::random_range(0..60u32);
         sim.set(POWER, &watts.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn next(ws: &mut Ws) -> serde_json::Value {
+        loop {
+            if let Message::Text(t) = ws.next().await.expect("open").expect("frame") {
+                return serde_json::from_str(t.as_str()).expect("JSON");
+            }
+        }
+    }
+
+    async fn send(ws: &mut Ws, v: serde_json::Value) {
+        ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// Frames reach subscribers as they are, in order; the milestones are
+    /// marked; the registry lists answer empty.
+    #[tokio::test]
+    async fn frames_marks_and_registry_lists() {
+        let sim = Sim::start_demo("t").await.unwrap();
+        assert_eq!(sim.send_frames(vec!["x".into()]), 0, "nobody connected");
+        let url = format!("ws://{}/api/websocket", sim.addr());
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        next(&mut ws).await;
+        send(
+            &mut ws,
+            serde_json::json!({"type": "auth", "access_token": "t"}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["type"], "auth_ok");
+        assert!(sim.marks().auth_ok.is_some());
+        send(
+            &mut ws,
+            serde_json::json!({"id": 1, "type": "config/entity_registry/list_for_display"}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await["result"]["entities"],
+            serde_json::json!([])
+        );
+        send(
+            &mut ws,
+            serde_json::json!({"id": 2, "type": "config/area_registry/list"}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["result"], serde_json::json!([]));
+        send(&mut ws, serde_json::json!({"id": 3, "type": "get_states"})).await;
+        let states = next(&mut ws).await;
+        assert_eq!(states["id"], 3);
+        assert_eq!(
+            states["result"].as_array().map(Vec::len),
+            Some(sim.ids().len())
+        );
+        assert!(sim.marks().states_sent.is_some());
+        // Not subscribed yet: frames are not for this connection.
+        sim.send_frames(vec![r#"{"skipped":true}"#.into()]);
+        send(
+            &mut ws,
+            serde_json::json!({"id": 4, "type": "subscribe_events", "event_type": "state_changed"}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["id"], 4);
+        let before = std::time::Instant::now();
+        let frames = vec![r#"{"n":1}"#.to_string(), r#"[{"n":2},{"n":3}]"#.to_string()];
+        assert_eq!(sim.send_frames(frames), 1);
+        assert_eq!(next(&mut ws).await, serde_json::json!({"n": 1}));
+        assert_eq!(next(&mut ws).await, serde_json::json!([{"n": 2}, {"n": 3}]));
+        assert!(sim.marks().frames_sent.is_some_and(|t| t >= before));
+        sim.stop();
     }
 }

@@ -3,11 +3,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -94,6 +95,7 @@ async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
     if !send(&mut ws, ok).await {
         return;
     }
+    sim.marks.lock().auth_ok = Some(Instant::now());
 
     let mut conn = Conn::default();
     let mut hold = sim.hold_snapshot.subscribe();
@@ -106,14 +108,23 @@ async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
                     Some(Ok(_)) => continue,
                 };
                 for reply in answer(&sim, &mut conn, &text) {
-                    if !send(&mut ws, reply).await {
+                    let snapshot = reply.is_snapshot;
+                    if !send(&mut ws, reply.text).await {
                         return;
+                    }
+                    if snapshot {
+                        sim.marks.lock().states_sent = Some(Instant::now());
                     }
                 }
             }
             cmd = rx.recv() => match outgoing(&conn, cmd) {
                 Out::Send(text) => {
                     if !send(&mut ws, text).await {
+                        return;
+                    }
+                }
+                Out::Frames(frames) => {
+                    if !send_all(&mut ws, &sim, &frames).await {
                         return;
                     }
                 }
@@ -140,6 +151,11 @@ async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
                                 return;
                             }
                         }
+                        Out::Frames(frames) => {
+                            if !send_all(&mut ws, &sim, &frames).await {
+                                return;
+                            }
+                        }
                         Out::Nothing => {}
                         Out::Close => return,
                         Out::Silence => return silent(rx).await,
@@ -149,6 +165,7 @@ async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
                     if !send(&mut ws, text).await {
                         return;
                     }
+                    sim.marks.lock().states_sent = Some(Instant::now());
                 }
             }
         }
@@ -159,6 +176,8 @@ async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
 enum Out {
     /// Send this frame.
     Send(String),
+    /// Send these frames back to back.
+    Frames(Arc<[Utf8Bytes]>),
     /// Nothing for this connection.
     Nothing,
     /// Close the connection.
@@ -172,6 +191,13 @@ fn outgoing(conn: &Conn, cmd: Result<Cmd, RecvError>) -> Out {
         Ok(Cmd::Drop) | Err(RecvError::Closed) => return Out::Close,
         Ok(Cmd::Blackhole) => return Out::Silence,
         Ok(Cmd::Raw(t)) => Some(t.to_string()),
+        Ok(Cmd::Frames(f)) => {
+            return if conn.sub.is_some() {
+                Out::Frames(f)
+            } else {
+                Out::Nothing
+            }
+        }
         Ok(Cmd::Event(body)) => conn.sub.map(|id| event(id, &body)),
         Ok(Cmd::Events(bodies)) => conn.sub.map(|id| {
             let items: Vec<String> = bodies.iter().map(|b| event(id, b)).collect();
@@ -196,6 +222,18 @@ async fn silent(mut rx: tokio::sync::broadcast::Receiver<Cmd>) {
     }
 }
 
+/// Writes `frames` back to back and flushes once; marks when it started.
+async fn send_all(ws: &mut WebSocket, sim: &Inner, frames: &[Utf8Bytes]) -> bool {
+    sim.marks.lock().frames_sent = Some(Instant::now());
+    for f in frames {
+        // A clone of the shared bytes, not of the text.
+        if ws.feed(Message::Text(f.clone())).await.is_err() {
+            return false;
+        }
+    }
+    SinkExt::flush(ws).await.is_ok()
+}
+
 fn event(sub: u64, body: &str) -> String {
     format!(r#"{{"id":{sub},"type":"event","event":{body}}}"#)
 }
@@ -205,19 +243,42 @@ fn result(id: Option<u64>, result: &str) -> String {
     format!(r#"{{"id":{id},"type":"result","success":true,"result":{result}}}"#)
 }
 
+/// The `get_states` answer, the house written straight into it (one copy of
+/// every state, which matters at 100,000 entities).
+fn states_result(id: Option<u64>, house: &super::House) -> String {
+    let id = serde_json::to_string(&id).unwrap_or_else(|_| "null".into());
+    let mut out = format!(r#"{{"id":{id},"type":"result","success":true,"result":"#);
+    house.write_states_json(&mut out);
+    out.push('}');
+    out
+}
+
+/// One reply to a client message.
+struct Reply {
+    /// The frame.
+    text: String,
+    /// Whether it is a `get_states` answer (its instant is marked).
+    is_snapshot: bool,
+}
+
+impl From<String> for Reply {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            is_snapshot: false,
+        }
+    }
+}
+
 fn failure(id: Option<u64>, code: &str, message: &str) -> String {
     json!({"id": id, "type": "result", "success": false, "error": {"code": code, "message": message}})
         .to_string()
 }
 
 /// Answers one client message; most get one reply, a held snapshot none yet.
-fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<String> {
+fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<Reply> {
     let Ok(cmd) = serde_json::from_str::<Command>(text) else {
-        return vec![failure(
-            None,
-            "invalid_format",
-            "Message incorrectly formatted.",
-        )];
+        return vec![failure(None, "invalid_format", "Message incorrectly formatted.").into()];
     };
     let reply = match cmd.kind.as_str() {
         "supported_features" => result(cmd.id, "null"),
@@ -229,13 +290,16 @@ fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<String> {
         }
         "get_states" => {
             sim.counters.get_states.fetch_add(1, Ordering::SeqCst);
-            let body = result(cmd.id, &sim.house.lock().states_json());
+            let body = states_result(cmd.id, &sim.house.lock());
             let held = *sim.hold_snapshot.borrow();
             if held {
                 conn.pending = Some(body);
                 return Vec::new();
             }
-            body
+            return vec![Reply {
+                text: body,
+                is_snapshot: true,
+            }];
         }
         "ping" => {
             sim.counters.pings.fetch_add(1, Ordering::SeqCst);
@@ -246,7 +310,12 @@ fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<String> {
             &json!({"version": sim.ha_version, "location_name": "Home", "state": "RUNNING"})
                 .to_string(),
         ),
+        // No areas, devices or entities registered, in the shapes HA answers with.
+        "config/area_registry/list" | "config/device_registry/list" => result(cmd.id, "[]"),
+        "config/entity_registry/list_for_display" => {
+            result(cmd.id, r#"{"entity_categories":{},"entities":[]}"#)
+        }
         _ => failure(cmd.id, "unknown_command", "Unknown command."),
     };
-    vec![reply]
+    vec![reply.into()]
 }

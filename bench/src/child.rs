@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::app::{fresh_prefix, REDIS_URL};
-use super::fake_ha::{FakeHa, TOKEN};
+use ha_fetchers::sim::Sim;
+
+use super::app::{fresh_prefix, REDIS_URL, TOKEN};
 use super::http::{Conn, Target};
 
 /// How often the child's readiness is polled.
@@ -28,7 +29,7 @@ pub struct ServeChild {
 
 impl ServeChild {
     /// Starts `serve` on Redis against `fake` and waits until it mirrors `n` entities.
-    pub async fn start(fake: &FakeHa, n: usize, tag: &str) -> anyhow::Result<Self> {
+    pub async fn start(fake: &Sim, n: usize, tag: &str) -> anyhow::Result<Self> {
         let bin = super::serve_binary()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -40,7 +41,7 @@ impl ServeChild {
             .arg("serve")
             .env_remove("DATABASE_URL")
             .env_remove("API_TOKEN")
-            .env("HA_URL", &fake.url)
+            .env("HA_URL", fake.url().as_str())
             .env("HA_TOKEN", TOKEN)
             .env("REDIS_URL", REDIS_URL)
             .env("REDIS_PREFIX", &prefix)

@@ -8,9 +8,11 @@ use ha_fetchers::state::Query;
 
 use super::app::Running;
 use super::child::ServeChild;
-use super::fake_ha::{Cmd, FakeHa};
+use ha_fetchers::sim::Sim;
+
+use super::app::fake_ha;
 use super::house::House;
-use super::http::{pct_us, run_load, Conn, Target};
+use super::http::{run_load, Conn, Latencies, Target};
 use super::refs::{RealHa, RedisRef};
 use super::report::Row;
 use super::Sizes;
@@ -43,7 +45,7 @@ fn ms(d: Duration) -> f64 {
 /// 1. Sustained `state_changed` ingest into Redis.
 pub async fn ingest(
     app: &Running,
-    fake: &FakeHa,
+    fake: &Sim,
     house: &mut House,
     sz: &Sizes,
     set_ref: Option<RedisRef>,
@@ -54,9 +56,7 @@ pub async fn ingest(
         let frames = house.event_frames(sz.events, EVENTS_PER_FRAME);
         let want = stats.events.load(Ordering::Relaxed) + sz.events as u64;
         let t0 = Instant::now();
-        fake.cmd
-            .send(Cmd::Frames(frames))
-            .map_err(|_| anyhow::anyhow!("fake HA has no session"))?;
+        anyhow::ensure!(fake.send_frames(frames) > 0, "fake HA has no session");
         let deadline = t0 + INGEST_LIMIT;
         while stats.events.load(Ordering::Relaxed) < want {
             anyhow::ensure!(Instant::now() < deadline, "ingest did not finish");
@@ -120,7 +120,7 @@ pub async fn ingest(
 /// 2. Event → visible through `GET /api/v1/states/{id}` at 1,000 events/s.
 pub async fn visibility(
     app: &Running,
-    fake: &FakeHa,
+    fake: &Sim,
     house: &mut House,
     sz: &Sizes,
 ) -> anyhow::Result<Vec<Row>> {
@@ -134,47 +134,46 @@ pub async fn visibility(
     let mut conn = Conn::open(&target).await?;
     let mut tick = tokio::time::interval(EVENT_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut lat_us: Vec<u32> = Vec::with_capacity(sz.probes);
+    let mut lat = Latencies::default();
     let mut k: u64 = 0;
     let started = Instant::now();
-    while lat_us.len() < sz.probes {
+    while lat.len() < sz.probes as u64 {
         tick.tick().await;
         k += 1;
         if k % PROBE_EVERY != 0 {
             let ev = house.random_event();
-            let _ = fake.cmd.send(Cmd::Frames(vec![ev]));
+            fake.send_frames(vec![ev]);
             continue;
         }
         let want = format!("\"state\":\"probe{k}\"");
         let ev = house.event(probe_ix, Some(&format!("probe{k}")));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        fake.cmd
-            .send(Cmd::Probe(ev, tx))
-            .map_err(|_| anyhow::anyhow!("fake HA has no session"))?;
-        let t0 = rx.await?;
+        let asked = Instant::now();
+        anyhow::ensure!(fake.send_frames(vec![ev]) > 0, "fake HA has no session");
         loop {
             let (status, body) = conn.get(&probe_path).await?;
             anyhow::ensure!(status == 200, "probe GET answered {status}");
             if find(&body, want.as_bytes()) {
                 break;
             }
-            anyhow::ensure!(t0.elapsed() < PROBE_LIMIT, "probe never became visible");
+            anyhow::ensure!(asked.elapsed() < PROBE_LIMIT, "probe never became visible");
         }
-        lat_us.push(t0.elapsed().as_micros() as u32);
+        // Nothing else was sent since the probe: the last batch written is the
+        // probe, and its mark is the instant just before the fake wrote it.
+        let t0 = fake.marks().frames_sent.unwrap_or(asked);
+        lat.record(t0.elapsed());
     }
     let rate = k as f64 / started.elapsed().as_secs_f64();
-    lat_us.sort_unstable();
-    let p50 = pct_us(&lat_us, 50.0) / 1000.0;
-    let p99 = pct_us(&lat_us, 99.0) / 1000.0;
+    let p50 = lat.ms(50.0);
+    let p99 = lat.ms(99.0);
     println!(
         "  visibility: {} probes at {rate:.0} events/s: p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms",
-        lat_us.len(),
-        pct_us(&lat_us, 100.0) / 1000.0
+        lat.len(),
+        lat.ms(100.0)
     );
     Ok(vec![Row::new(
         &format!(
             "event → visible via `GET /api/v1/states/{{id}}`, p99 (p50 {p50:.3} ms; {} probes at {rate:.0} events/s)",
-            lat_us.len()
+            lat.len()
         ),
         format!("{p99:.3} ms"),
         "p99 ≤ 2 ms at 1,000 events/s",
@@ -203,11 +202,13 @@ pub async fn get_one(
     let dur = sz.load;
     let us = tokio::task::spawn_blocking(move || run_load(ours, paths, CONNECTIONS, dur)).await?;
     println!(
-        "  GET ours: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, errors {}",
+        "  GET ours: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, errors {}; load client CPU {:.1} µs/req ({:.0} % of a core)",
         us.rps(),
         us.pct_ms(50.0),
         us.pct_ms(99.0),
-        us.errors
+        us.errors,
+        us.client_us_per_req(),
+        100.0 * us.client_cpu.as_secs_f64() / us.elapsed.as_secs_f64()
     );
     anyhow::ensure!(us.ok > 0, "no successful GET against the app");
     let mut rows = Vec::new();
@@ -307,29 +308,27 @@ pub async fn lights_on(
         pattern: None,
     };
     let expect = app.state.states.list(&q).await?.len();
-    let mut lat = Vec::with_capacity(sz.reps);
+    let mut lat = Latencies::default();
     for _ in 0..sz.reps {
         let t0 = Instant::now();
         let found = app.state.states.list(&q).await?;
-        lat.push(t0.elapsed().as_micros() as u32);
+        lat.record(t0.elapsed());
         std::hint::black_box(found);
     }
-    lat.sort_unstable();
-    let lib_p50 = pct_us(&lat, 50.0) / 1000.0;
+    let lib_p50 = lat.ms(50.0);
 
     let t = Target::parse(&format!("http://127.0.0.1:{}", app.port), None)?;
     let mut c = Conn::open(&t).await?;
-    let mut lat = Vec::with_capacity(sz.reps);
+    let mut lat = Latencies::default();
     let mut bytes = 0;
     for _ in 0..sz.reps {
         let t0 = Instant::now();
         let (status, body) = c.get("/api/v1/states?domain=light&state=on").await?;
-        lat.push(t0.elapsed().as_micros() as u32);
+        lat.record(t0.elapsed());
         anyhow::ensure!(status == 200, "listing answered {status}");
         bytes = body.len();
     }
-    lat.sort_unstable();
-    let http_p50 = pct_us(&lat, 50.0) / 1000.0;
+    let http_p50 = lat.ms(50.0);
     println!(
         "  lights on: {expect} of {} lights; StateManager::list p50 {lib_p50:.3} ms; HTTP p50 {http_p50:.3} ms ({bytes} bytes)",
         house.ids_of("light").len()
@@ -349,7 +348,7 @@ pub async fn lights_on(
     // HA's way (fetch every state, parse, filter) with our own full listing as
     // the server: the client-side half of it, a lower bound for HA. The real
     // HA below gets the same house posted into it.
-    let mut lat = Vec::with_capacity(sz.ha_reps);
+    let mut lat = Latencies::default();
     let mut all_bytes = 0;
     for _ in 0..sz.ha_reps {
         let t0 = Instant::now();
@@ -366,14 +365,13 @@ pub async fn lights_on(
                     && s["state"] == "on"
             })
             .count();
-        lat.push(t0.elapsed().as_micros() as u32);
+        lat.record(t0.elapsed());
         anyhow::ensure!(
             n_on == expect,
             "client-side filter found {n_on}, expected {expect}"
         );
     }
-    lat.sort_unstable();
-    let lower = pct_us(&lat, 50.0) / 1000.0;
+    let lower = lat.ms(50.0);
     println!(
         "  lights on, HA's way at {} entities (all states, {all_bytes} bytes, parse + filter; served by us): p50 {lower:.3} ms",
         house.entities.len()
@@ -406,7 +404,7 @@ pub async fn lights_on(
                 t0.elapsed().as_secs_f64()
             );
             let mut c = Conn::open(&t).await?;
-            let mut lat = Vec::with_capacity(sz.ha_reps);
+            let mut lat = Latencies::default();
             let mut n_ha = 0;
             let mut total = 0;
             for _ in 0..sz.ha_reps {
@@ -424,11 +422,10 @@ pub async fn lights_on(
                             && s["state"] == "on"
                     })
                     .count();
-                lat.push(t0.elapsed().as_micros() as u32);
+                lat.record(t0.elapsed());
             }
-            lat.sort_unstable();
             house_into_ha(&t, house, false).await?;
-            let ha_p50 = pct_us(&lat, 50.0) / 1000.0;
+            let ha_p50 = lat.ms(50.0);
             println!("  lights on, real HA: {n_ha} of {total} entities; p50 {ha_p50:.3} ms");
             let r = format!("HA `GET /api/states` + filter, {total} entities: p50 {ha_p50:.3} ms");
             for (fig, p50) in [(&lib_fig, lib_p50), (&http_fig, http_p50)] {
@@ -563,14 +560,16 @@ pub async fn prompt(app: &Running, sz: &Sizes) -> Vec<Row> {
 /// 6. Cold start, `auth_ok` → cache complete, into an empty Redis prefix.
 pub async fn cold_start(n: usize, limit_ms: f64) -> anyhow::Result<Row> {
     let house = House::new(n);
-    let snapshot = Arc::new(house.snapshot_json());
+    let snapshot = house.snapshot_json();
     let mb = snapshot.len() as f64 / 1e6;
     drop(house);
-    let fake = FakeHa::start(snapshot).await?;
+    let fake = fake_ha(&snapshot).await?;
+    drop(snapshot);
     let app = Running::start(&fake, "cold").await?;
     let done = app.wait_resync(1).await?;
-    let auth_ok = (*fake.seen.auth_ok_at.lock()).ok_or_else(|| anyhow::anyhow!("no auth_ok"))?;
-    let sent = (*fake.seen.snapshot_sent_at.lock()).unwrap_or(auth_ok);
+    let marks = fake.marks();
+    let auth_ok = marks.auth_ok.ok_or_else(|| anyhow::anyhow!("no auth_ok"))?;
+    let sent = marks.states_sent.unwrap_or(auth_ok);
     let total = ms(done - auth_ok);
     let cached = app.state.states.summary().entity_count;
     println!(
@@ -579,6 +578,7 @@ pub async fn cold_start(n: usize, limit_ms: f64) -> anyhow::Result<Row> {
     );
     anyhow::ensure!(cached == n, "cache holds {cached}, expected {n}");
     app.stop().await;
+    fake.stop();
     Ok(Row::new(
         &format!("cold start `auth_ok` → cache complete, {n} entities, Redis store"),
         format!("{total:.1} ms"),
@@ -590,12 +590,10 @@ pub async fn cold_start(n: usize, limit_ms: f64) -> anyhow::Result<Row> {
 /// 7. RSS of `ha-fetchers serve` as a child process mirroring `n` entities.
 pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
     let mut house = House::new(n);
-    let fake = FakeHa::start(Arc::new(house.snapshot_json())).await?;
+    let fake = fake_ha(&house.snapshot_json()).await?;
     let child = ServeChild::start(&fake, n, "rss").await?;
     // Steady traffic first, so the figure includes what serving costs.
-    let _ = fake.cmd.send(Cmd::Frames(
-        house.event_frames(sz.events / 4, EVENTS_PER_FRAME),
-    ));
+    fake.send_frames(house.event_frames(sz.events / 4, EVENTS_PER_FRAME));
     let paths: Vec<String> = house
         .entities
         .iter()
@@ -608,6 +606,7 @@ pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
     let (rss, hwm) = child.rss_mib()?;
     println!("  RSS of `ha-fetchers serve` at {n} entities: {rss:.1} MiB (peak {hwm:.1} MiB)");
     child.stop().await;
+    fake.stop();
     Ok(Row::new(
         &format!("RSS of `ha-fetchers serve` (child process) at {n} entities, after traffic (peak {hwm:.1} MiB)"),
         format!("{rss:.1} MiB"),
@@ -617,7 +616,7 @@ pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
 }
 
 /// 8. REST calls to HA in steady state.
-pub fn rest_calls(app: &Running, fake: &FakeHa) -> Row {
+pub fn rest_calls(app: &Running, fake: &Sim) -> Row {
     let manager = app.state.states.rest_reads();
     let seen = fake.rest_calls();
     Row::new(

@@ -1,34 +1,23 @@
-//! The benchmark suite of issue 7: `cargo run --release --bin bench [-- --quick]`
-//! (or `scripts/bench.sh`).
+//! The benchmark suite of issue 7: `cargo run --release -p bench [-- --quick]`
+//! (or `scripts/bench.sh`). A workspace member of its own, never published,
+//! so `cargo install` ships only `ha-fetchers`.
 //!
 //! Every figure is printed next to a reference measured in the same run,
 //! because these machines are noisy. Needs Redis on 127.0.0.1:6379 and
 //! `redis-benchmark`; compares with the real Home Assistant that
 //! `scripts/ha/start.sh` provides. See BENCHMARKS.md for the last full run.
 
-#[path = "bench/app.rs"]
 mod app;
-#[path = "bench/child.rs"]
 mod child;
-#[path = "bench/fake_ha.rs"]
-mod fake_ha;
-#[path = "bench/figures.rs"]
 mod figures;
-#[path = "bench/house.rs"]
 mod house;
-#[path = "bench/http.rs"]
 mod http;
-#[path = "bench/parse.rs"]
 mod parse;
-#[path = "bench/refs.rs"]
 mod refs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/soak.rs"]
 mod soak;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use report::Row;
@@ -80,16 +69,50 @@ impl Sizes {
     }
 }
 
-const USAGE: &str = "usage: bench [--quick] [--no-ha] [--only FIGURE,...]
-       bench --soak [--minutes N]
-  --quick   small sizes, a few seconds (CI smoke); does not start Home Assistant
-  --no-ha   skip the Home Assistant references
-  --only    only these figures: ingest, visible, get, lights, prompt, parse, cold, rss
-            (e.g. to profile one with perf)
-  --soak    issue 6's soak instead: `serve` at 1,000 events/s and 5,000 reads/s for
-            --minutes (default 10); exits non-zero when a check fails
-Environment: RUST_LOG sets the app's log level (default info, as in production);
-the app's logs go to target/bench/app.log.";
+/// The figures `--only` can pick.
+const FIGURES: [&str; 8] = [
+    "ingest", "visible", "get", "lights", "prompt", "parse", "cold", "rss",
+];
+
+/// The benchmark suite of issue 7, or with `--soak` the soak of issue 6.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "bench",
+    about = "The benchmark suite of issue 7 (BENCHMARKS.md), or issue 6's soak",
+    after_help = "Environment: RUST_LOG sets the app's log level (default info, as in \
+                  production); the app's logs go to target/bench/app.log."
+)]
+struct Args {
+    /// Small sizes, a few seconds (CI smoke); does not start Home Assistant.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the Home Assistant references.
+    #[arg(long)]
+    no_ha: bool,
+    /// Only these figures (e.g. to profile one with perf).
+    #[arg(
+        long,
+        value_name = "FIGURE,...",
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(FIGURES)
+    )]
+    only: Option<Vec<String>>,
+    /// Issue 6's soak instead: `serve` at 1,000 events/s and 5,000 reads/s for
+    /// --minutes; exits non-zero when a check fails.
+    #[arg(long, conflicts_with_all = ["quick", "no_ha", "only"])]
+    soak: bool,
+    /// Length of the soak.
+    #[arg(long, value_name = "N", default_value_t = 10.0, requires = "soak", value_parser = positive)]
+    minutes: f64,
+}
+
+/// A positive number of minutes.
+fn positive(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => Err("needs a positive number".into()),
+    }
+}
 
 /// Finds `ha-fetchers` next to this binary, building it when run by cargo.
 pub fn serve_binary() -> anyhow::Result<PathBuf> {
@@ -98,7 +121,14 @@ pub fn serve_binary() -> anyhow::Result<PathBuf> {
     if let Ok(cargo) = std::env::var("CARGO") {
         let release = me.parent().is_some_and(|d| d.ends_with("release"));
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "ha-fetchers"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "ha-fetchers",
+            "--bin",
+            "ha-fetchers",
+        ]);
         if release {
             cmd.arg("--release");
         }
@@ -106,7 +136,7 @@ pub fn serve_binary() -> anyhow::Result<PathBuf> {
     }
     anyhow::ensure!(
         bin.exists(),
-        "{} is missing: run scripts/bench.sh or cargo build --release --bins",
+        "{} is missing: run scripts/bench.sh or cargo build --release --workspace --bins",
         bin.display()
     );
     Ok(bin)
@@ -138,43 +168,13 @@ fn or_failed(fig: &str, target: &str, r: anyhow::Result<Vec<Row>>) -> Vec<Row> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return std::process::ExitCode::SUCCESS;
-    }
-    let mut only: Option<Vec<String>> = None;
-    let mut minutes = 10.0;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" | "--no-ha" | "--soak" => {}
-            "--minutes" => match it.next().and_then(|v| v.parse::<f64>().ok()) {
-                Some(m) if m > 0.0 => minutes = m,
-                _ => {
-                    eprintln!("--minutes needs a positive number\n{USAGE}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            },
-            "--only" => match it.next() {
-                Some(v) => only = Some(v.split(',').map(str::to_string).collect()),
-                None => {
-                    eprintln!("--only needs a list\n{USAGE}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            },
-            bad => {
-                eprintln!("unknown argument {bad}\n{USAGE}");
-                return std::process::ExitCode::FAILURE;
-            }
-        }
-    }
-    if args.iter().any(|a| a == "--soak") {
+    let args = <Args as clap::Parser>::parse();
+    if args.soak {
         if let Err(e) = init_logs() {
             eprintln!("bench failed: {e:#}");
             return std::process::ExitCode::FAILURE;
         }
-        return match soak::run(minutes).await {
+        return match soak::run(args.minutes).await {
             Ok(true) => std::process::ExitCode::SUCCESS,
             Ok(false) => std::process::ExitCode::FAILURE,
             Err(e) => {
@@ -183,10 +183,9 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let no_ha = args.iter().any(|a| a == "--no-ha");
+    let only = args.only;
     let want = move |f: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == f));
-    match run(quick, no_ha, &want).await {
+    match run(args.quick, args.no_ha, &want).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench failed: {e:#}");
@@ -250,8 +249,8 @@ async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::R
     }
     let ha_ref = ha.as_ref().map_err(|e| e.as_str());
 
-    println!("starting the app against a fast fake HA…");
-    let fake = fake_ha::FakeHa::start(Arc::new(house.snapshot_json())).await?;
+    println!("starting the app against the simulated HA (ha_fetchers::sim)…");
+    let fake = app::fake_ha(&house.snapshot_json()).await?;
     let app = app::Running::start(&fake, "main").await?;
     app.wait_resync(1).await?;
 
@@ -286,7 +285,7 @@ async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::R
     }
     let rest = figures::rest_calls(&app, &fake);
     app.stop().await;
-    drop(fake);
+    fake.stop();
 
     if want("cold") {
         println!("6. cold start…");
@@ -304,7 +303,7 @@ async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::R
 
     let table = report::table(&rows);
     println!(
-        "\nResults ({}, {started}, {} entities; load generator: bench's own HTTP/1.1 keep-alive client, {} connections, {:?} per run):\n",
+        "\nResults ({}, {started}, {} entities; load generator: hyper's HTTP/1.1 client connections, kept alive, {} connections, {:?} per run):\n",
         if quick { "quick" } else { "full" },
         sz.entities,
         figures::CONNECTIONS,

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::app::fake_ha;
 use super::child::ServeChild;
-use super::fake_ha::{Cmd, FakeHa};
 use super::house::House;
-use super::http::{pct_us, Conn, Target};
+use super::http::{Conn, Latencies, Target};
 
 /// Entities in the soaked house.
 const ENTITIES: usize = 10_000;
@@ -52,10 +52,10 @@ struct Reads {
     errors: AtomicU64,
     /// The first few failures, for the report.
     first_errors: Mutex<Vec<String>>,
-    /// Latencies of state GETs, in microseconds.
-    get_us: Mutex<Vec<u32>>,
-    /// Latencies of prompt renders, in microseconds.
-    render_us: Mutex<Vec<u32>>,
+    /// Latencies of state GETs and fetcher runs.
+    get: Mutex<Latencies>,
+    /// Latencies of prompt renders.
+    render: Mutex<Latencies>,
 }
 
 impl Reads {
@@ -82,7 +82,7 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
          warm-up {warmup:?}"
     );
     let mut house = House::new(ENTITIES);
-    let fake = FakeHa::start(Arc::new(house.snapshot_json())).await?;
+    let fake = fake_ha(&house.snapshot_json()).await?;
     let child = ServeChild::start(&fake, ENTITIES, "soak").await?;
     let ids: Arc<Vec<String>> = Arc::new(house.entities.iter().map(|e| e.id.clone()).collect());
 
@@ -106,9 +106,10 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
         let due = (started.elapsed().as_secs_f64() * EVENTS_PER_S as f64) as u64;
         if due > sent {
             let n = (due - sent) as usize;
-            fake.cmd
-                .send(Cmd::Frames(house.event_frames(n, 1)))
-                .map_err(|_| anyhow::anyhow!("the fake HA's session is gone"))?;
+            anyhow::ensure!(
+                fake.send_frames(house.event_frames(n, 1)) > 0,
+                "the fake HA's session is gone"
+            );
             sent += n as u64;
         }
         if Instant::now() >= next_sample {
@@ -149,13 +150,12 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
     let warnings = child.warnings();
     let rest = fake.rest_calls();
     child.stop().await;
+    fake.stop();
 
     let ok = reads.ok.load(Ordering::Relaxed);
     let errors = reads.errors.load(Ordering::Relaxed);
-    let mut get_us = std::mem::take(&mut *reads.get_us.lock());
-    let mut render_us = std::mem::take(&mut *reads.render_us.lock());
-    get_us.sort_unstable();
-    render_us.sort_unstable();
+    let get = std::mem::take(&mut *reads.get.lock());
+    let render = std::mem::take(&mut *reads.render.lock());
     let secs = elapsed.as_secs_f64();
     let checks = [
         (
@@ -170,10 +170,10 @@ pub async fn run(minutes: f64) -> anyhow::Result<bool> {
                 "requests: {ok} ok in {secs:.0} s ({:.0}/s); GET p50 {:.2} ms p99 {:.2} ms; \
                  render p50 {:.1} ms p99 {:.1} ms",
                 ok as f64 / secs,
-                pct_us(&get_us, 50.0) / 1000.0,
-                pct_us(&get_us, 99.0) / 1000.0,
-                pct_us(&render_us, 50.0) / 1000.0,
-                pct_us(&render_us, 99.0) / 1000.0,
+                get.ms(50.0),
+                get.ms(99.0),
+                render.ms(50.0),
+                render.ms(99.0),
             ),
             format!("{errors} failed"),
             errors == 0,
@@ -253,8 +253,8 @@ async fn client(
     let started = Instant::now();
     let mut conn: Option<Conn> = None;
     let mut done = 0u64;
-    let mut get_us = Vec::new();
-    let mut render_us = Vec::new();
+    let mut get = Latencies::default();
+    let mut render = Latencies::default();
     while !stop.load(Ordering::Relaxed) {
         if done as f64 >= started.elapsed().as_secs_f64() * rate {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -275,19 +275,19 @@ async fn client(
         let t0 = Instant::now();
         let (res, lat) = if i % PROMPT_EVERY == 0 {
             let r = cx.post("/api/v1/prompts/home_status/render", "{}").await;
-            (r, &mut render_us)
+            (r, &mut render)
         } else if i % FETCHER_EVERY == 1 {
             (
                 cx.post("/api/v1/fetchers/ha_lights_on/run", "{}").await,
-                &mut get_us,
+                &mut get,
             )
         } else {
             let id = &ids[(i as usize).wrapping_mul(7919) % ids.len()];
-            (cx.get(&format!("/api/v1/states/{id}")).await, &mut get_us)
+            (cx.get(&format!("/api/v1/states/{id}")).await, &mut get)
         };
         match res {
             Ok((200, _)) => {
-                lat.push(t0.elapsed().as_micros() as u32);
+                lat.record(t0.elapsed());
                 reads.ok.fetch_add(1, Ordering::Relaxed);
             }
             Ok((status, body)) => reads.fail(format!(
@@ -300,8 +300,8 @@ async fn client(
             }
         }
     }
-    reads.get_us.lock().extend(get_us);
-    reads.render_us.lock().extend(render_us);
+    reads.get.lock().merge(&get);
+    reads.render.lock().merge(&render);
 }
 
 /// Entities whose cached state differs from the house's last state.

@@ -1,5 +1,6 @@
 //! The app under test: the real `Application` with a Redis store under a
-//! fresh key prefix, mirroring a fake HA.
+//! fresh key prefix, mirroring the project's simulated HA (`ha_fetchers::sim`)
+//! seeded with the bench's house.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,13 +8,28 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ha_fetchers::api::AppState;
+use ha_fetchers::sim::{self, Sim};
 use ha_fetchers::state::{RedisStore, WriterHandle};
 use ha_fetchers::{Application, Settings};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use super::fake_ha::{self, FakeHa};
+#[cfg(doc)]
+use super::house::House;
 use super::refs::delete_prefix;
+
+/// The token the fake HA accepts.
+pub const TOKEN: &str = "bench-token";
+
+/// The fake HA: the simulated HA on a free loopback port, holding `snapshot`
+/// (a house's [`House::snapshot_json`]). The bench sends events with
+/// [`Sim::send_frames`], prebuilt before the clock starts, and reads its REST
+/// counter and milestone instants ([`Sim::marks`]).
+pub async fn fake_ha(snapshot: &str) -> anyhow::Result<Sim> {
+    let seed = sim::House::from_json(snapshot)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(Sim::start(listener, seed, TOKEN)?)
+}
 
 /// The Redis the app writes to (db 0, under a per-run prefix).
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -53,11 +69,11 @@ pub fn fresh_prefix(tag: &str) -> String {
 
 impl Running {
     /// Builds and serves an app that mirrors `fake`.
-    pub async fn start(fake: &FakeHa, tag: &str) -> anyhow::Result<Self> {
+    pub async fn start(fake: &Sim, tag: &str) -> anyhow::Result<Self> {
         let prefix = fresh_prefix(tag);
         let mut s = Settings::embedded();
-        s.ha_url = Some(fake.url.parse().context("fake url")?);
-        s.ha_token = Some(SecretString::from(fake_ha::TOKEN));
+        s.ha_url = Some(fake.url());
+        s.ha_token = Some(SecretString::from(TOKEN));
         s.redis_url = Some(SecretString::from(REDIS_URL));
         s.redis_prefix = prefix.clone();
         let store = Arc::new(

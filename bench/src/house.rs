@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 /// The recorded states whose attribute shapes every synthetic entity copies.
-const SHAPES: &str = include_str!("../../../benches/data/rest-states.json");
+const SHAPES: &str = include_str!("../data/rest-states.json");
 /// Placeholder for the state string in a rendered template.
 const STATE_MARK: &str = "@@STATE@@";
 /// Placeholder for the three timestamps in a rendered template.
