@@ -1,7 +1,7 @@
 //! Cache modes (update, invalidate, fallback on a failed update) and the REST
 //! fallback on a miss, against a simulated Home Assistant.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! distinct huge params, and what logs show. Each prints its figures (run
 //! with `--nocapture`).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

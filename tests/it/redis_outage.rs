@@ -5,7 +5,7 @@
 //! other test. `OUTAGE_SECS` (default 2) sets how long Redis stays down;
 //! RELIABILITY.md records a 30 s run.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

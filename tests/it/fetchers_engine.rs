@@ -1,7 +1,7 @@
 //! The engine over the shipped fetchers and known states (in memory), plus
 //! timeouts, isolation of failures, and cache invalidation (memory and Redis).
 
-mod fetchers_support;
+use crate::fetchers_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! frames, removal, resync, the snapshot gap, ordering, malformed frames, and
 //! the recorded sessions replayed. Each runs on the memory and the Redis store.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

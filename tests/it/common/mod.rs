@@ -366,16 +366,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
 }
 
 /// Runs a case once per store: `both!(case_fn, memory_name, redis_name);`
-#[macro_export]
 macro_rules! both {
     ($case:ident, $mem:ident, $redis:ident) => {
         #[tokio::test]
         async fn $mem() {
-            $case(common::Kind::Memory).await
+            $case($crate::common::Kind::Memory).await
         }
         #[tokio::test]
         async fn $redis() {
-            $case(common::Kind::Redis).await
+            $case($crate::common::Kind::Redis).await
         }
     };
 }

@@ -1,7 +1,7 @@
 //! The simulated Home Assistant itself speaks HA's protocol: checked with a
 //! bare WebSocket client and plain HTTP, without our session code.
 
-mod common;
+use crate::common;
 
 use futures::{SinkExt, StreamExt};
 use ha_fetchers::sim::Sim;

@@ -3,7 +3,7 @@
 //! Needs `HA_TEST_URL` and `HA_TEST_TOKEN`; `scripts/test.sh` sets them and
 //! `HA_CONFORMANCE_REQUIRED=1`, so in CI a missing HA fails instead of skipping.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! a burst, a 60 MiB frame, and secrets kept out of logs. Each prints its
 //! figures (run with `--nocapture`); RELIABILITY.md records them.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! when valid, skipped when truncated, and the session carries on. In its own
 //! test binary so its memory does not blur the burst test's RSS figure.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -87,7 +87,7 @@ fn glob_prefix(p: &str, id: &str) -> bool {
 }
 
 fn fixture_states() -> Vec<Value> {
-    serde_json::from_str(include_str!("fixtures/states.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/states.json")).unwrap()
 }
 
 fn states_where(f: impl Fn(&Value) -> bool) -> Value {
@@ -102,9 +102,9 @@ fn domain(s: &Value) -> &str {
 /// the bed light's device is in the bedroom, the kitchen lights entity itself in the kitchen.
 fn registries() -> [(RegistryKind, String); 3] {
     let mut devices: Value =
-        serde_json::from_str(include_str!("fixtures/registry/device.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/registry/device.json")).unwrap();
     let mut entities: Value =
-        serde_json::from_str(include_str!("fixtures/registry/entity.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/registry/entity.json")).unwrap();
     let bed_device = entities["entities"]
         .as_array()
         .unwrap()
@@ -128,7 +128,7 @@ fn registries() -> [(RegistryKind, String); 3] {
     [
         (
             RegistryKind::Area,
-            include_str!("fixtures/registry/area.json").to_string(),
+            include_str!("../fixtures/registry/area.json").to_string(),
         ),
         (RegistryKind::Device, devices.to_string()),
         (RegistryKind::Entity, entities.to_string()),

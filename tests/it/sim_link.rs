@@ -1,7 +1,7 @@
 //! The link to a simulated Home Assistant: rejected auth, a dead (blackholed)
 //! link found by the heartbeat.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

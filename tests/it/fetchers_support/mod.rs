@@ -8,7 +8,7 @@ use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager, St
 
 /// The known states every fetcher test starts from.
 pub fn fixture_states() -> Vec<EntityState> {
-    let text = include_str!("../fixtures/fetcher_states.json");
+    let text = include_str!("../../fixtures/fetcher_states.json");
     let list: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
     list.iter()
         .map(|v| EntityState::from_raw(&v.to_string()).unwrap())

@@ -1,6 +1,6 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`), over the recorded demo house.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! States created through HA's REST API are not restored by a restart, so
 //! each round's probe entity must vanish from the cache too.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! (`DATABASE_URL=mysql://root@127.0.0.1:3306`): migrations, seeding, hot
 //! reload, bad rows, the worked template examples, and MySQL going down.
 
-mod fetchers_support;
+use crate::fetchers_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,10 +185,10 @@ async fn inserts_updates_and_disables_take_effect_without_restart(pool: MySqlPoo
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn the_documented_template_examples_work(pool: MySqlPool) {
-    let sql = include_str!("../mysql/examples/template_fetchers.sql");
+    let sql = include_str!("../../mysql/examples/template_fetchers.sql");
     let docs = [
-        ("docs/fetchers.md", include_str!("../docs/fetchers.md")),
-        ("README.md", include_str!("../README.md")),
+        ("docs/fetchers.md", include_str!("../../docs/fetchers.md")),
+        ("README.md", include_str!("../../README.md")),
     ];
     for stmt in sql.split(";\n").filter(|s| s.contains("INSERT INTO")) {
         let insert = &stmt[stmt.find("INSERT INTO").unwrap()..];
