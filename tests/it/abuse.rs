@@ -4,12 +4,9 @@
 //! distinct huge params, and what logs show. Each prints its figures (run
 //! with `--nocapture`).
 
-use crate::common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Harness, Kind, Logs, TestStore, TOKEN};
 use ha_fetchers::fetchers::{Engine, FetchError, FetchRequest, Registry, Row};
 use ha_fetchers::ha::HaRest;
 use ha_fetchers::sim::Sim;
@@ -21,6 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::helpers;
+use crate::helpers::{Harness, Kind, Logs, TestStore, TOKEN};
 
 /// A request whose headers never end: what a slow-loris client sends.
 const HALF_HEADER: &[u8] = b"GET /api/v1/summary HTTP/1.1\r\nHost: x\r\nX-Slow: ";
@@ -217,7 +217,7 @@ async fn saturation_sheds_with_retry_after_while_health_answers() {
     for _ in 0..4 {
         holders.push(partial(app.port, HALF_BODY).await);
     }
-    common::wait_for_async("the slots to fill", || async {
+    helpers::wait_for_async("the slots to fill", || async {
         app.get("/api/v1/summary").await.status() == 503
     })
     .await;
@@ -241,7 +241,7 @@ async fn saturation_sheds_with_retry_after_while_health_answers() {
     eprintln!("saturation: 4 of 4 slots held, a 5th request got 503 + Retry-After in {took:?}, /api/health* answered");
 
     drop(holders);
-    common::wait_for_async("slots to free", || async {
+    helpers::wait_for_async("slots to free", || async {
         app.get("/api/v1/summary").await.status() == 200
     })
     .await;
@@ -656,7 +656,7 @@ async fn trace_logs_of_the_binary_never_show_the_token() {
 async fn url_credentials_never_reach_logs() {
     let (logs, _guard) = Logs::capture();
     let sim = Sim::start_demo(TOKEN).await.unwrap();
-    let mut s = common::settings(&sim);
+    let mut s = helpers::settings(&sim);
     let mut url = sim.url();
     url.set_username("ha-user").unwrap();
     url.set_password(Some("hunter2-password")).unwrap();

@@ -1,7 +1,5 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`), over the recorded demo house.
 
-use crate::common;
-
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -15,11 +13,13 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use crate::helpers;
+
 const API_TOKEN: &str = "api-secret";
 
 async fn app(token: Option<&str>) -> Router {
     let store: SharedStore = Arc::new(MemoryStore::new());
-    let text = common::fixture("2025.4.4", "rest-states.json");
+    let text = helpers::fixtures::fixture("2025.4.4", "rest-states.json");
     let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
     let states = raws
         .iter()

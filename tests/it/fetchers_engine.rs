@@ -1,18 +1,19 @@
 //! The engine over the shipped fetchers and known states (in memory), plus
 //! timeouts, isolation of failures, and cache invalidation (memory and Redis).
 
-use crate::fetchers_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fetchers_support::*;
 use ha_fetchers::fetchers::{Engine, FetchError, FetchRequest, Registry};
 use ha_fetchers::state::{
     EntityState, Fallback, FallbackError, MemoryStore, RedisStore, SharedStore, StateManager,
 };
 use serde_json::{json, Value};
+
+use crate::helpers::fixtures::{
+    fixture_states, fixture_store, row, shipped_engine, shipped_rows, state,
+};
 
 async fn ok(engine: &Engine, req: FetchRequest) -> Value {
     let out = engine.run(req).await;

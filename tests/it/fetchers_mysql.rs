@@ -2,14 +2,11 @@
 //! (`DATABASE_URL=mysql://root@127.0.0.1:3306`): migrations, seeding, hot
 //! reload, bad rows, the worked template examples, and MySQL going down.
 
-use crate::fetchers_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use fetchers_support::*;
 use ha_fetchers::api::{router, AppState};
 use ha_fetchers::fetchers::{db, Backend, Engine, FetchRequest, Registry};
 use ha_fetchers::state::StateManager;
@@ -18,6 +15,8 @@ use serde_json::{json, Value};
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::helpers::fixtures::{fixture_store, shipped_rows};
 
 /// How often tests reload; production defaults to 2 s.
 const TEST_RELOAD: Duration = Duration::from_millis(200);

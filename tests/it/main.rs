@@ -1,9 +1,7 @@
-//! The integration tests, one binary: each module is one area, `common` and
-//! `fetchers_support` hold what they share.
+//! The integration tests, one binary: each module is one area, [`helpers`]
+//! holds what they share.
 
-#[macro_use]
-mod common;
-mod fetchers_support;
+mod helpers;
 
 mod abuse;
 mod api;

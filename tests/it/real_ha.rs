@@ -3,14 +3,13 @@
 //! Needs `HA_TEST_URL` and `HA_TEST_TOKEN`; `scripts/test.sh` sets them and
 //! `HA_CONFORMANCE_REQUIRED=1`, so in CI a missing HA fails instead of skipping.
 
-use crate::common;
-
 use std::time::Duration;
 
-use common::real::{assert_mirrors, real_ha};
 use ha_fetchers::{Application, Settings};
 use secrecy::SecretString;
 use serde_json::{json, Value};
+
+use crate::helpers::real::{assert_mirrors, real_ha};
 
 #[tokio::test]
 async fn mirror_equals_real_home_assistant() {

@@ -6,18 +6,17 @@
 //! States created through HA's REST API are not restored by a restart, so
 //! each round's probe entity must vanish from the cache too.
 
-use crate::common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::real::{assert_mirrors_within, ours, Ha};
 use ha_fetchers::{Application, Settings};
 use secrecy::SecretString;
 use serde_json::json;
+
+use crate::helpers::real::{assert_mirrors_within, ours, Ha};
 
 /// The port of this test's own HA.
 const PORT: u16 = 8124;
