@@ -2,12 +2,14 @@
 //!
 //! - [`harness`]: the real application against a simulated Home Assistant, on
 //!   a memory or Redis store; `both!` runs a case on each.
+//! - [`api`]: the router in-process, one request at a time.
 //! - [`fixtures`]: recorded HA houses, the fetcher tests' states, the shipped fetchers.
 //! - [`wait`]: bounded polling.
 //! - [`logs`]: log capture.
 //! - [`services`]: where Redis, MySQL and a real Home Assistant run.
 //! - [`real`]: a real Home Assistant for the conformance tests.
 
+pub mod api;
 pub mod fixtures;
 pub mod harness;
 pub mod logs;
