@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::api::{app_over, call, post};
 use crate::helpers::fixtures::{fixture_store, shipped_rows};
+use crate::helpers::{wait_for, wait_for_async};
 
 /// How often tests reload; production defaults to 2 s.
 const TEST_RELOAD: Duration = Duration::from_millis(200);
@@ -28,15 +29,6 @@ async fn engine(pool: &MySqlPool) -> Engine {
     let reg = Arc::new(Registry::new(Backend::Mysql(pool.clone())));
     reg.reload().await.unwrap();
     Engine::new(reg, StateManager::new(fixture_store().await, None))
-}
-
-/// Waits until `f` holds, at most [`WITHIN`].
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < WITHIN, "not within {WITHIN:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[sqlx::test(migrations = "mysql/schemas")]
@@ -149,7 +141,9 @@ async fn inserts_updates_and_disables_take_effect_without_restart(pool: MySqlPoo
     .execute(&pool)
     .await
     .unwrap();
-    eventually("insert", || e.exists("ha_climate")).await;
+    let t = Instant::now();
+    wait_for("the insert", || e.exists("ha_climate")).await;
+    assert!(t.elapsed() < WITHIN, "insert took {:?}", t.elapsed());
     let v = e.run(FetchRequest::new("ha_climate")).await.result.unwrap();
     assert_eq!(v["count"], 3);
 
@@ -160,21 +154,21 @@ async fn inserts_updates_and_disables_take_effect_without_restart(pool: MySqlPoo
     .execute(&pool)
     .await
     .unwrap();
-    let start = Instant::now();
-    loop {
+    let t = Instant::now();
+    wait_for_async("the update", || async {
         let v = e.run(FetchRequest::new("ha_climate")).await.result.unwrap();
-        if v["count"] == 1 {
-            break;
-        }
-        assert!(start.elapsed() < WITHIN, "update not within {WITHIN:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        v["count"] == 1
+    })
+    .await;
+    assert!(t.elapsed() < WITHIN, "update took {:?}", t.elapsed());
 
     sqlx::query("UPDATE data_fetchers SET enabled = 0 WHERE name = 'ha_climate'")
         .execute(&pool)
         .await
         .unwrap();
-    eventually("disable", || !e.exists("ha_climate")).await;
+    let t = Instant::now();
+    wait_for("the disable", || !e.exists("ha_climate")).await;
+    assert!(t.elapsed() < WITHIN, "disable took {:?}", t.elapsed());
     stop.cancel();
     task.await.unwrap();
 }
