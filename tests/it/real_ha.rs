@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::helpers::real::{assert_mirrors, real_ha};
+use crate::helpers::services::redis_url;
 
 #[tokio::test]
 async fn mirror_equals_real_home_assistant() {
@@ -18,10 +19,8 @@ async fn mirror_equals_real_home_assistant() {
     settings.ha_url = Some(ha.url.parse().unwrap());
     settings.ha_token = Some(SecretString::from(ha.token.clone()));
     let prefix = format!("conformance-{}:", std::process::id());
-    if let Ok(redis) = std::env::var("REDIS_TEST_URL") {
-        settings.redis_url = Some(SecretString::from(redis));
-        settings.redis_prefix = prefix.clone();
-    }
+    settings.redis_url = Some(SecretString::from(redis_url()));
+    settings.redis_prefix = prefix.clone();
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
     let stop = app.shutdown_token();

@@ -17,6 +17,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::helpers::real::{assert_mirrors_within, ours, Ha};
+use crate::helpers::services::redis_url;
 
 /// The port of this test's own HA.
 const PORT: u16 = 8124;
@@ -84,11 +85,8 @@ async fn real_ha_restarted_under_event_load() {
     settings.ha_url = Some(ha.url.parse().unwrap());
     settings.ha_token = Some(SecretString::from(ha.token.clone()));
     settings.ha_reconnect_max = Duration::from_secs(2);
-    if let Ok(redis) = std::env::var("REDIS_TEST_URL") {
-        settings.redis_url = Some(SecretString::from(redis));
-        settings.redis_prefix =
-            format!("restarts-{}-{}:", std::process::id(), rand::random::<u32>());
-    }
+    settings.redis_url = Some(SecretString::from(redis_url()));
+    settings.redis_prefix = format!("restarts-{}-{}:", std::process::id(), rand::random::<u32>());
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
     let state = app.state().clone();
