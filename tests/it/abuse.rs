@@ -173,11 +173,11 @@ async fn slow_loris_connections_are_closed_while_health_answers() {
         "slow-loris: 302 connections closed between {first:?} and {last:?} (header timeout {timeout:?}); /api/health answered in {health_took:?}"
     );
     assert!(*last < timeout + Duration::from_millis(1500), "{last:?}");
-    // And the server still serves.
-    assert!(matches!(
-        app.get("/api/health").await.status().as_u16(),
-        200 | 503
-    ));
+    // And the server still serves, on a new connection: the client's pooled
+    // one from above idled past the header timeout too, and the server may be
+    // closing it just as the client reuses it.
+    let fresh = reqwest::get(app.url("/api/health")).await.expect("answers");
+    assert!(matches!(fresh.status().as_u16(), 200 | 503));
     app.stop().await;
 }
 
