@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers;
+use crate::helpers::serial;
 use crate::helpers::{Harness, Kind, Logs, TestStore, TOKEN};
 
 /// A request whose headers never end: what a slow-loris client sends.
@@ -130,6 +131,7 @@ fn accepted(port: u16) -> usize {
 
 #[tokio::test]
 async fn slow_loris_connections_are_closed_while_health_answers() {
+    let _alone = serial::alone().await;
     assert_eq!(
         Settings::embedded().header_read_timeout,
         Duration::from_secs(10),
@@ -210,6 +212,7 @@ async fn connections_beyond_the_cap_wait_in_the_backlog() {
 
 #[tokio::test]
 async fn saturation_sheds_with_retry_after_while_health_answers() {
+    let _alone = serial::alone().await;
     let mut s = settings();
     s.max_concurrent_requests = 4;
     let app = Running::start(s).await;
@@ -267,6 +270,7 @@ async fn a_request_past_the_timeout_is_answered_504() {
 
 #[tokio::test]
 async fn shutdown_with_ten_slow_clients_keeps_its_deadline() {
+    let _alone = serial::alone().await;
     let deadline = Duration::from_secs(2);
     assert_eq!(ha_fetchers::app::SHUTDOWN_DEADLINE, Duration::from_secs(10));
     let app = Application::build(settings())
@@ -323,6 +327,7 @@ async fn shutdown_with_ten_slow_clients_keeps_its_deadline() {
 /// up past [`SHUTDOWN_DEADLINE`] (they kept it up 31 s before).
 #[tokio::test]
 async fn sigterm_with_ten_slow_clients_exits_within_10s() {
+    let _alone = serial::alone().await;
     let (mut child, base) = demo(&[]).await;
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let mut slow = Vec::new();
@@ -449,6 +454,7 @@ fn batch(n: usize) -> String {
 
 #[tokio::test]
 async fn a_batch_of_70000_is_refused_quickly() {
+    let _alone = serial::alone().await;
     assert_eq!(ha_fetchers::api::MAX_BATCH, 32);
     // With the default body limit the body alone is too large...
     let app = Running::start(settings()).await;

@@ -17,6 +17,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::helpers::real::{assert_mirrors_within, ours, Ha};
+use crate::helpers::serial;
 use crate::helpers::services::redis_url;
 
 /// The port of this test's own HA.
@@ -80,6 +81,7 @@ async fn real_ha_restarted_under_event_load() {
         eprintln!("skipped: set HA_RESTARTS=N (scripts/test.sh sets 10)");
         return;
     };
+    let _alone = serial::alone().await;
     let ha = Arc::new(start_ha());
     let mut settings = Settings::embedded();
     settings.ha_url = Some(ha.url.parse().unwrap());

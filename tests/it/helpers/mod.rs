@@ -6,6 +6,7 @@
 //! - [`fixtures`]: recorded HA houses, the fetcher tests' states, the shipped fetchers.
 //! - [`wait`]: bounded polling.
 //! - [`logs`]: log capture.
+//! - [`serial`]: one at a time for the tests that measure time, CPU or memory.
 //! - [`services`]: where Redis, MySQL and a real Home Assistant run.
 //! - [`real`]: a real Home Assistant for the conformance tests.
 
@@ -14,6 +15,7 @@ pub mod fixtures;
 pub mod harness;
 pub mod logs;
 pub mod real;
+pub mod serial;
 pub mod services;
 pub mod wait;
 
