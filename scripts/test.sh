@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 eval "$(scripts/ha/start.sh | grep -E '^HA_(URL|TOKEN)=')"
 export HA_TEST_URL="$HA_URL" HA_TEST_TOKEN="$HA_TOKEN" HA_CONFORMANCE_REQUIRED=1
-# tests/real_ha_restarts.rs restarts a second HA of its own (port 8124) this often.
+# tests/it/real_ha_restarts.rs restarts a second HA of its own (port 8124) this often.
 export HA_RESTARTS="${HA_RESTARTS:-10}"
 unset HA_URL HA_TOKEN
 # sqlx::test makes a fresh database per test; it keeps its bookkeeping in this one.

@@ -1,12 +1,12 @@
 //! The simulated Home Assistant itself speaks HA's protocol: checked with a
 //! bare WebSocket client and plain HTTP, without our session code.
 
-mod common;
-
 use futures::{SinkExt, StreamExt};
 use ha_fetchers::sim::Sim;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -36,11 +36,11 @@ async fn connect(sim: &Sim, token: &str) -> (Ws, Value) {
 
 #[tokio::test]
 async fn websocket_commands() {
-    let sim = Sim::start_demo(common::TOKEN).await.unwrap();
+    let sim = Sim::start_demo(helpers::TOKEN).await.unwrap();
     let (_, reply) = connect(&sim, "WRONG").await;
     assert_eq!(reply["type"], "auth_invalid");
 
-    let (mut ws, reply) = connect(&sim, common::TOKEN).await;
+    let (mut ws, reply) = connect(&sim, helpers::TOKEN).await;
     assert_eq!(reply, json!({"type": "auth_ok", "ha_version": "2025.4.4"}));
     send(
         &mut ws,
@@ -88,7 +88,7 @@ async fn websocket_commands() {
 
 #[tokio::test]
 async fn rest_states() {
-    let sim = Sim::start_demo(common::TOKEN).await.unwrap();
+    let sim = Sim::start_demo(helpers::TOKEN).await.unwrap();
     let http = reqwest::Client::new();
     let get = |path: &str, token: &str| {
         http.get(format!(
@@ -99,17 +99,17 @@ async fn rest_states() {
         .bearer_auth(token)
         .send()
     };
-    let all = get("/api/states", common::TOKEN).await.unwrap();
+    let all = get("/api/states", helpers::TOKEN).await.unwrap();
     assert_eq!(all.status(), 200);
     assert_eq!(all.text().await.unwrap(), sim.states_json());
-    let one = get("/api/states/light.bed_light", common::TOKEN)
+    let one = get("/api/states/light.bed_light", helpers::TOKEN)
         .await
         .unwrap();
     assert_eq!(
         Some(one.text().await.unwrap()),
         sim.state("light.bed_light")
     );
-    let missing = get("/api/states/light.nope", common::TOKEN).await.unwrap();
+    let missing = get("/api/states/light.nope", helpers::TOKEN).await.unwrap();
     assert_eq!(missing.status(), 404);
     let bad = get("/api/states/light.bed_light", "WRONG").await.unwrap();
     assert_eq!(bad.status(), 401);

@@ -97,7 +97,7 @@ impl Ha {
     }
 }
 
-pub fn by_id(v: Vec<Value>) -> BTreeMap<String, Value> {
+fn by_id(v: Vec<Value>) -> BTreeMap<String, Value> {
     v.into_iter()
         .map(|s| (s["entity_id"].as_str().unwrap().to_string(), s))
         .collect()

@@ -1,29 +1,21 @@
-//! Shared test harness: a simulated Home Assistant, the real `Application`
-//! against it, store choice (memory or Redis with a random prefix), bounded
-//! polling and log capture.
-#![allow(dead_code)]
+//! A simulated Home Assistant with the real `Application` against it, on the
+//! store a test chooses (memory, or Redis with a random prefix).
 
-pub mod real;
-
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ha_fetchers::api::AppState;
-use ha_fetchers::sim::{House, Sim};
+use ha_fetchers::sim::Sim;
 use ha_fetchers::state::{EntityState, MemoryStore, RedisStore, SharedStore, WriterHandle};
 use ha_fetchers::{Application, Settings};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use super::services::redis_url;
+use super::wait::wait_for;
+
 /// The token the simulated HA accepts.
 pub const TOKEN: &str = "sim-token";
-/// Where the tests' Redis runs.
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// The longest any condition is waited for before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
-/// How often a condition is polled.
-const POLL: Duration = Duration::from_millis(10);
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +45,9 @@ impl TestStore {
             Kind::Redis => {
                 let prefix = format!("test:{:016x}:", rand::random::<u64>());
                 let store = Arc::new(
-                    RedisStore::connect(REDIS_URL, &prefix)
+                    RedisStore::connect(&redis_url(), &prefix)
                         .await
-                        .expect("Redis must run on 127.0.0.1:6379 for these tests"),
+                        .expect("Redis must run at REDIS_TEST_URL (default 127.0.0.1:6379)"),
                 );
                 Self {
                     shared: store.clone(),
@@ -228,7 +220,7 @@ impl Harness {
 
 /// Deletes every Redis key under `prefix` (a random hex prefix, so no glob escaping is needed).
 fn delete_prefix_blocking(prefix: &str) {
-    let Ok(mut conn) = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()) else {
+    let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
         return;
     };
     let keys: Vec<String> = redis::cmd("KEYS")
@@ -240,142 +232,17 @@ fn delete_prefix_blocking(prefix: &str) {
     }
 }
 
-/// Polls `cond` until it holds; fails the test after [`WAIT`].
-pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// As [`wait_for`] with an async condition.
-pub async fn wait_for_async<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The recorded demo house of one HA version, read from `tests/fixtures/`.
-pub fn fixture(version: &str, file: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/home-assistant-{version}/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The house of one recorded version.
-pub fn house(version: &str) -> House {
-    House::from_json(&fixture(version, "rest-states.json")).expect("fixture is a state array")
-}
-
-/// Keeps a second, inert dispatcher alive for the whole test binary.
-///
-/// tracing caches each callsite's interest process-wide. With a single live
-/// dispatcher it asks the *registering* thread's default, so a sibling test
-/// without a subscriber can cache `never` for a line another test is capturing,
-/// and that test's log assertion goes blind. With two live dispatchers the
-/// interest is the union of both, and this one always answers `sometimes`.
-fn pin_callsite_interest() {
-    use tracing::subscriber::{Interest, Subscriber};
-    use tracing::{span, Event, Metadata};
-    struct Pin;
-    impl Subscriber for Pin {
-        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
-            Interest::sometimes()
-        }
-        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-            Some(tracing::level_filters::LevelFilter::TRACE)
-        }
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            false
-        }
-        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-            span::Id::from_u64(1)
-        }
-        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-        fn event(&self, _: &Event<'_>) {}
-        fn enter(&self, _: &span::Id) {}
-        fn exit(&self, _: &span::Id) {}
-    }
-    static PIN: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-    PIN.get_or_init(|| tracing::Dispatch::new(Pin));
-}
-
-/// Captured log output of the current thread (use with a current-thread runtime).
-#[derive(Clone, Default)]
-pub struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Starts capturing; logs go here until the guard drops.
-    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        pin_callsite_interest();
-        let logs = Self::default();
-        let sub = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        let guard = tracing::subscriber::set_default(sub);
-        (logs, guard)
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock()).into_owned()
-    }
-
-    /// Lines that contain every one of `parts`.
-    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| parts.iter().all(|p| l.contains(p)))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Runs a case once per store: `both!(case_fn, memory_name, redis_name);`
-#[macro_export]
 macro_rules! both {
     ($case:ident, $mem:ident, $redis:ident) => {
         #[tokio::test]
         async fn $mem() {
-            $case(common::Kind::Memory).await
+            $case($crate::helpers::Kind::Memory).await
         }
         #[tokio::test]
         async fn $redis() {
-            $case(common::Kind::Redis).await
+            $case($crate::helpers::Kind::Redis).await
         }
     };
 }
+pub(crate) use both;

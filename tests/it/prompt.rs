@@ -14,6 +14,9 @@ use ha_fetchers::prompt::{
 use ha_fetchers::state::{EntityState, MemoryStore, RegistryKind, StateManager, Store};
 use serde_json::{json, Value};
 
+use crate::helpers::services::redis_url;
+use crate::helpers::{Kind, TestStore};
+
 /// What a fake fetcher does.
 enum Behaviour {
     Value(Value),
@@ -87,7 +90,7 @@ fn glob_prefix(p: &str, id: &str) -> bool {
 }
 
 fn fixture_states() -> Vec<Value> {
-    serde_json::from_str(include_str!("fixtures/states.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/states.json")).unwrap()
 }
 
 fn states_where(f: impl Fn(&Value) -> bool) -> Value {
@@ -102,9 +105,9 @@ fn domain(s: &Value) -> &str {
 /// the bed light's device is in the bedroom, the kitchen lights entity itself in the kitchen.
 fn registries() -> [(RegistryKind, String); 3] {
     let mut devices: Value =
-        serde_json::from_str(include_str!("fixtures/registry/device.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/registry/device.json")).unwrap();
     let mut entities: Value =
-        serde_json::from_str(include_str!("fixtures/registry/entity.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/registry/entity.json")).unwrap();
     let bed_device = entities["entities"]
         .as_array()
         .unwrap()
@@ -128,7 +131,7 @@ fn registries() -> [(RegistryKind, String); 3] {
     [
         (
             RegistryKind::Area,
-            include_str!("fixtures/registry/area.json").to_string(),
+            include_str!("../fixtures/registry/area.json").to_string(),
         ),
         (RegistryKind::Device, devices.to_string()),
         (RegistryKind::Entity, entities.to_string()),
@@ -688,9 +691,9 @@ async fn check_reports_syntax_and_unknown_fetchers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn registries_survive_in_redis() {
     use ha_fetchers::state::RedisStore;
-    let prefix = format!("test:{}:", rand::random::<u64>());
-    let url = "redis://127.0.0.1:6379";
-    let store = RedisStore::connect(url, &prefix).await.unwrap();
+    // Dropping it deletes the test's keys.
+    let test = TestStore::new(Kind::Redis).await;
+    let (store, prefix) = (test.redis.as_ref().unwrap(), test.prefix.as_ref().unwrap());
     for (kind, raw) in registries() {
         store.set_registry(kind, raw.into()).await.unwrap();
     }
@@ -699,7 +702,7 @@ async fn registries_survive_in_redis() {
         .await
         .is_err());
     // A new process reads the registries back from Redis.
-    let again = RedisStore::connect(url, &prefix).await.unwrap();
+    let again = RedisStore::connect(&redis_url(), prefix).await.unwrap();
     let mut area = None;
     again.read(&mut |ix| {
         area = ix
@@ -708,18 +711,12 @@ async fn registries_survive_in_redis() {
             .map(str::to_string)
     });
     assert_eq!(area.as_deref(), Some("bedroom"));
-    let client = redis::Client::open(url).unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let raw: String = redis::AsyncCommands::get(&mut conn, format!("{prefix}registry:area"))
         .await
         .unwrap();
     assert!(raw.contains("living_room"));
-    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{prefix}*"))
-        .await
-        .unwrap();
-    redis::AsyncCommands::del::<_, ()>(&mut conn, keys)
-        .await
-        .unwrap();
 }
 
 #[sqlx::test(migrations = "mysql/schemas")]

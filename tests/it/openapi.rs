@@ -3,17 +3,12 @@
 //! responses once and gives them to every operation, holds no schema no
 //! operation uses, and describes what the routes really answer.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use ha_fetchers::api::{router, AppState, HaState, BEARER};
-use ha_fetchers::fetchers::{Engine, Registry};
-use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager};
-use http_body_util::BodyExt;
-use secrecy::SecretString;
+use ha_fetchers::api::{HaState, BEARER};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+use crate::helpers::api::{demo_app, empty_app, request, send, send_json};
 
 /// Every (method, path) the router serves, in the document's spelling.
 const ROUTES: &[(&str, &str)] = &[
@@ -36,42 +31,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/openapi.json"),
 ];
 
-fn app(token: Option<&str>) -> axum::Router {
-    let store: SharedStore = Arc::new(MemoryStore::new());
-    let engine = Engine::new(
-        Registry::from_rows(Vec::new()),
-        StateManager::new(store, None),
-    );
-    let mut state = AppState::new(engine);
-    state.api_token = token.map(|t| Arc::new(SecretString::from(t)));
-    router(state)
-}
-
-async fn get(
-    app: axum::Router,
-    method: Method,
-    uri: &str,
-    bearer: Option<&str>,
-) -> (StatusCode, Vec<u8>) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(b) = bearer {
-        req = req.header("authorization", format!("Bearer {b}"));
-    }
-    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let status = resp.status();
-    (
-        status,
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-}
-
 async fn document() -> Value {
-    let (status, body) = get(app(Some("t")), Method::GET, "/api/openapi.json", Some("t")).await;
+    let (status, body) = send(
+        &empty_app(Some("t")),
+        request(Method::GET, "/api/openapi.json", Some("t")),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     serde_json::from_slice(&body).expect("the document is JSON")
 }
@@ -122,7 +87,7 @@ async fn every_documented_route_is_served() {
             .replace("{entity_id}", "light.nowhere")
             .replace("{name}", "nothing");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let (status, body) = get(app(None), method.clone(), &uri, None).await;
+        let (status, body) = send(&empty_app(None), request(method.clone(), &uri, None)).await;
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
         if status == StatusCode::NOT_FOUND {
             let v: Value = serde_json::from_slice(&body).unwrap();
@@ -171,9 +136,17 @@ async fn documents_the_bearer_scheme_and_the_open_health_route() {
 
 #[tokio::test]
 async fn the_document_needs_the_token() {
-    let (status, _) = get(app(Some("t")), Method::GET, "/api/openapi.json", None).await;
+    let (status, _) = send(
+        &empty_app(Some("t")),
+        request(Method::GET, "/api/openapi.json", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = get(app(Some("t")), Method::GET, "/api/health", None).await;
+    let (status, _) = send(
+        &empty_app(Some("t")),
+        request(Method::GET, "/api/health", None),
+    )
+    .await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -338,36 +311,19 @@ async fn no_schema_is_a_leftover() {
     }
 }
 
-/// An app over the recorded demo house.
-async fn app_with_states() -> axum::Router {
-    let path = format!(
-        "{}/tests/fixtures/home-assistant-2025.4.4/rest-states.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap();
-    let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
-    let store: SharedStore = Arc::new(MemoryStore::new());
-    let states = raws
-        .iter()
-        .map(|r| EntityState::from_raw(r.get()).unwrap())
-        .collect();
-    store.replace_all(states).await.unwrap();
-    let engine = Engine::new(
-        Registry::from_rows(Vec::new()),
-        StateManager::new(store, None),
-    );
-    router(AppState::new(engine))
-}
-
 /// The states routes answer HA's own bytes; `HaState`, their schema, reads them.
 #[tokio::test]
 async fn states_are_what_their_schema_says() {
-    let app = app_with_states().await;
-    let (status, body) = get(app.clone(), Method::GET, "/api/v1/states", None).await;
+    let app = demo_app(None).await;
+    let (status, body) = send(&app, request(Method::GET, "/api/v1/states", None)).await;
     assert_eq!(status, StatusCode::OK);
     let all: Vec<HaState> = serde_json::from_slice(&body).expect("states read as HaState");
     assert_eq!(all.len(), 108);
-    let (status, body) = get(app, Method::GET, "/api/v1/states/light.bed_light", None).await;
+    let (status, body) = send(
+        &app,
+        request(Method::GET, "/api/v1/states/light.bed_light", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let one: HaState = serde_json::from_slice(&body).expect("a state reads as HaState");
     assert_eq!(one.entity_id, "light.bed_light");
@@ -443,12 +399,7 @@ async fn error_codes_are_documented() {
             }
             None => Body::empty(),
         };
-        let resp = app(Some("t"))
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let (_, v) = send_json(&empty_app(Some("t")), req.body(body).unwrap()).await;
         assert_eq!(v["error"]["code"], want, "{method} {uri}: {v}");
         assert!(codes.contains(&want), "{want} is not in {codes:?}");
         assert_eq!(

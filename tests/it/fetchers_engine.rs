@@ -1,18 +1,20 @@
 //! The engine over the shipped fetchers and known states (in memory), plus
 //! timeouts, isolation of failures, and cache invalidation (memory and Redis).
 
-mod fetchers_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fetchers_support::*;
 use ha_fetchers::fetchers::{Engine, FetchError, FetchRequest, Registry};
 use ha_fetchers::state::{
-    EntityState, Fallback, FallbackError, MemoryStore, RedisStore, SharedStore, StateManager,
+    EntityState, Fallback, FallbackError, MemoryStore, SharedStore, StateManager,
 };
 use serde_json::{json, Value};
+
+use crate::helpers::fixtures::{
+    fixture_states, fixture_store, row, shipped_engine, shipped_rows, state,
+};
+use crate::helpers::{Kind, TestStore};
 
 async fn ok(engine: &Engine, req: FetchRequest) -> Value {
     let out = engine.run(req).await;
@@ -282,10 +284,9 @@ async fn cache_is_invalidated_by_state_changes_in_memory() {
 
 #[tokio::test]
 async fn cache_is_invalidated_by_state_changes_in_redis() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("test:fetchers:{}:", rand::random::<u64>());
-    let store = RedisStore::connect(&url, &prefix).await.unwrap();
-    cache_follows_state_changes(Arc::new(store)).await;
+    // Dropping it deletes the test's keys.
+    let store = TestStore::new(Kind::Redis).await;
+    cache_follows_state_changes(store.shared.clone()).await;
 }
 
 #[tokio::test]

@@ -6,18 +6,19 @@
 //! States created through HA's REST API are not restored by a restart, so
 //! each round's probe entity must vanish from the cache too.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::real::{assert_mirrors_within, ours, Ha};
 use ha_fetchers::{Application, Settings};
 use secrecy::SecretString;
 use serde_json::json;
+
+use crate::helpers::real::{assert_mirrors_within, ours, Ha};
+use crate::helpers::serial;
+use crate::helpers::services::redis_url;
 
 /// The port of this test's own HA.
 const PORT: u16 = 8124;
@@ -80,16 +81,14 @@ async fn real_ha_restarted_under_event_load() {
         eprintln!("skipped: set HA_RESTARTS=N (scripts/test.sh sets 10)");
         return;
     };
+    let _alone = serial::alone().await;
     let ha = Arc::new(start_ha());
     let mut settings = Settings::embedded();
     settings.ha_url = Some(ha.url.parse().unwrap());
     settings.ha_token = Some(SecretString::from(ha.token.clone()));
     settings.ha_reconnect_max = Duration::from_secs(2);
-    if let Ok(redis) = std::env::var("REDIS_TEST_URL") {
-        settings.redis_url = Some(SecretString::from(redis));
-        settings.redis_prefix =
-            format!("restarts-{}-{}:", std::process::id(), rand::random::<u32>());
-    }
+    settings.redis_url = Some(SecretString::from(redis_url()));
+    settings.redis_prefix = format!("restarts-{}-{}:", std::process::id(), rand::random::<u32>());
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
     let state = app.state().clone();

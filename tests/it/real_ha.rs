@@ -3,14 +3,14 @@
 //! Needs `HA_TEST_URL` and `HA_TEST_TOKEN`; `scripts/test.sh` sets them and
 //! `HA_CONFORMANCE_REQUIRED=1`, so in CI a missing HA fails instead of skipping.
 
-mod common;
-
 use std::time::Duration;
 
-use common::real::{assert_mirrors, real_ha};
 use ha_fetchers::{Application, Settings};
 use secrecy::SecretString;
 use serde_json::{json, Value};
+
+use crate::helpers::real::{assert_mirrors, real_ha};
+use crate::helpers::services::redis_url;
 
 #[tokio::test]
 async fn mirror_equals_real_home_assistant() {
@@ -19,10 +19,8 @@ async fn mirror_equals_real_home_assistant() {
     settings.ha_url = Some(ha.url.parse().unwrap());
     settings.ha_token = Some(SecretString::from(ha.token.clone()));
     let prefix = format!("conformance-{}:", std::process::id());
-    if let Ok(redis) = std::env::var("REDIS_TEST_URL") {
-        settings.redis_url = Some(SecretString::from(redis));
-        settings.redis_prefix = prefix.clone();
-    }
+    settings.redis_url = Some(SecretString::from(redis_url()));
+    settings.redis_prefix = prefix.clone();
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
     let stop = app.shutdown_token();

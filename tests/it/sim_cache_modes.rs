@@ -1,17 +1,17 @@
 //! Cache modes (update, invalidate, fallback on a failed update) and the REST
 //! fallback on a miss, against a simulated Home Assistant.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{wait_for, Harness, Kind, Logs, TestStore, TOKEN};
 use ha_fetchers::sim::Sim;
 use ha_fetchers::state::{
     EntityState, Index, Meta, RegistryKind, SharedStore, Store, StoreError, Upserted,
 };
+
+use crate::helpers;
+use crate::helpers::{both, wait_for, Harness, Kind, Logs, TestStore, TOKEN};
 
 async fn update_mode(kind: Kind) {
     let (logs, _guard) = Logs::capture();
@@ -41,7 +41,7 @@ both!(update_mode, update_mode_memory, update_mode_redis);
 async fn invalidate_mode_and_rest_refill(kind: Kind) {
     let (logs, _guard) = Logs::capture();
     let sim = Sim::start_demo(TOKEN).await.unwrap();
-    let mut settings = common::settings(&sim);
+    let mut settings = helpers::settings(&sim);
     settings.websocket_update_cache = false;
     let h = Harness::start_with(sim, settings, TestStore::new(kind).await).await;
     h.synced().await;
@@ -151,7 +151,7 @@ impl Store for FailingUpserts {
 async fn fallback_mode(kind: Kind) {
     let (logs, _guard) = Logs::capture();
     let sim = Sim::start_demo(TOKEN).await.unwrap();
-    let settings = common::settings(&sim);
+    let settings = helpers::settings(&sim);
     let mut store = TestStore::new(kind).await;
     store.shared = Arc::new(FailingUpserts(store.shared.clone()));
     let h = Harness::start_with(sim, settings, store).await;
@@ -188,7 +188,7 @@ async fn unreachable_home_assistant_is_a_503() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let sim = Sim::start_demo(TOKEN).await.unwrap();
-    let mut settings = common::settings(&sim);
+    let mut settings = helpers::settings(&sim);
     settings.ha_url = Some(url.parse().unwrap());
     let h = Harness::start_with(sim, settings, TestStore::new(Kind::Memory).await).await;
     let (status, err) = h.get_json("/api/v1/states/light.bed_light").await;

@@ -2,14 +2,14 @@
 //! a burst, a 60 MiB frame, and secrets kept out of logs. Each prints its
 //! figures (run with `--nocapture`); RELIABILITY.md records them.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{settings, wait_for_async, Harness, Kind, Logs, TestStore, TOKEN};
 use ha_fetchers::sim::{House, Sim};
 use secrecy::SecretString;
+
+use crate::helpers;
+use crate::helpers::{settings, wait_for_async, Harness, Kind, Logs, TestStore, TOKEN};
 
 /// VmRSS of this process in KiB.
 fn rss_kib() -> u64 {
@@ -138,7 +138,7 @@ async fn tokens_never_reach_logs_or_error_bodies() {
     s.api_token = Some(SecretString::from(api_token));
     let h = Harness::start_with(sim.clone(), s, TestStore::new(Kind::Memory).await).await;
     let authed = reqwest::Client::new();
-    common::wait_for_async("the first snapshot", || async {
+    helpers::wait_for_async("the first snapshot", || async {
         h.state.states.summary().entity_count > 0
     })
     .await;
@@ -161,7 +161,7 @@ async fn tokens_never_reach_logs_or_error_bodies() {
     assert_eq!(ok.status(), 200);
     sim.reject_auth(true);
     sim.drop_connections();
-    common::wait_for("auth_invalid to be reported", || {
+    helpers::wait_for("auth_invalid to be reported", || {
         h.state
             .states
             .meta()

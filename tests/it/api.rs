@@ -1,61 +1,12 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`), over the recorded demo house.
 
-mod common;
-
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::Router;
-use ha_fetchers::api::{router, AppState};
-use ha_fetchers::fetchers::{Engine, Registry};
-use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager};
-use http_body_util::BodyExt;
-use secrecy::SecretString;
 use serde_json::Value;
-use tower::ServiceExt;
+
+use crate::helpers::api::{call, demo_app, post};
 
 const API_TOKEN: &str = "api-secret";
-
-async fn app(token: Option<&str>) -> Router {
-    let store: SharedStore = Arc::new(MemoryStore::new());
-    let text = common::fixture("2025.4.4", "rest-states.json");
-    let raws: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
-    let states = raws
-        .iter()
-        .map(|r| EntityState::from_raw(r.get()).unwrap())
-        .collect();
-    store.replace_all(states).await.unwrap();
-    let engine = Engine::new(
-        Registry::from_rows(Vec::new()),
-        StateManager::new(store, None),
-    );
-    let mut state = AppState::new(engine);
-    state.api_token = token.map(|t| Arc::new(SecretString::from(t)));
-    router(state)
-}
-
-async fn call(
-    app: &Router,
-    method: Method,
-    uri: &str,
-    bearer: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(b) = bearer {
-        req = req.header("authorization", format!("Bearer {b}"));
-    }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{uri}: {e}: {}", String::from_utf8_lossy(&bytes)));
-    (status, v)
-}
 
 async fn ids(app: &Router, uri: &str) -> Vec<String> {
     let (status, v) = call(app, Method::GET, uri, None).await;
@@ -79,7 +30,7 @@ fn assert_error(v: &Value, code: &str) {
 
 #[tokio::test]
 async fn listing_filters() {
-    let app = app(None).await;
+    let app = demo_app(None).await;
     assert_eq!(ids(&app, "/api/v1/states").await.len(), 108);
     let lights = ids(&app, "/api/v1/states?domain=light").await;
     assert_eq!(lights.len(), 6);
@@ -100,7 +51,7 @@ async fn listing_filters() {
 
 #[tokio::test]
 async fn q_is_a_case_insensitive_glob_over_id_and_name() {
-    let app = app(None).await;
+    let app = demo_app(None).await;
     assert_eq!(
         ids(&app, "/api/v1/states?q=*KITCHEN*").await,
         [
@@ -132,7 +83,7 @@ async fn q_is_a_case_insensitive_glob_over_id_and_name() {
 
 #[tokio::test]
 async fn errors_are_json() {
-    let app = app(None).await;
+    let app = demo_app(None).await;
     let (status, v) = call(&app, Method::GET, "/api/v1/states/light.nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&v, "not_found");
@@ -152,7 +103,7 @@ async fn errors_are_json() {
 
 #[tokio::test]
 async fn domains_and_summary() {
-    let app = app(None).await;
+    let app = demo_app(None).await;
     let (status, v) = call(&app, Method::GET, "/api/v1/domains", None).await;
     assert_eq!(status, StatusCode::OK);
     let lock = v
@@ -173,7 +124,7 @@ async fn domains_and_summary() {
 
 #[tokio::test]
 async fn bearer_token_guards_every_route_but_health() {
-    let app = app(Some(API_TOKEN)).await;
+    let app = demo_app(Some(API_TOKEN)).await;
     let guarded = [
         "/api/v1/states",
         "/api/v1/states/light.bed_light",
@@ -200,22 +151,9 @@ async fn bearer_token_guards_every_route_but_health() {
     assert_eq!(v["status"], "degraded");
 }
 
-async fn post(app: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
-}
-
 #[tokio::test]
 async fn inline_render_previews_and_names_what_is_wrong() {
-    let app = app(None).await;
+    let app = demo_app(None).await;
     let (status, v) = post(&app, "/api/v1/render", serde_json::json!({"body": "{{ states('light.bed_light') }}|{{ who }}", "variables": {"who": "me"}})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["text"], "on|me");

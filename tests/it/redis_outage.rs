@@ -5,16 +5,15 @@
 //! other test. `OUTAGE_SECS` (default 2) sets how long Redis stays down;
 //! RELIABILITY.md records a 30 s run.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{settings, wait_for_async, Harness, TestStore, TOKEN};
 use ha_fetchers::sim::Sim;
 use ha_fetchers::state::RedisStore;
+
+use crate::helpers::{settings, wait_for_async, Harness, TestStore, TOKEN};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

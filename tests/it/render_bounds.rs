@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::helpers::serial;
+
 /// The render deadline the demo runs with here.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(1);
 /// The memory limit of one render (the default).
@@ -183,6 +185,7 @@ fn growth_mib(before_kib: u64, peak_kib: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runaway_strings_stop_at_the_memory_limit() {
+    let _alone = serial::alone().await;
     let demo = Demo::start();
     let doublings = |op: &str, n: usize| format!("{{% set s = s {op} s %}}").repeat(n);
     let cases = [
@@ -214,6 +217,7 @@ async fn runaway_strings_stop_at_the_memory_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_render_stops_at_its_deadline_and_leaves_no_cpu_behind() {
+    let _alone = serial::alone().await;
     let demo = Demo::start();
     let idle = demo.cpu_over(Duration::from_millis(500)).await;
     let template =
@@ -244,6 +248,7 @@ async fn a_slow_render_stops_at_its_deadline_and_leaves_no_cpu_behind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_template_fetchers_stop_and_the_others_keep_working() {
+    let _alone = serial::alone().await;
     let demo = Demo::start();
     let idle = demo.cpu_over(Duration::from_millis(500)).await;
     let runs: Vec<_> = (0..6)
@@ -291,6 +296,7 @@ async fn hostile_template_fetchers_stop_and_the_others_keep_working() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_calls_in_comments_cost_nothing_and_distinct_calls_are_capped() {
+    let _alone = serial::alone().await;
     let demo = Demo::start();
     let same = "{# fetch(\"ha_lights_on\") #}".repeat(10_000);
     let distinct: String = (0..10_000)

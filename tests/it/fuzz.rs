@@ -13,7 +13,7 @@ use proptest::prelude::*;
 fn recorded_frames() -> &'static [String] {
     static FRAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     FRAMES.get_or_init(|| {
-        include_str!("fixtures/home-assistant-2025.4.4/ws-session.jsonl")
+        include_str!("../fixtures/home-assistant-2025.4.4/ws-session.jsonl")
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["dir"] == "in")

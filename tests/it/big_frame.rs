@@ -2,11 +2,9 @@
 //! when valid, skipped when truncated, and the session carries on. In its own
 //! test binary so its memory does not blur the burst test's RSS figure.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
-use common::{Harness, Kind};
+use crate::helpers::{Harness, Kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_60_mib_frame_is_taken_and_a_truncated_one_skipped() {

@@ -2,22 +2,19 @@
 //! (`DATABASE_URL=mysql://root@127.0.0.1:3306`): migrations, seeding, hot
 //! reload, bad rows, the worked template examples, and MySQL going down.
 
-mod fetchers_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use fetchers_support::*;
-use ha_fetchers::api::{router, AppState};
+use axum::http::{Method, StatusCode};
 use ha_fetchers::fetchers::{db, Backend, Engine, FetchRequest, Registry};
 use ha_fetchers::state::StateManager;
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+
+use crate::helpers::api::{app_over, call, post};
+use crate::helpers::fixtures::{fixture_store, shipped_rows};
+use crate::helpers::{wait_for, wait_for_async};
 
 /// How often tests reload; production defaults to 2 s.
 const TEST_RELOAD: Duration = Duration::from_millis(200);
@@ -32,15 +29,6 @@ async fn engine(pool: &MySqlPool) -> Engine {
     let reg = Arc::new(Registry::new(Backend::Mysql(pool.clone())));
     reg.reload().await.unwrap();
     Engine::new(reg, StateManager::new(fixture_store().await, None))
-}
-
-/// Waits until `f` holds, at most [`WITHIN`].
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < WITHIN, "not within {WITHIN:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[sqlx::test(migrations = "mysql/schemas")]
@@ -153,7 +141,9 @@ async fn inserts_updates_and_disables_take_effect_without_restart(pool: MySqlPoo
     .execute(&pool)
     .await
     .unwrap();
-    eventually("insert", || e.exists("ha_climate")).await;
+    let t = Instant::now();
+    wait_for("the insert", || e.exists("ha_climate")).await;
+    assert!(t.elapsed() < WITHIN, "insert took {:?}", t.elapsed());
     let v = e.run(FetchRequest::new("ha_climate")).await.result.unwrap();
     assert_eq!(v["count"], 3);
 
@@ -164,31 +154,31 @@ async fn inserts_updates_and_disables_take_effect_without_restart(pool: MySqlPoo
     .execute(&pool)
     .await
     .unwrap();
-    let start = Instant::now();
-    loop {
+    let t = Instant::now();
+    wait_for_async("the update", || async {
         let v = e.run(FetchRequest::new("ha_climate")).await.result.unwrap();
-        if v["count"] == 1 {
-            break;
-        }
-        assert!(start.elapsed() < WITHIN, "update not within {WITHIN:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        v["count"] == 1
+    })
+    .await;
+    assert!(t.elapsed() < WITHIN, "update took {:?}", t.elapsed());
 
     sqlx::query("UPDATE data_fetchers SET enabled = 0 WHERE name = 'ha_climate'")
         .execute(&pool)
         .await
         .unwrap();
-    eventually("disable", || !e.exists("ha_climate")).await;
+    let t = Instant::now();
+    wait_for("the disable", || !e.exists("ha_climate")).await;
+    assert!(t.elapsed() < WITHIN, "disable took {:?}", t.elapsed());
     stop.cancel();
     task.await.unwrap();
 }
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn the_documented_template_examples_work(pool: MySqlPool) {
-    let sql = include_str!("../mysql/examples/template_fetchers.sql");
+    let sql = include_str!("../../mysql/examples/template_fetchers.sql");
     let docs = [
-        ("docs/fetchers.md", include_str!("../docs/fetchers.md")),
-        ("README.md", include_str!("../README.md")),
+        ("docs/fetchers.md", include_str!("../../docs/fetchers.md")),
+        ("README.md", include_str!("../../README.md")),
     ];
     for stmt in sql.split(";\n").filter(|s| s.contains("INSERT INTO")) {
         let insert = &stmt[stmt.find("INSERT INTO").unwrap()..];
@@ -246,27 +236,12 @@ async fn the_documented_template_examples_work(pool: MySqlPool) {
     assert_eq!(v.as_array().unwrap().len(), 2);
 }
 
-async fn get(app: &AppState, uri: &str) -> (StatusCode, Value) {
-    call(app, Request::get(uri).body(Body::empty()).unwrap()).await
-}
-
-async fn call(app: &AppState, req: Request<Body>) -> (StatusCode, Value) {
-    let res = router(app.clone()).oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-fn app_state(e: Engine) -> AppState {
-    AppState::new(e)
-}
-
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn mysql_down_keeps_the_last_known_definitions(pool: MySqlPool) {
     seeded(&pool).await;
     let e = engine(&pool).await;
-    let app = app_state(e.clone());
-    let (status, body) = get(&app, "/api/health/mysql").await;
+    let app = app_over(e.clone(), None);
+    let (status, body) = call(&app, Method::GET, "/api/health/mysql", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["ok"], true);
 
@@ -280,7 +255,7 @@ async fn mysql_down_keeps_the_last_known_definitions(pool: MySqlPool) {
         .result
         .unwrap();
     assert_eq!(v["count"], 2);
-    let (status, body) = get(&app, "/api/health/mysql").await;
+    let (status, body) = call(&app, Method::GET, "/api/health/mysql", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["ok"], false);
     assert_eq!(body["fetchers"], shipped_rows().len());
@@ -296,7 +271,7 @@ async fn a_dropped_table_also_reads_as_down(pool: MySqlPool) {
         .unwrap();
     assert!(e.registry().reload().await.is_err());
     assert!(e.exists("ha_lights_on"));
-    let (status, body) = get(&app_state(e), "/api/health/mysql").await;
+    let (status, body) = call(&app_over(e, None), Method::GET, "/api/health/mysql", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         body["error"].as_str().unwrap().contains("data_fetchers"),
@@ -311,9 +286,9 @@ async fn the_api_lists_describes_and_runs(pool: MySqlPool) {
         .execute(&pool)
         .await
         .unwrap();
-    let app = app_state(engine(&pool).await);
+    let app = app_over(engine(&pool).await, None);
 
-    let (s, body) = get(&app, "/api/v1/fetchers").await;
+    let (s, body) = call(&app, Method::GET, "/api/v1/fetchers", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         body["fetchers"].as_array().unwrap().len(),
@@ -322,62 +297,52 @@ async fn the_api_lists_describes_and_runs(pool: MySqlPool) {
     assert_eq!(body["problems"][0]["name"], "broken");
     assert_eq!(body["problems"][0]["field"], "source");
 
-    let (s, body) = get(&app, "/api/v1/fetchers/ha_specific_entity").await;
+    let (s, body) = call(
+        &app,
+        Method::GET,
+        "/api/v1/fetchers/ha_specific_entity",
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["required_params"], json!(["entity_id"]));
-    let (s, _) = get(&app, "/api/v1/fetchers/nope").await;
+    let (s, _) = call(&app, Method::GET, "/api/v1/fetchers/nope", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, body) = get(&app, "/api/v1/fetchers/broken").await;
+    let (s, body) = call(&app, Method::GET, "/api/v1/fetchers/broken", None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("source"));
 
-    let post = |uri: &str, body: Value| {
-        Request::post(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
-    let (s, body) = call(
+    let (s, body) = post(
         &app,
-        post(
-            "/api/v1/fetchers/ha_specific_entity/run",
-            json!({"entity_id": "light.kitchen"}),
-        ),
+        "/api/v1/fetchers/ha_specific_entity/run",
+        json!({"entity_id": "light.kitchen"}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["result"]["state"], "on");
     assert_eq!(body["cached"], false);
     assert!(body["elapsed_ms"].is_number());
-    let (_, body) = call(
+    let (_, body) = post(
         &app,
-        post(
-            "/api/v1/fetchers/ha_specific_entity/run",
-            json!({"entity_id": "light.kitchen"}),
-        ),
+        "/api/v1/fetchers/ha_specific_entity/run",
+        json!({"entity_id": "light.kitchen"}),
     )
     .await;
     assert_eq!(body["cached"], true);
-    let (s, _) = call(
-        &app,
-        post("/api/v1/fetchers/ha_specific_entity/run", json!({})),
-    )
-    .await;
+    let (s, _) = post(&app, "/api/v1/fetchers/ha_specific_entity/run", json!({})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
-    let (s, body) = call(
+    let (s, body) = post(
         &app,
-        post(
-            "/api/v1/fetchers/run",
-            json!({"fetchers": [
-                {"name": "ha_lights_on"},
-                {"name": "nope"},
-                {"name": "ha_search_pattern", "params": {"pattern": "switch.*"}}
-            ]}),
-        ),
+        "/api/v1/fetchers/run",
+        json!({"fetchers": [
+            {"name": "ha_lights_on"},
+            {"name": "nope"},
+            {"name": "ha_search_pattern", "params": {"pattern": "switch.*"}}
+        ]}),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -419,9 +384,11 @@ async fn hostile_rows_are_data(pool: MySqlPool) {
     let out = e.run(FetchRequest::new("ok_name")).await.result.unwrap();
     assert_eq!(out["count"], 0);
     // The API names the bad row and why, as data.
-    let (status, body) = get(
-        &app_state(e),
+    let (status, body) = call(
+        &app_over(e, None),
+        Method::GET,
         "/api/v1/fetchers/x%27%3B%20DROP%20TABLE%20data_fetchers%3B%20--",
+        None,
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -1,14 +1,30 @@
-//! Shared helpers for the fetcher tests: known states and engines over them.
-#![allow(dead_code)]
+//! Recorded and hand-made data: the demo houses of real HA versions
+//! (`tests/fixtures/home-assistant-*`), the known states of the fetcher tests,
+//! the shipped fetchers, and engines over them.
 
 use std::sync::Arc;
 
 use ha_fetchers::fetchers::{Engine, Registry, Row};
+use ha_fetchers::sim::House;
 use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager, Store};
+
+/// The recorded demo house of one HA version, read from `tests/fixtures/`.
+pub fn fixture(version: &str, file: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/home-assistant-{version}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The house of one recorded version.
+pub fn house(version: &str) -> House {
+    House::from_json(&fixture(version, "rest-states.json")).expect("fixture is a state array")
+}
 
 /// The known states every fetcher test starts from.
 pub fn fixture_states() -> Vec<EntityState> {
-    let text = include_str!("../fixtures/fetcher_states.json");
+    let text = include_str!("../../fixtures/fetcher_states.json");
     let list: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
     list.iter()
         .map(|v| EntityState::from_raw(&v.to_string()).unwrap())

@@ -1,18 +1,18 @@
 //! The link to a simulated Home Assistant: rejected auth, a dead (blackholed)
 //! link found by the heartbeat.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{wait_for, wait_for_async, Harness, Kind, Logs, TestStore, TOKEN};
 use ha_fetchers::sim::Sim;
+
+use crate::helpers;
+use crate::helpers::{both, wait_for, wait_for_async, Harness, Kind, Logs, TestStore, TOKEN};
 
 async fn auth_invalid(kind: Kind) {
     let sim = Sim::start_demo(TOKEN).await.unwrap();
     sim.reject_auth(true);
-    let mut settings = common::settings(&sim);
+    let mut settings = helpers::settings(&sim);
     settings.ha_reconnect_max = Duration::from_millis(300);
     let h = Harness::start_with(sim, settings, TestStore::new(kind).await).await;
     let rejected = || h.sim.counters().auth_invalid.load(Ordering::SeqCst);
@@ -52,7 +52,7 @@ both!(auth_invalid, auth_invalid_memory, auth_invalid_redis);
 async fn heartbeat_finds_a_blackholed_link() {
     let (logs, _guard) = Logs::capture();
     let sim = Sim::start_demo(TOKEN).await.unwrap();
-    let mut settings = common::settings(&sim);
+    let mut settings = helpers::settings(&sim);
     settings.ha_heartbeat_interval = Duration::from_millis(200);
     settings.ha_heartbeat_timeout = Duration::from_millis(200);
     let h = Harness::start_with(sim, settings, TestStore::new(Kind::Memory).await).await;

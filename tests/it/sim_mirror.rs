@@ -2,15 +2,15 @@
 //! frames, removal, resync, the snapshot gap, ordering, malformed frames, and
 //! the recorded sessions replayed. Each runs on the memory and the Redis store.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{wait_for, Harness, Kind, TestStore, TOKEN};
 use ha_fetchers::sim::{House, Sim};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::helpers;
+use crate::helpers::{both, wait_for, Harness, Kind, TestStore, TOKEN};
 
 async fn snapshot_plus_events(kind: Kind) {
     let h = Harness::start(kind).await;
@@ -132,7 +132,7 @@ both!(reconnect_resync_drops_vanished, resync_memory, resync_redis);
 async fn event_during_snapshot(kind: Kind) {
     let sim = Sim::start_demo(TOKEN).await.unwrap();
     sim.hold_snapshot(true);
-    let settings = common::settings(&sim);
+    let settings = helpers::settings(&sim);
     let h = Harness::start_with(sim, settings, TestStore::new(kind).await).await;
     wait_for("get_states", || {
         h.sim.counters().get_states.load(Ordering::SeqCst) == 1
@@ -229,16 +229,16 @@ struct Recorded {
 async fn replay(version: &str) {
     let sim = Sim::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        common::house(version),
+        helpers::fixtures::house(version),
         TOKEN,
     )
     .unwrap();
-    let settings = common::settings(&sim);
+    let settings = helpers::settings(&sim);
     let h = Harness::start_with(sim, settings, TestStore::new(Kind::Memory).await).await;
     h.synced().await;
 
     let mut expect: Vec<(String, Option<String>)> = Vec::new();
-    let log = common::fixture(version, "ws-session.jsonl");
+    let log = helpers::fixtures::fixture(version, "ws-session.jsonl");
     let frames: Vec<Recorded> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -1,0 +1,25 @@
+//! The integration tests, one binary: each module is one area, [`helpers`]
+//! holds what they share.
+
+mod helpers;
+
+mod abuse;
+mod api;
+mod big_frame;
+mod cli_check;
+mod cli_demo;
+mod fetchers_engine;
+mod fetchers_mysql;
+mod fuzz;
+mod fuzz_templates;
+mod openapi;
+mod prompt;
+mod real_ha;
+mod real_ha_restarts;
+mod redis_outage;
+mod render_bounds;
+mod resilience;
+mod sim_cache_modes;
+mod sim_link;
+mod sim_mirror;
+mod sim_protocol;
