@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite of issue 7, in one command.
+# The benchmark suite (BENCHMARKS.md), in one command.
 # Usage: scripts/bench.sh [--quick] [--no-ha]
 # Installs redis-benchmark (redis-tools) when missing, starts Redis via
 # scripts/services.sh when it does not answer, builds both binaries in release

@@ -1,4 +1,4 @@
-//! Each figure of issue 7, measured against its same-run reference.
+//! Each figure of BENCHMARKS.md, measured against its same-run reference.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -497,12 +497,9 @@ async fn house_into_ha(t: &Target, house: &House, add: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// 5. Render the shipped "home status" prompt.
-///
-/// FILL IN when the `prompt` module lands (issue 4): build the renderer over
-/// `app.state.states`, render the shipped "home status" template once cold
-/// (every cache empty) and `reps` times warm, and return `(warm p50, cold)`.
-/// Until then this returns `None` and the row says so.
+/// 5. Render the shipped "home status" prompt: once cold (every cache empty)
+/// and `reps` times warm; returns `(warm p50, cold)`, or `None` when the
+/// template is missing.
 pub async fn render_home_status(app: &Running, reps: usize) -> Option<(Duration, Duration)> {
     use ha_fetchers::fetchers::Engine;
     use ha_fetchers::prompt::{Prompts, Renderer};

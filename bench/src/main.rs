@@ -1,4 +1,4 @@
-//! The benchmark suite of issue 7: `cargo run --release -p bench [-- --quick]`
+//! The benchmark suite of BENCHMARKS.md: `cargo run --release -p bench [-- --quick]`
 //! (or `scripts/bench.sh`). A workspace member of its own, never published,
 //! so `cargo install` ships only `ha-fetchers`.
 //!
@@ -74,11 +74,11 @@ const FIGURES: [&str; 8] = [
     "ingest", "visible", "get", "lights", "prompt", "parse", "cold", "rss",
 ];
 
-/// The benchmark suite of issue 7, or with `--soak` the soak of issue 6.
+/// The benchmark suite, or with `--soak` the soak.
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "bench",
-    about = "The benchmark suite of issue 7 (BENCHMARKS.md), or issue 6's soak",
+    about = "The benchmark suite (BENCHMARKS.md), or with --soak the soak (RELIABILITY.md)",
     after_help = "Environment: RUST_LOG sets the app's log level (default info, as in \
                   production); the app's logs go to target/bench/app.log."
 )]

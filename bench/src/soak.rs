@@ -1,4 +1,4 @@
-//! The soak of issue 6: `bench --soak [--minutes N]` (or `scripts/soak.sh`).
+//! The soak (RELIABILITY.md): `bench --soak [--minutes N]` (or `scripts/soak.sh`).
 //!
 //! `ha-fetchers serve` runs as a child on Redis, mirroring a fake HA with a
 //! 10,000-entity house that changes at a steady rate while paced clients

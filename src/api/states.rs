@@ -20,7 +20,7 @@ use crate::state::{EntityState, Glob, Query};
 /// own JSON, so fields a newer HA adds appear too.
 // Never serialised: the routes write HA's bytes (`raw_array`, `one`), a
 // measured hot path. This type is their schema, and what a client or a test
-// reads those bytes into (tests/openapi.rs does).
+// reads those bytes into (tests/it/openapi.rs does).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct HaState {
     /// `domain.object_id`.

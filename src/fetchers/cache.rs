@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn replacing_a_key_counts_its_bytes_once() {
-        // Filling to the cap is tests/abuse.rs's (it takes 64 MiB of results).
+        // Filling to the cap is tests/it/abuse.rs's (it takes 64 MiB of results).
         let cache = ResultCache::default();
         put(&cache, "a", Value::String("x".repeat(1000)));
         let one = cache.bytes();
