@@ -497,9 +497,9 @@ async fn house_into_ha(t: &Target, house: &House, add: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// 5. Render the shipped "home status" prompt: once cold (every cache empty)
-/// and `reps` times warm; returns `(warm p50, cold)`, or `None` when the
-/// template is missing.
+/// Figure 5, the shipped "home status" prompt rendered once cold (every cache
+/// empty) and `reps` times warm; returns `(warm p50, cold)`, or `None` when
+/// the template is missing.
 pub async fn render_home_status(app: &Running, reps: usize) -> Option<(Duration, Duration)> {
     use ha_fetchers::fetchers::Engine;
     use ha_fetchers::prompt::{Prompts, Renderer};
