@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers;
+use crate::helpers::proc::rss_kib;
 use crate::helpers::serial;
 use crate::helpers::{Harness, Kind, Logs, TestStore, TOKEN};
 
@@ -543,17 +544,6 @@ async fn a_rest_error_with_multibyte_text_is_cut_not_panicked_on() {
     ));
     eprintln!("HA REST 500 with a multibyte body: cut to 199 bytes, API answered 503");
     app.stop().await;
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// An engine over an empty house with one `entities` fetcher that caches for 5 minutes.

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::helpers::fixtures::copy_dir;
+use crate::helpers::proc::status_kib;
 use crate::helpers::serial;
 
 /// The render deadline the demo runs with here.
@@ -116,7 +118,7 @@ impl Demo {
 
     /// Peak RSS since the last reset, in KiB.
     fn peak_kib(&self) -> u64 {
-        status_kib(self.pid(), "VmHWM:")
+        status_kib(self.pid(), "VmHWM:").unwrap()
     }
 
     /// Makes the peak RSS start again from the current RSS.
@@ -125,7 +127,7 @@ impl Demo {
     }
 
     fn rss_kib(&self) -> u64 {
-        status_kib(self.pid(), "VmRSS:")
+        status_kib(self.pid(), "VmRSS:").unwrap()
     }
 
     /// Clock ticks of CPU every thread of the process has used.
@@ -148,29 +150,6 @@ impl Demo {
         let before = self.cpu_ticks();
         tokio::time::sleep(window).await;
         self.cpu_ticks() - before
-    }
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

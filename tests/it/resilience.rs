@@ -9,19 +9,8 @@ use ha_fetchers::sim::{House, Sim};
 use secrecy::SecretString;
 
 use crate::helpers;
+use crate::helpers::proc::rss_kib;
 use crate::helpers::{settings, wait_for_async, Harness, Kind, Logs, TestStore, TOKEN};
-
-/// VmRSS of this process in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
 
 /// Waits until the API's listing is byte-for-byte the sim's `/api/states`.
 async fn mirrors(h: &Harness, what: &str) {

@@ -76,3 +76,17 @@ pub fn row(name: &str, source: &str, params: &str) -> Row {
         enabled: true,
     }
 }
+
+/// Copies the tree at `from` into `to`, making `to` if needed.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

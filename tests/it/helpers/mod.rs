@@ -14,6 +14,7 @@ pub mod api;
 pub mod fixtures;
 pub mod harness;
 pub mod logs;
+pub mod proc;
 pub mod real;
 pub mod serial;
 pub mod services;

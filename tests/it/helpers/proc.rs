@@ -1,0 +1,17 @@
+//! What `/proc` says about a process: memory figures for the tests that
+//! bound growth.
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), if readable.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// VmRSS of this process in KiB (0 when unreadable).
+pub fn rss_kib() -> u64 {
+    status_kib(std::process::id(), "VmRSS:").unwrap_or(0)
+}
