@@ -26,7 +26,8 @@ pub struct Params {
     pub domains: Vec<String>,
 }
 
-/// The kind.
+/// The kind, and (having no state) the ready source too.
+#[derive(Debug)]
 pub struct DeviceStatus;
 
 impl Kind for DeviceStatus {
@@ -41,18 +42,14 @@ impl Kind for DeviceStatus {
         _template: Option<&str>,
     ) -> Result<Arc<dyn Source>, (&'static str, String)> {
         let _: Params = checked(probe)?;
-        Ok(Arc::new(Status))
+        Ok(Arc::new(DeviceStatus))
     }
 }
 
-/// A ready `device_status` source.
-#[derive(Debug)]
-struct Status;
-
 #[async_trait]
-impl Source for Status {
+impl Source for DeviceStatus {
     fn kind(&self) -> &'static str {
-        "device_status"
+        self.name()
     }
 
     async fn run(

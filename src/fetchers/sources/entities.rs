@@ -40,7 +40,8 @@ pub struct Params {
     pub limit: Option<usize>,
 }
 
-/// The kind.
+/// The kind, and (having no state) the ready source too.
+#[derive(Debug)]
 pub struct Entities;
 
 impl Kind for Entities {
@@ -58,18 +59,14 @@ impl Kind for Entities {
         if let Some(pat) = &p.pattern {
             Glob::new(pat).map_err(|e| ("params", format!("pattern: {e}")))?;
         }
-        Ok(Arc::new(Listing))
+        Ok(Arc::new(Entities))
     }
 }
 
-/// A ready `entities` source.
-#[derive(Debug)]
-struct Listing;
-
 #[async_trait]
-impl Source for Listing {
+impl Source for Entities {
     fn kind(&self) -> &'static str {
-        "entities"
+        self.name()
     }
 
     async fn run(

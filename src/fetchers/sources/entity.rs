@@ -18,7 +18,8 @@ pub struct Params {
     pub entity_id: Option<String>,
 }
 
-/// The kind.
+/// The kind, and (having no state) the ready source too.
+#[derive(Debug)]
 pub struct Entity;
 
 impl Kind for Entity {
@@ -45,18 +46,14 @@ impl Kind for Entity {
                 ));
             }
         }
-        Ok(Arc::new(One))
+        Ok(Arc::new(Entity))
     }
 }
 
-/// A ready `entity` source.
-#[derive(Debug)]
-struct One;
-
 #[async_trait]
-impl Source for One {
+impl Source for Entity {
     fn kind(&self) -> &'static str {
-        "entity"
+        self.name()
     }
 
     async fn run(

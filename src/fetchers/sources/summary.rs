@@ -15,7 +15,8 @@ use crate::state::Read;
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
-/// The kind.
+/// The kind, and (having no state) the ready source too.
+#[derive(Debug)]
 pub struct Summary;
 
 impl Kind for Summary {
@@ -30,18 +31,14 @@ impl Kind for Summary {
         _template: Option<&str>,
     ) -> Result<Arc<dyn Source>, (&'static str, String)> {
         let _: Params = checked(probe)?;
-        Ok(Arc::new(Stats))
+        Ok(Arc::new(Summary))
     }
 }
 
-/// A ready `summary` source.
-#[derive(Debug)]
-struct Stats;
-
 #[async_trait]
-impl Source for Stats {
+impl Source for Summary {
     fn kind(&self) -> &'static str {
-        "summary"
+        self.name()
     }
 
     async fn run(

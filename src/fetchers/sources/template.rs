@@ -46,7 +46,7 @@ impl Kind for Template {
 #[async_trait]
 impl Source for Compiled {
     fn kind(&self) -> &'static str {
-        "template"
+        Template.name()
     }
 
     /// Rendering is synchronous; on a blocking thread the engine's timeout can
