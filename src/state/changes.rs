@@ -77,9 +77,16 @@ pub struct WriterHandle {
     pub stats: Arc<WriterStats>,
     /// Signalled when the store was repaired and a fresh snapshot from HA would make it complete.
     pub(super) resync: Arc<tokio::sync::Notify>,
+    /// What the writer applied, for live watchers.
+    pub(super) feed: super::Feed,
 }
 
 impl WriterHandle {
+    /// The feed of applied changes.
+    pub fn feed(&self) -> &super::Feed {
+        &self.feed
+    }
+
     /// Resolves when the writer wants the session to take a new snapshot.
     pub async fn resync_wanted(&self) {
         self.resync.notified().await

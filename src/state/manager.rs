@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{EntityState, Glob, GlobError, Meta, SharedStore, Slot};
+use super::{EntityState, Feed, Glob, GlobError, Meta, SharedStore, Slot, Watcher};
 
 /// Why the fallback source could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,8 @@ pub struct StateManager {
     fallback: Option<Arc<dyn Fallback>>,
     /// REST reads done, for metrics and the "no REST in steady state" check.
     rest_reads: Arc<std::sync::atomic::AtomicU64>,
+    /// The writer's change feed; a silent one until [`with_feed`](Self::with_feed).
+    feed: Feed,
 }
 
 /// Seconds since the epoch, now: the unit of the meta's timestamps.
@@ -111,7 +113,19 @@ impl StateManager {
             store,
             fallback,
             rest_reads: Default::default(),
+            feed: Feed::default(),
         }
+    }
+
+    /// Reads that can also watch what the writer applies.
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        self.feed = feed;
+        self
+    }
+
+    /// Watches the changes that reach the cache from now on.
+    pub fn watch(&self) -> Watcher {
+        self.feed.watch()
     }
 
     pub fn store(&self) -> &SharedStore {
@@ -219,6 +233,20 @@ impl StateManager {
             if reg.area_id(area).is_some() {
                 out = Some(reg.area_entities(area).into_iter().collect());
             }
+        });
+        out
+    }
+
+    /// The area name of each of `ids` (an entity's own area, else its device's).
+    pub fn area_names(&self, ids: &[&str]) -> Vec<Option<String>> {
+        let mut out = Vec::with_capacity(ids.len());
+        self.store.read(&mut |ix| {
+            let reg = ix.registries();
+            out.extend(ids.iter().map(|id| {
+                reg.area_of(id)
+                    .and_then(|a| reg.area_name(a))
+                    .map(str::to_string)
+            }));
         });
         out
     }

@@ -6,6 +6,7 @@
 
 mod changes;
 mod entity;
+mod feed;
 mod glob;
 mod index;
 mod manager;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
 pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseError};
+pub use feed::{Changed, Feed, Watcher, FEED_CAPACITY};
 pub use glob::{Glob, GlobError};
 pub(crate) use index::Ids;
 pub use index::{Index, Slot, Upserted};

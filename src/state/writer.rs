@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
-use super::{now_secs, EntityState, Meta, SharedStore, Upserted};
+use super::{now_secs, Changed, EntityState, Meta, SharedStore, Upserted};
 
 /// The most queued messages folded into one batch.
 pub const MAX_BATCH: usize = 4096;
@@ -42,6 +42,8 @@ pub struct Writer {
     resync: Arc<tokio::sync::Notify>,
     /// Events received since memory was last trimmed.
     since_trim: u64,
+    /// Told what each applied batch changed.
+    feed: super::Feed,
 }
 
 impl Writer {
@@ -51,7 +53,9 @@ impl Writer {
         let stats = Arc::new(WriterStats::default());
         let meta = store.meta();
         let resync = Arc::new(tokio::sync::Notify::new());
+        let feed = super::Feed::default();
         let w = Writer {
+            feed: feed.clone(),
             resync: resync.clone(),
             store,
             mode,
@@ -61,7 +65,15 @@ impl Writer {
             meta_flushed: std::time::Instant::now(),
             since_trim: 0,
         };
-        (WriterHandle { tx, stats, resync }, tokio::spawn(w.run()))
+        (
+            WriterHandle {
+                tx,
+                stats,
+                resync,
+                feed,
+            },
+            tokio::spawn(w.run()),
+        )
     }
 
     async fn run(mut self) {
@@ -145,6 +157,7 @@ impl Writer {
                             tracing::info!(entity_id = %id, action = "remove", "Entity vanished during resync");
                         }
                         self.meta.last_resync_at = Some(now_secs());
+                        self.feed.publish(Changed::Everything);
                     }
                     Err(e) => tracing::error!(error = %e, "Failed to apply snapshot"),
                 }
@@ -238,6 +251,7 @@ impl Writer {
         match self.store.remove(&ids).await {
             Ok(()) => {
                 self.count_applied(ids.len() as u64);
+                self.publish(ids.iter().map(|(id, _)| id.clone()).collect());
                 for (id, _) in &ids {
                     tracing::info!(entity_id = %id, action = "remove", "Entity removed from cache");
                 }
@@ -246,6 +260,11 @@ impl Writer {
                 tracing::error!(error = %e, count = ids.len(), "Failed to remove entities from cache")
             }
         }
+    }
+
+    /// Tells watchers which entities a batch changed.
+    fn publish(&self, ids: Vec<Arc<str>>) {
+        self.feed.publish(Changed::Entities(ids.into()));
     }
 
     /// Counts applied events once per batch: a metrics lookup per event costs
@@ -274,8 +293,9 @@ impl Writer {
             for (s, old) in states.iter().zip(old) {
                 tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "invalidate", "Cache invalidated for state change");
             }
-            if let Err(e) = res {
-                tracing::error!(error = %e, "Failed to invalidate cache");
+            match res {
+                Ok(()) => self.publish(ids),
+                Err(e) => tracing::error!(error = %e, "Failed to invalidate cache"),
             }
             return;
         }
@@ -301,6 +321,9 @@ impl Writer {
                 metrics::counter!("ha_cache_updates_total").increment(n);
                 self.count_applied(n);
                 log_updates(&updated);
+                if !updated.is_empty() {
+                    self.publish(updated.iter().map(|(s, _)| s.entity_id.clone()).collect());
+                }
             }
             Err(e) => {
                 let n = ids.len() as u64;
@@ -309,8 +332,9 @@ impl Writer {
                 for id in &ids {
                     tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
                 }
-                if let Err(e) = self.store.invalidate(&ids).await {
-                    tracing::error!(error = %e, "Fallback invalidation failed too");
+                match self.store.invalidate(&ids).await {
+                    Ok(()) => self.publish(ids),
+                    Err(e) => tracing::error!(error = %e, "Fallback invalidation failed too"),
                 }
             }
         }
