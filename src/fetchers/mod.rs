@@ -14,6 +14,7 @@ pub mod db;
 mod definition;
 mod engine;
 pub mod files;
+mod inputs;
 mod registry;
 mod sources;
 
@@ -24,6 +25,7 @@ pub use definition::{
     NAME_RULE,
 };
 pub use engine::Engine;
+pub use inputs::input_schema;
 pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};
 pub use sources::{Context, Kind, Source};
 

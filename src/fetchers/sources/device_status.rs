@@ -18,7 +18,7 @@ pub const MAX_UNAVAILABLE_LISTED: usize = 50;
 pub const MAX_STATES_PER_DOMAIN: usize = 8;
 
 /// Params of the `device_status` source.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Domains to break down; all when empty.
@@ -33,6 +33,10 @@ pub struct DeviceStatus;
 impl Kind for DeviceStatus {
     fn name(&self) -> &'static str {
         "device_status"
+    }
+
+    fn params_schema(&self) -> Option<Value> {
+        super::schema_of::<Params>()
     }
 
     fn build(

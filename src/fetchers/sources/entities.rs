@@ -16,7 +16,7 @@ use crate::state::{Glob, Query, Read};
 pub const DEFAULT_LIMIT: usize = 200;
 
 /// Params of the `entities` source: a filtered listing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Only this domain (`light`).
@@ -47,6 +47,10 @@ pub struct Entities;
 impl Kind for Entities {
     fn name(&self) -> &'static str {
         "entities"
+    }
+
+    fn params_schema(&self) -> Option<Value> {
+        super::schema_of::<Params>()
     }
 
     fn build(

@@ -11,7 +11,7 @@ use crate::fetchers::FetchError;
 use crate::state::Read;
 
 /// Params of the `entity` source: one entity.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The entity to read; required.
@@ -25,6 +25,10 @@ pub struct Entity;
 impl Kind for Entity {
     fn name(&self) -> &'static str {
         "entity"
+    }
+
+    fn params_schema(&self) -> Option<Value> {
+        super::schema_of::<Params>()
     }
 
     fn required(&self) -> &'static [&'static str] {

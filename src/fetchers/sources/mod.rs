@@ -50,6 +50,12 @@ pub trait Kind: Sync {
     fn takes_template(&self) -> bool {
         false
     }
+    /// The JSON Schema of its params type, for callers that describe a
+    /// fetcher's inputs (the Model Context Protocol's tools); `None` when any
+    /// params are accepted (a template's variables).
+    fn params_schema(&self) -> Option<Value> {
+        None
+    }
     /// Checks a row's params (its defaults, with placeholders for the
     /// required ones) and template, and makes the source ready to run.
     /// `Err` is the field at fault and why.
@@ -98,6 +104,11 @@ fn checked<T: serde::de::DeserializeOwned>(
     probe: &Map<String, Value>,
 ) -> Result<T, (&'static str, String)> {
     serde_json::from_value(Value::Object(probe.clone())).map_err(|e| ("params", e.to_string()))
+}
+
+/// The JSON Schema of `T`, as [`Kind::params_schema`] gives it.
+fn schema_of<T: schemars::JsonSchema>() -> Option<Value> {
+    Some(schemars::schema_for!(T).to_value())
 }
 
 fn state_err(e: StateError) -> FetchError {

@@ -11,7 +11,7 @@ use crate::fetchers::FetchError;
 use crate::state::Read;
 
 /// Params of the `summary` source: none.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
@@ -22,6 +22,10 @@ pub struct Summary;
 impl Kind for Summary {
     fn name(&self) -> &'static str {
         "summary"
+    }
+
+    fn params_schema(&self) -> Option<Value> {
+        super::schema_of::<Params>()
     }
 
     fn build(

@@ -1,0 +1,117 @@
+//! What a caller may pass a fetcher, as a JSON Schema: its source's params
+//! type (types and descriptions), the row's defaults, and the row's required
+//! params. Protocol front doors describe a fetcher's inputs with it.
+
+use serde_json::{json, Map, Value};
+
+use super::sources;
+use super::Definition;
+
+/// The input schema of `def`: an object whose properties are the source's
+/// params (or, for a template, the row's defaults and required names), each
+/// with the row's default, and whose `required` lists what a call must give.
+pub fn input_schema(def: &Definition) -> Value {
+    let kind = sources::find(def.source.kind());
+    let mut schema = kind
+        .and_then(|k| k.params_schema())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_else(free_form);
+    // A schema's `$schema` and `title` are noise in a tool listing.
+    schema.remove("$schema");
+    schema.remove("title");
+    let props = schema
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(props) = props {
+        for (k, v) in &def.defaults {
+            let p = props
+                .entry(k.clone())
+                .or_insert_with(|| json!({"type": type_of(v)}));
+            if let Value::Object(p) = p {
+                p.insert("default".into(), v.clone());
+            }
+        }
+        for r in &def.required {
+            props
+                .entry(r.clone())
+                .or_insert_with(|| json!({"type": "string"}));
+        }
+    }
+    let required: Vec<Value> = def
+        .required
+        .iter()
+        .filter(|r| def.defaults.get(*r).is_none_or(Value::is_null))
+        .map(|r| Value::String(r.clone()))
+        .collect();
+    if required.is_empty() {
+        schema.remove("required");
+    } else {
+        schema.insert("required".into(), Value::Array(required));
+    }
+    Value::Object(schema)
+}
+
+/// The schema of a source that takes any params: an object of anything.
+fn free_form() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), "object".into());
+    m
+}
+
+/// The JSON Schema type name of a default value.
+fn type_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetchers::{validate, Row};
+
+    fn def(source: &str, params: &str, required: &str) -> Definition {
+        let row = Row {
+            name: "f".into(),
+            description: String::new(),
+            source: source.into(),
+            params: params.into(),
+            required_params: required.into(),
+            template: (source == "template").then(|| "{{ x }}".into()),
+            ttl_seconds: 0,
+            timeout_ms: 1000,
+            enabled: true,
+        };
+        validate(&row).unwrap()
+    }
+
+    #[test]
+    fn a_typed_source_gives_its_types_and_the_rows_defaults() {
+        let s = input_schema(&def("entities", r#"{"domain":"light","limit":5}"#, "[]"));
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["properties"]["domain"]["default"], "light");
+        assert_eq!(s["properties"]["limit"]["default"], 5);
+        assert!(s["properties"]["breakdown"]["type"] == "boolean");
+        assert_eq!(s["additionalProperties"], false);
+        assert!(s.get("required").is_none());
+    }
+
+    #[test]
+    fn required_params_without_defaults_are_required() {
+        let s = input_schema(&def("entity", "{}", r#"["entity_id"]"#));
+        assert_eq!(s["required"], json!(["entity_id"]));
+        let t = input_schema(&def("template", r#"{"n":3}"#, r#"["who"]"#));
+        assert_eq!(t["properties"]["n"], json!({"type": "integer", "default": 3}));
+        assert_eq!(t["properties"]["who"]["type"], "string");
+        assert_eq!(t["required"], json!(["who"]));
+    }
+}
