@@ -33,6 +33,8 @@ pub struct Application {
     tasks: Vec<JoinHandle<()>>,
     /// From shutdown to `run_until_stopped` returning, whatever clients do.
     shutdown_deadline: Duration,
+    /// The `Host` names `/mcp` answers to (empty: any).
+    mcp_hosts: Vec<String>,
 }
 
 /// The longest a shutdown takes, from the signal to `run_until_stopped`
@@ -145,7 +147,7 @@ impl Application {
             tracing::warn!("HA_URL is not set: no Home Assistant to mirror");
         }
 
-        let states = StateManager::new(store, fallback);
+        let states = StateManager::new(store, fallback).with_feed(writer.feed().clone());
         let registry = Registry::open(settings.database_url.as_ref(), &settings.fetchers_dir)
             .await
             .context("DATABASE_URL: could not set up the fetcher registry")?;
@@ -178,6 +180,7 @@ impl Application {
             shutdown,
             tasks,
             shutdown_deadline: SHUTDOWN_DEADLINE,
+            mcp_hosts: crate::mcp::allowed_hosts(&settings),
         })
     }
 
@@ -217,12 +220,14 @@ impl Application {
             shutdown,
             tasks,
             shutdown_deadline,
+            mcp_hosts,
         } = self;
         let limits = state.limits.clone();
         let reserve = CLEANUP_RESERVE.min(shutdown_deadline / 2);
+        let mcp = crate::mcp::router(Arc::new(state.clone()), mcp_hosts, shutdown.clone());
         let began = api::serve(
             listener,
-            api::router(state),
+            api::router_with(state, mcp),
             &limits,
             shutdown.clone(),
             shutdown_deadline - reserve,

@@ -103,6 +103,12 @@ pub struct Settings {
     /// The largest request body accepted; larger ones get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Host names `/mcp` answers to (comma-separated), against DNS rebinding:
+    /// a web page on another site cannot reach a loopback server through its
+    /// own name. Empty: loopback names and the `BIND` address. `*`: any host.
+    #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl Settings {

@@ -9,6 +9,7 @@
 //!                                                                          │
 //!                                      jinja (the template language) ─┬──────────────┐
 //!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Engine ─▶ prompt ─▶ api (axum)
+//!                                                                               └─▶ mcp (/mcp, stdio)
 //! ```
 //!
 //! `cli` sits above all of it; `scripts/check-cycles.py` (run by CI) keeps
@@ -21,6 +22,8 @@
 //! - [`jinja`]: the one template language: minijinja with HA's functions, output filters, limits.
 //! - [`prompt`]: prompt templates in that language, with `fetch()`, fed by fetchers.
 //! - [`api`]: the HTTP routes and `ApiError`.
+//! - [`mcp`]: the Model Context Protocol front door (rmcp): fetchers as tools,
+//!   templates as prompts, live resources; mounted beside `api`.
 //! - [`app`]: `Application`, which wires the parts and binds the listener.
 //! - [`sim`]: a simulated Home Assistant for the demo and the tests.
 //! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
@@ -39,6 +42,7 @@ pub mod demo;
 pub mod fetchers;
 pub mod ha;
 pub mod jinja;
+pub mod mcp;
 pub mod memory;
 pub mod periodic;
 pub mod prompt;

@@ -1,6 +1,6 @@
 //! `ApiError`: every failure the API returns, as `{"error": {"code", "message"}}`.
 
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -175,9 +175,19 @@ impl IntoResponse for ApiError {
             error: ErrorDetail { code, message },
         };
         let mut resp = (status, Json(body)).into_response();
-        if matches!(self, Self::Overloaded) {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        match self {
+            Self::Overloaded => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            // RFC 6750: a 401 names the scheme; MCP clients read it to know a token is wanted.
+            Self::Unauthorized => {
+                resp.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="ha-fetchers""#),
+                );
+            }
+            _ => {}
         }
         resp
     }

@@ -81,6 +81,12 @@ impl AppState {
 /// token check at all, rather than one that lets everything through.
 /// Outermost, every request passes the guard: load shedding and the deadline.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with other front doors (the Model Context Protocol's `/mcp`)
+/// beside the REST routes, behind the same token check and guard.
+pub fn router_with(state: AppState, doors: Router) -> Router {
     let guard = limits::Guard::new(&state.limits);
     let body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
     let state = Arc::new(state);
@@ -103,7 +109,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health/mysql", get(fetchers::mysql_health))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone())
+        .merge(doors);
     let routes = match state.api_token {
         Some(_) => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
         None => routes,
@@ -111,7 +119,6 @@ pub fn router(state: AppState) -> Router {
     routes
         .layer(body_limit)
         .layer(middleware::from_fn_with_state(guard, limits::guard))
-        .with_state(state)
 }
 
 /// Prometheus text exposition.

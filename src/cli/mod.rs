@@ -1,7 +1,8 @@
-//! The command line: `serve`, `migrate`, `fetch`, `render`, `check`, `demo`.
+//! The command line: `serve`, `mcp`, `migrate`, `fetch`, `render`, `check`, `demo`.
 //! The commands sit above the library: they may use every part of it.
 
 mod fetchers;
+mod mcp;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: mirror HA and serve the HTTP API.
     Serve {
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Serve the Model Context Protocol over stdio (for clients that launch a
+    /// command), from the same settings as `serve`.
+    Mcp {
         #[command(flatten)]
         settings: Box<Settings>,
     },
@@ -135,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::demo::run(bind, fetchers_dir, api_token, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Mcp { settings } => mcp::serve(*settings).await,
         Command::Migrate { settings } => fetchers::migrate(&settings).await,
         Command::Seed { settings } => fetchers::seed_only(&settings).await,
         Command::Fetch {

@@ -93,6 +93,19 @@ impl AttrCache {
 }
 
 impl Entity {
+    /// From a stored state, parsing its allowlisted attributes now: for
+    /// callers outside a render (the Model Context Protocol's tools), so an
+    /// entity reads the same in a tool result as in a prompt.
+    pub fn of(s: &EntityState, area: Option<String>) -> Self {
+        Self {
+            entity_id: s.entity_id.to_string(),
+            name: s.name().to_string(),
+            state: s.state.to_string(),
+            area,
+            attributes: exposed(s),
+        }
+    }
+
     /// From a stored state; its attributes come from `cache`.
     fn from_state(s: &EntityState, area: Option<String>, cache: &AttrCache) -> Self {
         Self {

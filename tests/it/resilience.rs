@@ -30,7 +30,7 @@ async fn ha_restarted_ten_times_under_event_load() {
         // Steady load: a change every 2 ms for 100 ms, then the restart lands mid-stream.
         let started = Instant::now();
         while started.elapsed() < Duration::from_millis(100) {
-            let id = if sent % 2 == 0 {
+            let id = if sent.is_multiple_of(2) {
                 "light.bed_light"
             } else {
                 "sensor.power_consumption"
@@ -50,7 +50,7 @@ async fn ha_restarted_ten_times_under_event_load() {
         for _ in 0..20 {
             h.sim.set(
                 "switch.decorative_lights",
-                if sent % 2 == 0 { "on" } else { "off" },
+                if sent.is_multiple_of(2) { "on" } else { "off" },
             );
             sent += 1;
         }

@@ -1,0 +1,180 @@
+//! `/mcp`: the Streamable HTTP transport, mounted in the API's router behind
+//! its token check and guard.
+//!
+//! rmcp checks `Host` and `Origin` against [`allowed_hosts`] (DNS rebinding:
+//! a web page on another site must not reach a loopback server under its own
+//! name) and caps bodies at `MAX_BODY_BYTES` (413). Sessions stay on, since
+//! subscriptions and list changes travel on a session's stream; rmcp then
+//! answers every request as a one-event SSE stream, which [`json_reply`]
+//! turns into the plain JSON response the spec also allows and which curl,
+//! proxies and simple clients read without an SSE parser.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures::StreamExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use super::handler::Mcp;
+use crate::api::{ApiError, AppState};
+use crate::config::Settings;
+
+/// Where the endpoint is mounted.
+pub const PATH: &str = "/mcp";
+/// A session with no traffic for this long is closed (rmcp's own default is 5
+/// minutes): a subscriber may sit silent for hours while nothing changes.
+pub const SESSION_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest single answer [`json_reply`] buffers (a tool result is capped
+/// well below: a live context at 64 KiB).
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The `Host` names `/mcp` answers to: `MCP_ALLOWED_HOSTS`, or loopback and
+/// the bind address. Empty means any (`MCP_ALLOWED_HOSTS=*`).
+pub fn allowed_hosts(s: &Settings) -> Vec<String> {
+    if s.mcp_allowed_hosts.iter().any(|h| h.trim() == "*") {
+        return Vec::new();
+    }
+    let given: Vec<String> = s
+        .mcp_allowed_hosts
+        .iter()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    let ip = s.bind.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        hosts.push(ip.to_string());
+    }
+    hosts
+}
+
+/// The `/mcp` route, serving `app` until `shutdown`.
+pub fn router(app: Arc<AppState>, hosts: Vec<String>, shutdown: CancellationToken) -> Router {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown)
+        .with_max_request_body_bytes(app.limits.max_body_bytes);
+    config = if hosts.is_empty() {
+        config.disable_allowed_hosts()
+    } else {
+        let origins: Vec<String> = hosts
+            .iter()
+            .flat_map(|h| {
+                let h = if h.contains(':') { format!("[{h}]") } else { h.clone() };
+                [format!("http://{h}:*"), format!("https://{h}:*")]
+            })
+            .collect();
+        config.with_allowed_hosts(hosts).with_allowed_origins(origins)
+    };
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    let service = StreamableHttpService::new(
+        move || Ok(Mcp::new(app.clone())),
+        Arc::new(sessions),
+        config,
+    );
+    Router::new()
+        .route_service(PATH, service)
+        .layer(middleware::from_fn(json_reply))
+}
+
+/// Answers a POSTed request with its JSON-RPC response as `application/json`
+/// instead of a one-event SSE stream. Anything else passes through: GET
+/// streams, 202s for notifications, errors.
+async fn json_reply(req: Request, next: Next) -> Response {
+    let wants_json = req.method() == Method::POST
+        && req
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+    let resp = next.run(req).await;
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !wants_json || !is_sse || resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Some(message) = first_message(body).await else {
+        return ApiError::Internal(anyhow::anyhow!("the MCP stream ended without an answer"))
+            .into_response();
+    };
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove("x-accel-buffering");
+    Response::from_parts(parts, Body::from(message))
+}
+
+/// The first SSE event whose data is a JSON-RPC response (it has an `id` and
+/// a `result` or `error`), skipping the priming event and keep-alives.
+async fn first_message(body: Body) -> Option<String> {
+    let mut stream = body.into_data_stream();
+    let mut buf = String::new();
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            let data = data.join("\n");
+            if is_response(&data) {
+                return Some(data);
+            }
+        }
+        if buf.len() > MAX_REPLY_BYTES {
+            return None;
+        }
+    }
+    None
+}
+
+fn is_response(data: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(data).is_ok_and(|v| {
+        v.get("id").is_some() && (v.get("result").is_some() || v.get("error").is_some())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_answer_is_found_among_priming_and_keep_alives() {
+        let sse = "id: 0\nretry: 3000\ndata:\n\n: ping\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+        assert_eq!(
+            first_message(Body::from(sse)).await.as_deref(),
+            Some(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+        );
+        assert_eq!(first_message(Body::from("data:\n\n")).await, None);
+    }
+
+    #[test]
+    fn hosts_default_to_loopback_and_the_bind_address() {
+        let mut s = Settings::embedded();
+        assert_eq!(allowed_hosts(&s), ["localhost", "127.0.0.1", "::1"]);
+        s.bind = "192.0.2.7:8080".parse().unwrap();
+        assert!(allowed_hosts(&s).contains(&"192.0.2.7".to_string()));
+        s.mcp_allowed_hosts = vec!["ha.example".into()];
+        assert_eq!(allowed_hosts(&s), ["ha.example"]);
+        s.mcp_allowed_hosts = vec!["*".into()];
+        assert!(allowed_hosts(&s).is_empty());
+    }
+}

@@ -1,0 +1,30 @@
+//! The Model Context Protocol front door, on the official Rust SDK (`rmcp`):
+//! the same fetchers, prompts and live house the REST API serves, in the
+//! protocol every LLM client speaks.
+//!
+//! - [`handler`]: the [`Mcp`] server: capabilities and dispatch.
+//! - [`tools`]: one tool per enabled fetcher, then `live_context`,
+//!   `search_entities` and `get_entity` ([`live`] renders those).
+//! - [`args`]: checks a call's arguments against a tool's input schema, so a
+//!   mistake is named before anything runs.
+//! - [`lean`]: a fetcher's JSON result as token-lean text; [`reply`] wraps
+//!   it (or a failure) as a tool result.
+//! - [`prompts`]: prompt templates as MCP prompts.
+//! - [`resources`]: `ha://entity/…`, `ha://domain/…`, `ha://fetcher/…`.
+//! - [`session`]: per-client watcher: resource updates and list changes.
+//! - [`http`]: `/mcp` (Streamable HTTP) with its Host check and plain JSON
+//!   answers; `ha-fetchers mcp` serves the same over stdio (`crate::cli`).
+
+mod args;
+mod handler;
+mod http;
+mod lean;
+mod live;
+mod prompts;
+mod reply;
+mod resources;
+mod session;
+mod tools;
+
+pub use handler::Mcp;
+pub use http::{allowed_hosts, router, PATH};

@@ -1,0 +1,198 @@
+//! One client's live side: the resources it subscribed to and a task that
+//! tells it when they change, and when the tool or prompt lists change.
+//!
+//! The task watches the writer's change feed, so an update goes out as soon
+//! as a change reaches the cache; each resource is told at most once per
+//! [`MIN_GAP`] (a light dimming sends dozens of events a second), and a
+//! fetcher's resource only when its result really changed.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rmcp::model::ResourceUpdatedNotificationParam;
+use rmcp::service::Peer;
+use rmcp::RoleServer;
+use serde_json::Map;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::resources::Target;
+use super::tools;
+use crate::api::AppState;
+use crate::fetchers::FetchRequest;
+use crate::state::Changed;
+
+/// The least time between two updates of one resource: at most four a second.
+pub const MIN_GAP: Duration = Duration::from_millis(250);
+/// How often the tool and prompt lists are compared with what the client was
+/// last told: well inside `RELOAD_INTERVAL`, and a hash of a few rows each time.
+pub const LIST_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A session's subscriptions and its watcher.
+#[derive(Default)]
+pub struct Session {
+    /// Subscribed URIs, shared with the watcher.
+    subs: Arc<Mutex<HashSet<String>>>,
+    /// Cancels the watcher when the session (its handler) is dropped.
+    stop: Mutex<Option<DropGuard>>,
+}
+
+impl Session {
+    /// Starts the watcher once, telling `peer`.
+    pub fn start(&self, app: &Arc<AppState>, peer: Peer<RoleServer>) {
+        let mut stop = self.stop.lock();
+        if stop.is_some() {
+            return;
+        }
+        let token = CancellationToken::new();
+        *stop = Some(token.clone().drop_guard());
+        tokio::spawn(watch(app.clone(), peer, self.subs.clone(), token));
+    }
+
+    pub fn subscribe(&self, uri: String) {
+        self.subs.lock().insert(uri);
+    }
+
+    pub fn unsubscribe(&self, uri: &str) {
+        self.subs.lock().remove(uri);
+    }
+}
+
+/// What the watcher keeps between wake-ups.
+#[derive(Default)]
+struct Pending {
+    /// Resources to tell about, and when (no sooner than [`MIN_GAP`] after the last).
+    due: HashMap<String, Instant>,
+    /// When each resource was last told.
+    sent: HashMap<String, Instant>,
+    /// A hash of each fetcher resource's last result, so an unchanged one is not sent.
+    results: HashMap<String, u64>,
+}
+
+/// Until the client goes away or the session ends.
+async fn watch(
+    app: Arc<AppState>,
+    peer: Peer<RoleServer>,
+    subs: Arc<Mutex<HashSet<String>>>,
+    stop: CancellationToken,
+) {
+    let mut feed = app.states.watch();
+    let mut tick = tokio::time::interval(LIST_CHECK_EVERY);
+    // The tool list changes only with the registry's revision: compared first,
+    // so an idle session hashes nothing.
+    let mut revision = app.fetchers.registry().current().revision;
+    let mut tools_hash = hash_of(&tools::list(&app));
+    let mut prompts_hash = hash_of(&app.prompts.list());
+    let mut p = Pending::default();
+    loop {
+        let next = p.due.values().min().copied();
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            c = feed.next() => match c {
+                Some(c) => p.mark(&subs.lock(), &c),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                if !p.send_due(&app, &peer).await {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if peer.is_transport_closed() {
+                    break;
+                }
+                let r = app.fetchers.registry().current().revision;
+                if r != revision {
+                    revision = r;
+                    let t = hash_of(&tools::list(&app));
+                    if t != tools_hash {
+                        tools_hash = t;
+                        if peer.notify_tool_list_changed().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                let pr = hash_of(&app.prompts.list());
+                if pr != prompts_hash {
+                    prompts_hash = pr;
+                    if peer.notify_prompt_list_changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// Schedules every subscribed resource `c` may have changed.
+    fn mark(&mut self, subs: &HashSet<String>, c: &Changed) {
+        let now = Instant::now();
+        for uri in subs {
+            let touched = match Target::parse(uri) {
+                Ok(Target::Entity(id)) => c.touches(&id),
+                Ok(Target::Domain(d)) => c.touches_domain(&d),
+                // Which entities a fetcher reads is known only by running it.
+                Ok(Target::Fetcher(_)) => true,
+                Err(_) => false,
+            };
+            if touched && !self.due.contains_key(uri) {
+                let at = self.sent.get(uri).map_or(now, |s| (*s + MIN_GAP).max(now));
+                self.due.insert(uri.clone(), at);
+            }
+        }
+    }
+
+    /// Tells the client of every resource now due; `false` when it is gone.
+    async fn send_due(&mut self, app: &AppState, peer: &Peer<RoleServer>) -> bool {
+        let now = Instant::now();
+        let ready: Vec<String> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for uri in ready {
+            self.due.remove(&uri);
+            if let Ok(Target::Fetcher(name)) = Target::parse(&uri) {
+                if !self.result_changed(app, &uri, name).await {
+                    continue;
+                }
+            }
+            self.sent.insert(uri.clone(), now);
+            let note = ResourceUpdatedNotificationParam::new(uri);
+            if peer.notify_resource_updated(note).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reruns a fetcher (from its cache when nothing it read changed) and
+    /// says whether its result differs from the last one seen.
+    async fn result_changed(&mut self, app: &AppState, uri: &str, name: String) -> bool {
+        let out = app
+            .fetchers
+            .run(FetchRequest {
+                name,
+                params: Map::new(),
+            })
+            .await;
+        let h = match &out.result {
+            Ok(v) => hash_of(&v.to_string()),
+            Err(e) => hash_of(&e.to_string()),
+        };
+        self.results.insert(uri.to_string(), h) != Some(h)
+    }
+}
+
+/// A hash of a value's JSON form.
+fn hash_of<T: serde::Serialize>(v: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    serde_json::to_string(v).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
