@@ -23,7 +23,12 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<ExitCode> {
     let stop = app.shutdown_token();
     if app.state().ha_configured {
         let waited = std::time::Instant::now();
-        while app.writer().stats.resyncs.load(std::sync::atomic::Ordering::Relaxed) == 0
+        while app
+            .writer()
+            .stats
+            .resyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
             && waited.elapsed() < FIRST_SNAPSHOT_WAIT
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

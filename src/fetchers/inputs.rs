@@ -19,13 +19,16 @@ pub fn input_schema(def: &Definition) -> Value {
             _ => None,
         })
         .unwrap_or_else(free_form);
-    // A schema's `$schema` and `title` are noise in a tool listing.
-    schema.remove("$schema");
-    schema.remove("title");
+    // Tool listings are paid for in tokens on every prompt: the type's own
+    // doc, `$schema`, `title` and schemars' `format` say nothing a caller needs.
+    for k in ["$schema", "title", "description"] {
+        schema.remove(k);
+    }
     let props = schema
         .entry("properties")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(props) = props {
+        props.values_mut().for_each(lean_property);
         for (k, v) in &def.defaults {
             let p = props
                 .entry(k.clone())
@@ -52,6 +55,20 @@ pub fn input_schema(def: &Definition) -> Value {
         schema.insert("required".into(), Value::Array(required));
     }
     Value::Object(schema)
+}
+
+/// A property as a caller needs it: `Option<T>` is "T" (leaving it out is
+/// how a caller says none), and no `format`.
+fn lean_property(p: &mut Value) {
+    let Value::Object(p) = p else { return };
+    p.remove("format");
+    if let Some(Value::Array(types)) = p.get("type") {
+        let kept: Vec<&Value> = types.iter().filter(|t| *t != "null").collect();
+        if let [one] = kept[..] {
+            let one = one.clone();
+            p.insert("type".into(), one);
+        }
+    }
 }
 
 /// The schema of a source that takes any params: an object of anything.
@@ -101,6 +118,9 @@ mod tests {
         assert_eq!(s["properties"]["domain"]["default"], "light");
         assert_eq!(s["properties"]["limit"]["default"], 5);
         assert!(s["properties"]["breakdown"]["type"] == "boolean");
+        assert_eq!(s["properties"]["state"]["type"], "string");
+        assert!(s["properties"]["limit"].get("format").is_none());
+        assert!(s.get("description").is_none());
         assert_eq!(s["additionalProperties"], false);
         assert!(s.get("required").is_none());
     }
@@ -110,7 +130,10 @@ mod tests {
         let s = input_schema(&def("entity", "{}", r#"["entity_id"]"#));
         assert_eq!(s["required"], json!(["entity_id"]));
         let t = input_schema(&def("template", r#"{"n":3}"#, r#"["who"]"#));
-        assert_eq!(t["properties"]["n"], json!({"type": "integer", "default": 3}));
+        assert_eq!(
+            t["properties"]["n"],
+            json!({"type": "integer", "default": 3})
+        );
         assert_eq!(t["properties"]["who"]["type"], "string");
         assert_eq!(t["required"], json!(["who"]));
     }

@@ -10,6 +10,10 @@ pub fn check(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
     let props = schema.get("properties").and_then(Value::as_object);
     let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
     for (k, v) in args {
+        // A null is an argument left out, as in the row's params.
+        if v.is_null() {
+            continue;
+        }
         match props.and_then(|p| p.get(k)) {
             Some(p) => check_value(k, p, v)?,
             None if closed => {
@@ -118,9 +122,15 @@ mod tests {
             "required": ["domain"],
             "additionalProperties": false
         });
-        assert_eq!(check(&s, &args(json!({"domain": "light", "limit": 3}))), Ok(()));
+        assert_eq!(
+            check(&s, &args(json!({"domain": "light", "limit": 3}))),
+            Ok(())
+        );
         let e = check(&s, &args(json!({"domain": "light", "limit": "3"}))).unwrap_err();
-        assert!(e.contains("`limit` must be integer or null, not string"), "{e}");
+        assert!(
+            e.contains("`limit` must be integer or null, not string"),
+            "{e}"
+        );
         let e = check(&s, &args(json!({"limit": 3}))).unwrap_err();
         assert!(e.contains("missing required argument `domain`"), "{e}");
         let e = check(&s, &args(json!({"domain": "x", "colour": 1}))).unwrap_err();

@@ -73,9 +73,11 @@ impl ServerHandler for Mcp {
         r: CallToolRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        Ok(tools::call(&self.app, &r.name, r.arguments.unwrap_or_default())
-            .await
-            .into())
+        Ok(
+            tools::call(&self.app, &r.name, r.arguments.unwrap_or_default())
+                .await
+                .into(),
+        )
     }
 
     async fn list_prompts(

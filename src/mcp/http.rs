@@ -62,6 +62,7 @@ pub fn allowed_hosts(s: &Settings) -> Vec<String> {
 
 /// The `/mcp` route, serving `app` until `shutdown`.
 pub fn router(app: Arc<AppState>, hosts: Vec<String>, shutdown: CancellationToken) -> Router {
+    let app_limit = app.limits.max_body_bytes;
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .with_max_request_body_bytes(app.limits.max_body_bytes);
@@ -71,11 +72,17 @@ pub fn router(app: Arc<AppState>, hosts: Vec<String>, shutdown: CancellationToke
         let origins: Vec<String> = hosts
             .iter()
             .flat_map(|h| {
-                let h = if h.contains(':') { format!("[{h}]") } else { h.clone() };
+                let h = if h.contains(':') {
+                    format!("[{h}]")
+                } else {
+                    h.clone()
+                };
                 [format!("http://{h}:*"), format!("https://{h}:*")]
             })
             .collect();
-        config.with_allowed_hosts(hosts).with_allowed_origins(origins)
+        config
+            .with_allowed_hosts(hosts)
+            .with_allowed_origins(origins)
     };
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(SESSION_IDLE);
@@ -84,15 +91,22 @@ pub fn router(app: Arc<AppState>, hosts: Vec<String>, shutdown: CancellationToke
         Arc::new(sessions),
         config,
     );
+    let limit = BodyLimit(app_limit);
     Router::new()
         .route_service(PATH, service)
         .layer(middleware::from_fn(json_reply))
+        .layer(axum::Extension(limit))
 }
 
-/// Answers a POSTed request with its JSON-RPC response as `application/json`
-/// instead of a one-event SSE stream. Anything else passes through: GET
-/// streams, 202s for notifications, errors.
+/// Checks a POSTed body is a JSON-RPC message (rmcp answers anything else
+/// with a plain-text 415), then answers a request with its JSON-RPC response
+/// as `application/json` instead of a one-event SSE stream. Anything else
+/// passes through: GET streams, 202s for notifications, errors.
 async fn json_reply(req: Request, next: Next) -> Response {
+    let req = match checked(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     let wants_json = req.method() == Method::POST
         && req
             .headers()
@@ -118,6 +132,53 @@ async fn json_reply(req: Request, next: Next) -> Response {
     parts.headers.remove(CONTENT_LENGTH);
     parts.headers.remove("x-accel-buffering");
     Response::from_parts(parts, Body::from(message))
+}
+
+/// A POST's body, read (within the body limit rmcp would apply) and parsed
+/// once: not JSON is JSON-RPC's parse error (-32700), JSON that is no
+/// JSON-RPC message is an invalid request (-32600), both as 400.
+async fn checked(req: Request) -> Result<Request, Response> {
+    if req.method() != Method::POST {
+        return Ok(req);
+    }
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(usize::MAX, |l| l.0);
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::TooLarge(format!("the body exceeds {limit} bytes (MAX_BODY_BYTES)"))
+            .into_response()
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| rpc_error(-32700, &format!("Parse error: {e}")))?;
+    let one_message = |m: &serde_json::Value| {
+        m.get("jsonrpc").and_then(|j| j.as_str()) == Some("2.0")
+            && (m.get("method").is_some_and(|x| x.is_string())
+                || m.get("result").is_some()
+                || m.get("error").is_some())
+    };
+    if !one_message(&v) {
+        return Err(rpc_error(
+            -32600,
+            "Invalid Request: expected one JSON-RPC 2.0 message (jsonrpc \"2.0\" and a method)",
+        ));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The body limit, for [`checked`]: put in the request by [`router`].
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
+/// A JSON-RPC error with no id (the request could not be read), as 400.
+fn rpc_error(code: i32, message: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": code, "message": message},
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 /// The first SSE event whose data is a JSON-RPC response (it has an `id` and

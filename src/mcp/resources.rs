@@ -40,7 +40,11 @@ impl Target {
             return Ok(Self::Entity(id.to_string()));
         }
         if let Some(d) = uri.strip_prefix(DOMAIN) {
-            if d.is_empty() || !d.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if d.is_empty()
+                || !d
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 return Err(not_found());
             }
             return Ok(Self::Domain(d.to_string()));
@@ -87,12 +91,17 @@ pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, Error
     let text = match Target::parse(uri)? {
         Target::Entity(id) => match app.states.get(&id).await {
             Ok(s) => {
-                return Ok(ReadResourceResult::new(vec![
-                    ResourceContents::text(s.raw.to_string(), uri).with_mime_type("application/json"),
-                ]))
+                return Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                    s.raw.to_string(),
+                    uri,
+                )
+                .with_mime_type("application/json")]))
             }
             Err(StateError::NotFound(_)) => {
-                return Err(ErrorData::resource_not_found(format!("no entity {id:?}"), None))
+                return Err(ErrorData::resource_not_found(
+                    format!("no entity {id:?}"),
+                    None,
+                ))
             }
             Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
         },
@@ -109,7 +118,12 @@ pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, Error
             if states.is_empty() {
                 format!("no {d} entities")
             } else {
-                live::lines(app, &states, live::MAX_LIMIT, "use live_context with a name filter")
+                live::lines(
+                    app,
+                    &states,
+                    live::MAX_LIMIT,
+                    "use live_context with a name filter",
+                )
             }
         }
         Target::Fetcher(name) => {
@@ -122,15 +136,14 @@ pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, Error
                 .await;
             match out.result {
                 Ok(v) => lean::text(&v),
-                Err(e) => {
-                    return Err(ErrorData::resource_not_found(format!("{name}: {e}"), None))
-                }
+                Err(e) => return Err(ErrorData::resource_not_found(format!("{name}: {e}"), None)),
             }
         }
     };
-    Ok(ReadResourceResult::new(vec![
-        ResourceContents::text(text, uri).with_mime_type("text/plain"),
-    ]))
+    Ok(ReadResourceResult::new(vec![ResourceContents::text(
+        text, uri,
+    )
+    .with_mime_type("text/plain")]))
 }
 
 #[cfg(test)]
@@ -151,7 +164,12 @@ mod tests {
             Target::parse("ha://fetcher/ha_lights_on").unwrap(),
             Target::Fetcher("ha_lights_on".into())
         );
-        for bad in ["ha://entity/nope", "ha://domain/", "file:///etc/passwd", "ha://fetcher/Bad"] {
+        for bad in [
+            "ha://entity/nope",
+            "ha://domain/",
+            "file:///etc/passwd",
+            "ha://fetcher/Bad",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

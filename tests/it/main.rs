@@ -12,6 +12,7 @@ mod fetchers_engine;
 mod fetchers_mysql;
 mod fuzz;
 mod fuzz_templates;
+mod mcp;
 mod openapi;
 mod prompt;
 mod real_ha;

@@ -1,0 +1,352 @@
+//! `/mcp` through rmcp's own client (and raw HTTP for what a client library
+//! hides): tools, prompts, resources, a subscription that sees the simulated
+//! house change, bad input, auth and the Host check.
+
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+    GetPromptRequestParams, Implementation, ProtocolVersion, ReadResourceRequestParams,
+    ResourceContents, ResourceUpdatedNotificationParam, SubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::helpers::harness::{settings, Harness, TestStore};
+use crate::helpers::Kind;
+
+const TOKEN: &str = "mcp-test-token";
+
+/// Records what the server tells the client.
+#[derive(Clone)]
+struct Heard(mpsc::UnboundedSender<String>);
+
+impl ClientHandler for Heard {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("ha-fetchers-tests", "0"),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_06_18)
+    }
+
+    async fn on_resource_updated(
+        &self,
+        p: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(p.uri);
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send("tools/list_changed".into());
+    }
+}
+
+type Client = RunningService<RoleClient, Heard>;
+
+async fn connect(base: &str, token: &str) -> (Client, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cfg =
+        StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp")).auth_header(token);
+    let client = Heard(tx)
+        .serve(StreamableHttpClientTransport::from_config(cfg))
+        .await
+        .expect("the client initializes");
+    (client, rx)
+}
+
+async fn harness() -> Harness {
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
+        .await
+        .unwrap();
+    let mut s = settings(&sim);
+    s.api_token = Some(TOKEN.to_string().into());
+    let h = Harness::start_with(sim, s, TestStore::new(Kind::Memory).await).await;
+    h.synced().await;
+    h
+}
+
+async fn call(c: &Client, name: &str, args: Value) -> CallToolResult {
+    let mut p = CallToolRequestParams::new(name.to_string());
+    if let Value::Object(m) = args {
+        p = p.with_arguments(m);
+    }
+    c.call_tool(p).await.expect("a tool call is answered")
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn tools_prompts_and_resources_through_rmcps_client() {
+    let h = harness().await;
+    let (c, _) = connect(&h.base, TOKEN).await;
+
+    let tools = c.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names[..3],
+        ["live_context", "search_entities", "get_entity"]
+    );
+    let mut fetchers = names[3..].to_vec();
+    fetchers.sort_unstable();
+    assert_eq!(fetchers, names[3..], "fetchers follow, by name");
+    assert!(names.contains(&"ha_lights_on"));
+    let spec = tools
+        .iter()
+        .find(|t| t.name == "ha_specific_entity")
+        .unwrap();
+    assert_eq!(
+        spec.input_schema["properties"]["entity_id"]["type"],
+        "string"
+    );
+    assert_eq!(
+        tools
+            .iter()
+            .find(|t| t.name == "ha_lights_on")
+            .unwrap()
+            .input_schema["properties"]["state"]["default"],
+        "on"
+    );
+
+    let r = call(&c, "ha_lights_on", json!({})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let s = r.structured_content.clone().unwrap();
+    assert!(s["count"].as_u64().unwrap() > 0);
+    assert!(text(&r).contains("[light."), "{}", text(&r));
+
+    let r = call(&c, "live_context", json!({"domain": "light"})).await;
+    assert!(text(&r).contains("[light.bed_light]"), "{}", text(&r));
+    let r = call(&c, "live_context", json!({"limit": 1})).await;
+    assert!(text(&r).contains(" more ("), "an N more line: {}", text(&r));
+
+    let r = call(&c, "search_entities", json!({"query": "kitchen"})).await;
+    assert!(text(&r).contains("kitchen"), "{}", text(&r));
+    let r = call(&c, "get_entity", json!({"entity_id": "light.bed_light"})).await;
+    assert_eq!(
+        r.structured_content.unwrap()["entity_id"],
+        "light.bed_light"
+    );
+
+    // Mistakes come back as tool errors that name the argument or the cause.
+    for (tool, args, says) in [
+        (
+            "live_context",
+            json!({"limit": "x"}),
+            "`limit` must be integer",
+        ),
+        (
+            "get_entity",
+            json!({}),
+            "missing required argument `entity_id`",
+        ),
+        (
+            "ha_specific_entity",
+            json!({"entity_id": 5}),
+            "`entity_id` must be string",
+        ),
+        (
+            "ha_lights_on",
+            json!({"colour": "red"}),
+            "unknown argument `colour`",
+        ),
+        ("no_such_tool", json!({}), "unknown tool"),
+        (
+            "get_entity",
+            json!({"entity_id": "light.nope"}),
+            "no entity",
+        ),
+        (
+            "live_context",
+            json!({"area": "Atlantis"}),
+            "argument `area`",
+        ),
+    ] {
+        let r = call(&c, tool, args).await;
+        assert_eq!(r.is_error, Some(true), "{tool}");
+        assert!(text(&r).contains(says), "{tool}: {}", text(&r));
+    }
+
+    let prompts = c.list_all_prompts().await.unwrap();
+    assert!(prompts.iter().any(|p| p.name == "home_status"));
+    let p = c
+        .get_prompt(GetPromptRequestParams::new("home_status"))
+        .await
+        .unwrap();
+    let said = serde_json::to_value(&p.messages[0].content).unwrap();
+    assert!(
+        said["text"].as_str().unwrap().contains("Bed Light"),
+        "{said}"
+    );
+    assert!(c
+        .get_prompt(GetPromptRequestParams::new("nope"))
+        .await
+        .is_err());
+
+    let templates = c.list_all_resource_templates().await.unwrap();
+    assert_eq!(templates.len(), 2);
+    let resources = c.list_all_resources().await.unwrap();
+    assert!(resources
+        .iter()
+        .any(|r| r.uri == "ha://fetcher/ha_lights_on"));
+    for uri in [
+        "ha://entity/light.bed_light",
+        "ha://domain/light",
+        "ha://fetcher/ha_lights_on",
+    ] {
+        let r = c
+            .read_resource(ReadResourceRequestParams::new(uri))
+            .await
+            .unwrap();
+        let ResourceContents::TextResourceContents { text, .. } = &r.contents[0] else {
+            panic!("{uri}: text expected");
+        };
+        assert!(text.contains("light."), "{uri}: {text}");
+    }
+    assert!(c
+        .read_resource(ReadResourceRequestParams::new("file:///etc/passwd"))
+        .await
+        .is_err());
+    c.cancel().await.unwrap();
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_hears_of_a_change_once_it_reaches_the_cache() {
+    let h = harness().await;
+    let (c, mut heard) = connect(&h.base, TOKEN).await;
+    #[allow(deprecated)]
+    c.subscribe(SubscribeRequestParams::new("ha://entity/light.bed_light"))
+        .await
+        .unwrap();
+    // Another entity's change is not news to this subscriber.
+    h.sim.set("switch.decorative_lights", "off");
+    let mut worst = Duration::ZERO;
+    for state in ["on", "off", "on"] {
+        // Past the coalescing gap, so each change is its own notification.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        h.sim.set("light.bed_light", state);
+        h.wait_state("light.bed_light", state).await;
+        let cached = Instant::now();
+        let uri = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("an update within 5 s")
+            .unwrap();
+        assert_eq!(uri, "ha://entity/light.bed_light");
+        worst = worst.max(cached.elapsed());
+    }
+    eprintln!("cache → notification, worst of 3: {worst:?}");
+    assert!(worst < Duration::from_millis(100), "{worst:?}");
+    // A burst is coalesced: a few notifications, not one per event.
+    for i in 0..50 {
+        h.sim
+            .set("light.bed_light", if i % 2 == 0 { "off" } else { "on" });
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut n = 0;
+    while heard.try_recv().is_ok() {
+        n += 1;
+    }
+    assert!(
+        (1..=4).contains(&n),
+        "{n} notifications for a 50-event burst"
+    );
+    c.cancel().await.unwrap();
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn raw_http_gets_the_spec_answers() {
+    let h = harness().await;
+    let url = format!("{}/mcp", h.base);
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        http.post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+    };
+    // Each protocol revision current clients send is answered in kind, as JSON.
+    for v in ["2025-03-26", "2025-06-18", "2025-11-25"] {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": v, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+        let r = post(init.to_string()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("mcp-session-id").is_some());
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["result"]["protocolVersion"], v);
+    }
+    // Malformed JSON-RPC is a JSON-RPC error.
+    let r = post("{not json".into()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32700);
+    let r = post(json!({"hello": "world"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+    // An oversized body is 413.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
+        "a".repeat(2 << 20)
+    );
+    assert_eq!(post(big).send().await.unwrap().status(), 413);
+    // A GET without a session is refused as the spec says, not a crash.
+    let r = http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // No token: 401 naming the scheme.
+    let r = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    // Another site's name for this server (DNS rebinding), or its page's Origin: 403.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let r = post(init.to_string())
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post(init.to_string())
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post(init.to_string())
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    h.finish().await;
+}
