@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts (or installs) MariaDB and
-# Redis, installs and starts a real Home Assistant for the conformance tests,
-# then runs every test. Usage: scripts/test.sh [extra cargo test args]
+# Redis, installs and starts a real Home Assistant for the conformance tests
+# and the official MCP Python SDK for the protocol tests, then runs every test. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
@@ -10,6 +10,9 @@ export HA_TEST_URL="$HA_URL" HA_TEST_TOKEN="$HA_TOKEN" HA_CONFORMANCE_REQUIRED=1
 # tests/it/real_ha_restarts.rs restarts a second HA of its own (port 8124) this often.
 export HA_RESTARTS="${HA_RESTARTS:-10}"
 unset HA_URL HA_TOKEN
+# The official MCP Python SDK drives /mcp (tests/it/mcp_python.rs): a client nobody here wrote.
+MCP_PYTHON="$(scripts/mcp-client.sh | tail -n 1)"
+export MCP_PYTHON MCP_CLIENT_REQUIRED=1
 # sqlx::test makes a fresh database per test; it keeps its bookkeeping in this one.
 mysql -h 127.0.0.1 -P 3306 -uroot -e 'CREATE DATABASE IF NOT EXISTS ha_fetchers_test'
 export DATABASE_URL="mysql://root@127.0.0.1:3306/ha_fetchers_test"

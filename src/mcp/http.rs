@@ -113,7 +113,13 @@ async fn json_reply(req: Request, next: Next) -> Response {
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"));
-    let resp = next.run(req).await;
+    let is_delete = req.method() == Method::DELETE;
+    let mut resp = next.run(req).await;
+    // rmcp ends a session with 202; clients (the Python SDK) read anything
+    // but 200 as a failed termination and say so.
+    if is_delete && resp.status() == StatusCode::ACCEPTED {
+        *resp.status_mut() = StatusCode::OK;
+    }
     let is_sse = resp
         .headers()
         .get(CONTENT_TYPE)

@@ -13,6 +13,7 @@ mod fetchers_mysql;
 mod fuzz;
 mod fuzz_templates;
 mod mcp;
+mod mcp_python;
 mod openapi;
 mod prompt;
 mod real_ha;
