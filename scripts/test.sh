@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts (or installs) MariaDB and
 # Redis, installs and starts a real Home Assistant for the conformance tests
-# and the official MCP Python SDK for the protocol tests, then runs every test. Usage: scripts/test.sh [extra cargo test args]
+# and the official MCP Python SDK for the protocol tests, then runs every test.
+# Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh

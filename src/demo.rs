@@ -8,7 +8,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::sim::{demo_changes, Sim, DEMO_TICK};
+use crate::sim::{demo_changes, House, Sim, DEMO_TICK};
 use crate::{Application, Settings};
 
 /// The token the simulated house accepts; it guards nothing real.
@@ -18,17 +18,32 @@ const DEMO_PROMPT: &str = "home_status";
 /// How long the demo waits for the first snapshot before it prints anyway.
 const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 
-/// Runs the demo until `stop` is cancelled (Ctrl-C in the CLI).
+/// Runs the demo until `stop` is cancelled (Ctrl-C in the CLI). With
+/// `house` (a `/api/states` array, e.g. a dump of one's own HA) that house is
+/// served, as it is, instead of the recorded demo house and its changes.
 pub async fn run(
     bind: SocketAddr,
     fetchers_dir: std::path::PathBuf,
     api_token: Option<SecretString>,
+    house: Option<std::path::PathBuf>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sim = Sim::start_demo(DEMO_TOKEN)
-        .await
-        .context("could not start the simulated house")?;
-    tokio::spawn(demo_changes(sim.clone(), DEMO_TICK, stop.clone()));
+    let sim = match &house {
+        None => Sim::start_demo(DEMO_TOKEN)
+            .await
+            .context("could not start the simulated house")?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--house {}", path.display()))?;
+            let house = House::from_json(&text)
+                .with_context(|| format!("--house {}: not an /api/states array", path.display()))?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            Sim::start(listener, house, DEMO_TOKEN)?
+        }
+    };
+    if house.is_none() {
+        tokio::spawn(demo_changes(sim.clone(), DEMO_TICK, stop.clone()));
+    }
 
     let mut settings = Settings::embedded();
     settings.ha_url = Some(sim.url());
@@ -71,6 +86,9 @@ pub async fn run(
     println!();
     println!("  curl -s -XPOST {base}/api/v1/prompts/home_status/render -H 'content-type: application/json' -d '{{}}'");
     println!("  curl -s -XPOST {base}/api/v1/fetchers/ha_lights_on/run -H 'content-type: application/json' -d '{{}}'");
+    println!();
+    println!("  Model Context Protocol (point an LLM client at {base}/mcp):");
+    println!("  curl -s -XPOST {base}/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'");
     println!();
     match app
         .state()

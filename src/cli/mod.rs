@@ -42,6 +42,9 @@ pub enum Command {
         /// When set, every route but /api/health needs `Authorization: Bearer <token>`.
         #[arg(long, env = "API_TOKEN", hide_env_values = true)]
         api_token: Option<secrecy::SecretString>,
+        /// Serve this house instead: a JSON array of states as HA's `/api/states` answers.
+        #[arg(long)]
+        house: Option<std::path::PathBuf>,
     },
     /// Apply mysql/schemas in order, then seed the shipped fetchers from fetchers/.
     Migrate {
@@ -132,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bind,
             fetchers_dir,
             api_token,
+            house,
         } => {
             let stop = tokio_util::sync::CancellationToken::new();
             let signal = stop.clone();
@@ -139,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shutdown_signal().await;
                 signal.cancel();
             });
-            crate::demo::run(bind, fetchers_dir, api_token, stop).await?;
+            crate::demo::run(bind, fetchers_dir, api_token, house, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mcp { settings } => mcp::serve(*settings).await,

@@ -350,3 +350,39 @@ async fn raw_http_gets_the_spec_answers() {
     assert_eq!(r.status(), 200);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_mcp_command_serves_the_same_over_stdio() {
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
+        .await
+        .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ha-fetchers"));
+    cmd.arg("mcp")
+        .env_clear()
+        .env("HA_URL", sim.url().as_str())
+        .env("HA_TOKEN", crate::helpers::harness::TOKEN)
+        .env(
+            "FETCHERS_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fetchers"),
+        )
+        .env("RUST_LOG", "warn");
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+    let (tx, _) = mpsc::unbounded_channel();
+    let c = Heard(tx)
+        .serve(transport)
+        .await
+        .expect("initialize over stdio");
+    let names: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"ha_lights_on".to_string()), "{names:?}");
+    // The command waited for the first snapshot: the house is there at once.
+    let r = call(&c, "live_context", json!({"domain": "light"})).await;
+    assert!(text(&r).contains("[light.bed_light]"), "{}", text(&r));
+    c.cancel().await.unwrap();
+    sim.stop();
+}
