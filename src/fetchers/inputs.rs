@@ -1,15 +1,20 @@
-//! What a caller may pass a fetcher, as a JSON Schema: its source's params
-//! type (types and descriptions), the row's defaults, and the row's required
-//! params. Protocol front doors describe a fetcher's inputs with it.
+//! What a caller may pass a fetcher, as a JSON Schema: the row's params (its
+//! defaults and its required params), typed and described by its source's
+//! params type. Protocol front doors describe a fetcher's inputs with it.
+//!
+//! Only the row's own params are listed: a fetcher is a fixed question
+//! (`ha_lights_on` is the `entities` source with `domain` and `state` set),
+//! and every listed param costs tokens in every prompt that carries the tool
+//! list. The source's other params are still accepted, as in the REST API.
 
 use serde_json::{json, Map, Value};
 
 use super::sources;
 use super::Definition;
 
-/// The input schema of `def`: an object whose properties are the source's
-/// params (or, for a template, the row's defaults and required names), each
-/// with the row's default, and whose `required` lists what a call must give.
+/// The input schema of `def`: an object whose properties are the row's
+/// params, typed by the source (or by the default, for a template), each with
+/// the row's default, and whose `required` lists what a call must give.
 pub fn input_schema(def: &Definition) -> Value {
     let kind = sources::find(def.source.kind());
     let mut schema = kind
@@ -21,13 +26,14 @@ pub fn input_schema(def: &Definition) -> Value {
         .unwrap_or_else(free_form);
     // Tool listings are paid for in tokens on every prompt: the type's own
     // doc, `$schema`, `title` and schemars' `format` say nothing a caller needs.
-    for k in ["$schema", "title", "description"] {
+    for k in ["$schema", "title", "description", "additionalProperties"] {
         schema.remove(k);
     }
     let props = schema
         .entry("properties")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(props) = props {
+        props.retain(|k, _| def.defaults.contains_key(k) || def.required.contains(k));
         props.values_mut().for_each(lean_property);
         for (k, v) in &def.defaults {
             let p = props
@@ -117,11 +123,15 @@ mod tests {
         assert_eq!(s["type"], "object");
         assert_eq!(s["properties"]["domain"]["default"], "light");
         assert_eq!(s["properties"]["limit"]["default"], 5);
-        assert!(s["properties"]["breakdown"]["type"] == "boolean");
-        assert_eq!(s["properties"]["state"]["type"], "string");
+        assert_eq!(s["properties"]["limit"]["type"], "integer");
         assert!(s["properties"]["limit"].get("format").is_none());
+        assert!(s["properties"]["domain"]["description"].is_string());
+        assert!(
+            s["properties"].get("breakdown").is_none(),
+            "only the row's params"
+        );
         assert!(s.get("description").is_none());
-        assert_eq!(s["additionalProperties"], false);
+        assert!(s.get("additionalProperties").is_none());
         assert!(s.get("required").is_none());
     }
 

@@ -152,11 +152,16 @@ impl Entity {
 
     /// Appends the line to `out`: a listing of hundreds of entities is one
     /// buffer, not a string per line and per attribute.
+    /// With ids, a name that only respells the id (`Bed Light`,
+    /// `light.bed_light`) is left out: the id says it, in fewer tokens.
     fn write_line(&self, out: &mut String, with_id: bool) {
         use std::fmt::Write;
-        out.push_str(&self.name);
-        if with_id {
-            let _ = write!(out, " [{}]", self.entity_id);
+        match with_id {
+            true if name_in_id(&self.name, &self.entity_id) => out.push_str(&self.entity_id),
+            true => {
+                let _ = write!(out, "{} [{}]", self.name, self.entity_id);
+            }
+            false => out.push_str(&self.name),
         }
         if let Some(a) = &self.area {
             let _ = write!(out, " ({a})");
@@ -168,9 +173,14 @@ impl Entity {
             write_plain(out, u);
         }
         let temp_unit = self.attr("temperature_unit");
+        let has_unit = self.attr("unit_of_measurement").is_some();
         for (k, v) in self.attributes.iter() {
-            // The unit already follows the value it belongs to.
-            if k == "unit_of_measurement" || k == "temperature_unit" {
+            // The unit already follows the value it belongs to, and says what
+            // a device class would (`15.6 °C` is a temperature).
+            if k == "unit_of_measurement"
+                || k == "temperature_unit"
+                || (has_unit && k == "device_class")
+            {
                 continue;
             }
             out.push_str(", ");
@@ -183,6 +193,19 @@ impl Entity {
             }
         }
     }
+}
+
+/// Whether `name` is `id`'s object id respelt: the same letters and digits,
+/// any case, spaces and punctuation aside.
+pub fn name_in_id(name: &str, id: &str) -> bool {
+    let object = id.split_once('.').map_or(id, |(_, o)| o);
+    let letters = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    letters(name) == letters(object)
 }
 
 /// A JSON value as bare text: strings unquoted, the rest as compact JSON.
@@ -413,15 +436,26 @@ mod tests {
     fn compact_line_puts_units_after_values() {
         let attrs = serde_json::json!({"unit_of_measurement": "°C", "device_class": "temperature", "friendly_name": "Out", "icon": "mdi:x"});
         let e = Entity::from_parts("sensor.out", "Out", "12.5", Some("Garden".into()), &attrs);
+        assert_eq!(e.compact_line(false), "Out (Garden): 12.5 °C");
+        // With ids, a name that only respells the id is left out.
+        assert_eq!(e.compact_line(true), "sensor.out (Garden): 12.5 °C");
+        let attrs = serde_json::json!({"device_class": "moisture"});
+        let e = Entity::from_parts(
+            "binary_sensor.basement_floor_wet",
+            "Basement Floor Wet",
+            "off",
+            None,
+            &attrs,
+        );
         assert_eq!(
-            e.compact_line(false),
-            "Out (Garden): 12.5 °C, device class temperature"
+            e.compact_line(true),
+            "binary_sensor.basement_floor_wet: off, device class moisture"
         );
         let attrs = serde_json::json!({"temperature": 21, "current_temperature": 19.5, "temperature_unit": "°C"});
         let e = Entity::from_parts("climate.x", "X", "heat", None, &attrs);
         assert_eq!(
             e.compact_line(true),
-            "X [climate.x]: heat, temperature 21 °C, current temperature 19.5 °C"
+            "climate.x: heat, temperature 21 °C, current temperature 19.5 °C"
         );
     }
 }

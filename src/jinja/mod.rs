@@ -25,7 +25,7 @@ use std::io;
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, Template};
 
-pub use filters::{entities, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
+pub use filters::{entities, name_in_id, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
 pub use ha::GLOBALS;
 pub use lint::lint;
 pub(crate) use marker::Unavailable;

@@ -61,11 +61,16 @@ fn array(out: &mut String, a: &[Value], depth: usize) {
     }
 }
 
-/// `Name [id]: state, key value, …`.
+/// `Name [id]: state, key value, …`, or `id: …` when the name only respells
+/// the id, as `compact(ids=true)` prints it.
 fn entity(out: &mut String, m: &Map<String, Value>) {
     let id = m.get("entity_id").and_then(Value::as_str).unwrap_or("");
     let name = m.get("name").and_then(Value::as_str).unwrap_or(id);
-    let _ = write!(out, "{name} [{id}]");
+    if crate::jinja::name_in_id(name, id) {
+        out.push_str(id);
+    } else {
+        let _ = write!(out, "{name} [{id}]");
+    }
     if let Some(s) = m.get("state") {
         out.push_str(": ");
         inline(out, s);
@@ -127,7 +132,7 @@ mod tests {
             "count": 2,
             "entities": [
                 {"entity_id": "light.bed", "name": "Bed", "state": "on", "brightness": 180},
-                {"entity_id": "light.desk", "name": "Desk", "state": "off", "brightness": null}
+                {"entity_id": "light.desk", "name": "Lamp", "state": "off", "brightness": null}
             ],
             "by_state": {"on": 1, "off": 1},
             "domains": ["light", "switch"]
@@ -135,7 +140,7 @@ mod tests {
         assert_eq!(
             text(&v),
             "by_state:\n  off: 1\n  on: 1\ncount: 2\ndomains: light, switch\n\
-             entities:\n  - Bed [light.bed]: on, brightness 180\n  - Desk [light.desk]: off"
+             entities:\n  - light.bed: on, brightness 180\n  - Lamp [light.desk]: off"
         );
         assert_eq!(text(&json!("plain")), "plain");
     }

@@ -68,6 +68,10 @@ async fn recv_text(ws: &mut WebSocket) -> Option<String> {
     }
 }
 
+/// One client's whole session, HA's order: `auth_required`, auth, then commands
+/// and pushed events until either side closes. One function, long because
+/// the handshake's steps and the fault switches tests flip (rejected auth,
+/// dropped frames) read in the order a real HA performs them.
 async fn run(mut ws: WebSocket, sim: Arc<Inner>) {
     // Subscribe before anything else, so no command sent after the accept is missed.
     let mut rx = sim.tx.subscribe();

@@ -123,10 +123,10 @@ async fn tools_prompts_and_resources_through_rmcps_client() {
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
     let s = r.structured_content.clone().unwrap();
     assert!(s["count"].as_u64().unwrap() > 0);
-    assert!(text(&r).contains("[light."), "{}", text(&r));
+    assert!(text(&r).contains("light."), "{}", text(&r));
 
     let r = call(&c, "live_context", json!({"domain": "light"})).await;
-    assert!(text(&r).contains("[light.bed_light]"), "{}", text(&r));
+    assert!(text(&r).contains("- light.bed_light"), "{}", text(&r));
     let r = call(&c, "live_context", json!({"limit": 1})).await;
     assert!(text(&r).contains(" more ("), "an N more line: {}", text(&r));
 
@@ -158,7 +158,7 @@ async fn tools_prompts_and_resources_through_rmcps_client() {
         (
             "ha_lights_on",
             json!({"colour": "red"}),
-            "unknown argument `colour`",
+            "unknown field `colour`",
         ),
         ("no_such_tool", json!({}), "unknown tool"),
         (
@@ -288,6 +288,24 @@ async fn raw_http_gets_the_spec_answers() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["result"]["protocolVersion"], v);
     }
+    // The stateless 2026-07-28 revision: no session, the version in each request's `_meta`.
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let list =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}});
+    let r = post(list.to_string())
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("mcp-session-id").is_none());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["result"]["tools"][0]["name"], "live_context");
     // Malformed JSON-RPC is a JSON-RPC error.
     let r = post("{not json".into()).send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -382,7 +400,7 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
     assert!(names.contains(&"ha_lights_on".to_string()), "{names:?}");
     // The command waited for the first snapshot: the house is there at once.
     let r = call(&c, "live_context", json!({"domain": "light"})).await;
-    assert!(text(&r).contains("[light.bed_light]"), "{}", text(&r));
+    assert!(text(&r).contains("- light.bed_light"), "{}", text(&r));
     c.cancel().await.unwrap();
     sim.stop();
 }

@@ -328,11 +328,11 @@ async fn filters_write_compact_text() {
     );
     assert_eq!(
         text("{{ [states.sensor.outside_humidity] | compact }}").await,
-        "- Outside Humidity: 54 %, device class humidity"
+        "- Outside Humidity: 54 %"
     );
     assert_eq!(
         text("{{ ['sensor.outside_temperature'] | compact(ids=true) }}").await,
-        "- Outside Temperature [sensor.outside_temperature] (Living Room): 15.6 °C, device class temperature"
+        "- sensor.outside_temperature (Living Room): 15.6 °C"
     );
     assert_eq!(
         text("{{ states.switch | count_by_state }} / {{ ha_domain_lights | count_by_state }}")

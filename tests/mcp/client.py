@@ -92,7 +92,7 @@ async def main():
                       "a fetcher call answers text and structured content", r)
 
                 r = await s.call_tool("live_context", {"domain": "light"})
-                check(not r.is_error and "[light.bed_light]" in text(r),
+                check(not r.is_error and "- light.bed_light" in text(r),
                       "live context carries entity ids", text(r))
 
                 r = await s.call_tool("live_context", {"limit": "many"})
