@@ -1,13 +1,17 @@
 //! Per-request limits: load shedding past a number of requests in flight, a
 //! deadline for each request, and the settings behind them and the listener's.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tower::{Layer, Service};
 
 use super::ApiError;
 use crate::config::Settings;
@@ -50,20 +54,41 @@ impl Limits {
     }
 }
 
-/// What the guard middleware holds: the in-flight slots and the deadline.
+/// What the guard holds: the in-flight count and the deadline.
 pub(super) struct Guard {
-    /// One permit per request in flight.
-    in_flight: Arc<Semaphore>,
+    /// Requests in flight (health probes not counted).
+    in_flight: AtomicUsize,
+    /// The most in flight; one more is shed.
+    max: usize,
     /// A request's deadline.
     timeout: Duration,
 }
 
 impl Guard {
-    pub(super) fn new(limits: &Limits) -> Arc<Self> {
-        Arc::new(Self {
-            in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+    pub(super) fn layer(limits: &Limits) -> GuardLayer {
+        GuardLayer(Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            max: limits.max_concurrent_requests,
             timeout: limits.request_timeout,
-        })
+        }))
+    }
+
+    /// A slot, or `None` when every one is taken.
+    fn enter(self: &Arc<Self>) -> Option<Slot> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(self.clone()))
+    }
+}
+
+/// One request's place among those in flight, given back when it is dropped.
+pub(super) struct Slot(Arc<Guard>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -78,23 +103,109 @@ pub(super) fn sheddable(path: &str) -> bool {
 
 /// Sheds a request when every slot is taken (health excepted), and answers
 /// 504 when the handler outlives the deadline (the handler is dropped).
-pub(super) async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    let _slot = if !sheddable(req.uri().path()) {
-        None
-    } else {
-        match g.in_flight.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                metrics::counter!("ha_http_shed_total").increment(1);
-                return ApiError::Overloaded.into_response();
-            }
+///
+/// A tower layer with its own future rather than `middleware::from_fn`: every
+/// request passes here, and `from_fn` boxes the inner service and the future
+/// per request, while the deadline's timer is armed only if the handler
+/// waits at all. A cached `GET` answers on its first poll and never touches
+/// the timer wheel. Together with the header-read timer these cost the `GET`
+/// figure about a fifth of its throughput before (BENCHMARKS.md, fifth session).
+#[derive(Clone)]
+pub(super) struct GuardLayer(Arc<Guard>);
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService {
+            inner,
+            guard: self.0.clone(),
         }
-    };
-    match tokio::time::timeout(g.timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => {
-            metrics::counter!("ha_http_timeouts_total").increment(1);
-            ApiError::Timeout(g.timeout).into_response()
+    }
+}
+
+/// [`GuardLayer`] around one route.
+#[derive(Clone)]
+pub(super) struct GuardService<S> {
+    /// The route.
+    inner: S,
+    /// Shared by every route.
+    guard: Arc<Guard>,
+}
+
+impl<S> Service<Request> for GuardService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Guarded<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let slot = if sheddable(req.uri().path()) {
+            match self.guard.enter() {
+                Some(s) => Some(s),
+                None => {
+                    metrics::counter!("ha_http_shed_total").increment(1);
+                    return Guarded::Shed;
+                }
+            }
+        } else {
+            None
+        };
+        Guarded::Running {
+            inner: self.inner.call(req),
+            timeout: self.guard.timeout,
+            timer: None,
+            _slot: slot,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A guarded request: shed at once, or running with its slot and a
+    /// deadline timer made on its first wait.
+    #[project = GuardedProj]
+    pub(super) enum Guarded<F> {
+        Shed,
+        Running {
+            #[pin]
+            inner: F,
+            timeout: Duration,
+            timer: Option<Pin<Box<tokio::time::Sleep>>>,
+            _slot: Option<Slot>,
+        },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Guarded<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardedProj::Shed => Poll::Ready(Ok(ApiError::Overloaded.into_response())),
+            GuardedProj::Running {
+                inner,
+                timeout,
+                timer,
+                ..
+            } => {
+                if let Poll::Ready(r) = inner.poll(cx) {
+                    return Poll::Ready(r);
+                }
+                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        metrics::counter!("ha_http_timeouts_total").increment(1);
+                        Poll::Ready(Ok(ApiError::Timeout(*timeout).into_response()))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }

@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> Router {
 /// [`router`] with other front doors (the Model Context Protocol's `/mcp`)
 /// beside the REST routes, behind the same token check and guard.
 pub fn router_with(state: AppState, doors: Router) -> Router {
-    let guard = limits::Guard::new(&state.limits);
+    let guard = limits::Guard::layer(&state.limits);
     let body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
     let state = Arc::new(state);
     let routes = Router::new()
@@ -116,9 +116,7 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         Some(_) => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
         None => routes,
     };
-    routes
-        .layer(body_limit)
-        .layer(middleware::from_fn_with_state(guard, limits::guard))
+    routes.layer(body_limit).layer(guard)
 }
 
 /// Prometheus text exposition.
