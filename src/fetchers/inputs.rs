@@ -38,7 +38,7 @@ pub fn input_schema(def: &Definition) -> Value {
         for (k, v) in &def.defaults {
             let p = props
                 .entry(k.clone())
-                .or_insert_with(|| json!({"type": type_of(v)}));
+                .or_insert_with(|| json!({"type": json_type(v)}));
             if let Value::Object(p) = p {
                 p.insert("default".into(), v.clone());
             }
@@ -84,8 +84,8 @@ fn free_form() -> Map<String, Value> {
     m
 }
 
-/// The JSON Schema type name of a default value.
-fn type_of(v: &Value) -> &'static str {
+/// A value's JSON Schema type name (`integer` for whole numbers).
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

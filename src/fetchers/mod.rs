@@ -25,7 +25,7 @@ pub use definition::{
     NAME_RULE,
 };
 pub use engine::Engine;
-pub use inputs::input_schema;
+pub use inputs::{input_schema, json_type};
 pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};
 pub use sources::{Context, Kind, Source};
 

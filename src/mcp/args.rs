@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::fetchers::json_type as type_name;
+
 /// `Err` names the first argument at fault and what it should be.
 pub fn check(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
     let props = schema.get("properties").and_then(Value::as_object);
@@ -85,19 +87,6 @@ fn is_type(t: &str, v: &Value) -> bool {
     match t {
         "integer" => v.as_i64().is_some() || v.as_u64().is_some(),
         _ => t == type_name(v) || (t == "number" && type_name(v) == "integer"),
-    }
-}
-
-/// A value's JSON Schema type name.
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
