@@ -120,18 +120,9 @@ fn state_err(e: StateError) -> FetchError {
     }
 }
 
-/// Attributes worth a prompt's tokens, per domain, beyond id, name and state.
-fn useful_attributes(domain: &str) -> &'static [&'static str] {
-    match domain {
-        "light" => &["brightness"],
-        "climate" => &["current_temperature", "temperature", "hvac_action"],
-        "cover" => &["current_position"],
-        "media_player" => &["media_title", "volume_level"],
-        "lock" | "switch" | "binary_sensor" => &["device_class"],
-        "sensor" => &["unit_of_measurement", "device_class"],
-        _ => &["unit_of_measurement"],
-    }
-}
+/// Attributes worth a prompt's tokens beyond id, name and state: the one
+/// list the `compact` filter prints too (an entity carries only its domain's).
+const USEFUL: &[&str] = &crate::jinja::EXPOSED_ATTRIBUTES;
 
 /// `{entity_id, name, state, …useful attributes, …extra}` from a full state object.
 fn entry_json(full: &Value, extra: &[String]) -> Value {
@@ -149,8 +140,7 @@ fn entry_json(full: &Value, extra: &[String]) -> Value {
         "state".into(),
         full.get("state").cloned().unwrap_or(Value::Null),
     );
-    let domain = crate::state::domain_of(id);
-    let keys = useful_attributes(domain)
+    let keys = USEFUL
         .iter()
         .copied()
         .chain(extra.iter().map(String::as_str));
@@ -164,7 +154,7 @@ fn entry_json(full: &Value, extra: &[String]) -> Value {
 
 /// [`entry_json`] of a stored state, parsing only the attributes it keeps.
 fn entry(s: &EntityState, extra: &[String]) -> Value {
-    let useful = useful_attributes(s.domain());
+    let useful = USEFUL;
     let wanted = |k: &str| useful.contains(&k) || extra.iter().any(|e| e == k);
     let mut picked = s.attributes_where(&wanted);
     let mut out = Map::new();
