@@ -1,6 +1,7 @@
 //! The HTTP API (axum): states, health, fetchers, prompts, metrics and the
 //! OpenAPI document, behind the limits in [`limits`] and the accept loop in [`server`].
 
+mod deadline;
 mod error;
 mod extract;
 mod fetchers;
@@ -88,6 +89,8 @@ pub fn router(state: AppState) -> Router {
 /// beside the REST routes, behind the same token check and guard.
 pub fn router_with(state: AppState, doors: Router) -> Router {
     let guard = limits::Guard::layer(&state.limits);
+    // Only routes that read a body get the limit: it is an extension inserted
+    // per request, which a cached GET need not pay for.
     let body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
     let state = Arc::new(state);
     let routes = Router::new()
@@ -97,15 +100,27 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         .route("/api/v1/domains", get(states::domains))
         .route("/api/v1/summary", get(states::summary))
         .route("/api/v1/prompts", get(prompts::list))
-        .route("/api/v1/prompts/{name}/render", post(prompts::render))
-        .route("/api/v1/render", post(prompts::render_inline))
+        .route(
+            "/api/v1/prompts/{name}/render",
+            post(prompts::render).layer(body_limit),
+        )
+        .route(
+            "/api/v1/render",
+            post(prompts::render_inline).layer(body_limit),
+        )
         .route("/api/health/websocket", get(health::websocket_route))
         .route("/api/health/redis", get(health::redis_route))
         .route("/metrics", get(metrics))
         .route("/api/v1/fetchers", get(fetchers::list))
-        .route("/api/v1/fetchers/run", post(fetchers::run_many))
+        .route(
+            "/api/v1/fetchers/run",
+            post(fetchers::run_many).layer(body_limit),
+        )
         .route("/api/v1/fetchers/{name}", get(fetchers::one))
-        .route("/api/v1/fetchers/{name}/run", post(fetchers::run_one))
+        .route(
+            "/api/v1/fetchers/{name}/run",
+            post(fetchers::run_one).layer(body_limit),
+        )
         .route("/api/health/mysql", get(fetchers::mysql_health))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
@@ -116,7 +131,7 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         Some(_) => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
         None => routes,
     };
-    routes.layer(body_limit).layer(guard)
+    routes.layer(guard)
 }
 
 /// Prometheus text exposition.

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::deadline::{Polled, CHECK_EVERY};
 use super::Limits;
 
 /// How long accepting pauses after an error such as EMFILE, which would
@@ -97,15 +98,21 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+    http.timer(Polled).header_read_timeout(header_read_timeout);
     let conn = http
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
         .with_upgrades();
     tokio::pin!(conn);
-    let ended = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        _ = shutdown.cancelled() => None,
+    // The header-read deadline is checked only when hyper is polled (see
+    // `deadline`): the tick polls it while a client is silent.
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let ended = loop {
+        tokio::select! {
+            r = conn.as_mut() => break Some(r),
+            _ = shutdown.cancelled() => break None,
+            _ = tick.tick() => {}
+        }
     };
     let result = match ended {
         Some(r) => r,
