@@ -59,6 +59,11 @@ impl Feed {
         let _ = self.tx.send(c);
     }
 
+    /// Whether anyone watches: the writer builds a batch's id list only then.
+    pub fn is_watched(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// A new watcher, seeing changes from now on.
     pub fn watch(&self) -> Watcher {
         Watcher {

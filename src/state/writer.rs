@@ -251,7 +251,7 @@ impl Writer {
         match self.store.remove(&ids).await {
             Ok(()) => {
                 self.count_applied(ids.len() as u64);
-                self.publish(ids.iter().map(|(id, _)| id.clone()).collect());
+                self.publish(ids.iter().map(|(id, _)| id));
                 for (id, _) in &ids {
                     tracing::info!(entity_id = %id, action = "remove", "Entity removed from cache");
                 }
@@ -262,9 +262,13 @@ impl Writer {
         }
     }
 
-    /// Tells watchers which entities a batch changed.
-    fn publish(&self, ids: Vec<Arc<str>>) {
-        self.feed.publish(Changed::Entities(ids.into()));
+    /// Tells watchers which entities a batch changed. With none (the usual
+    /// case at full ingest speed) the ids are not even collected.
+    fn publish<'a>(&self, ids: impl IntoIterator<Item = &'a Arc<str>>) {
+        if self.feed.is_watched() {
+            let ids: Arc<[Arc<str>]> = ids.into_iter().cloned().collect();
+            self.feed.publish(Changed::Entities(ids));
+        }
     }
 
     /// Counts applied events once per batch: a metrics lookup per event costs
@@ -294,7 +298,7 @@ impl Writer {
                 tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "invalidate", "Cache invalidated for state change");
             }
             match res {
-                Ok(()) => self.publish(ids),
+                Ok(()) => self.publish(&ids),
                 Err(e) => tracing::error!(error = %e, "Failed to invalidate cache"),
             }
             return;
@@ -322,7 +326,7 @@ impl Writer {
                 self.count_applied(n);
                 log_updates(&updated);
                 if !updated.is_empty() {
-                    self.publish(updated.iter().map(|(s, _)| s.entity_id.clone()).collect());
+                    self.publish(updated.iter().map(|(s, _)| &s.entity_id));
                 }
             }
             Err(e) => {
@@ -333,7 +337,7 @@ impl Writer {
                     tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
                 }
                 match self.store.invalidate(&ids).await {
-                    Ok(()) => self.publish(ids),
+                    Ok(()) => self.publish(&ids),
                     Err(e) => tracing::error!(error = %e, "Fallback invalidation failed too"),
                 }
             }
