@@ -82,11 +82,11 @@ async fn watch(
 ) {
     let mut feed = app.states.watch();
     let mut tick = tokio::time::interval(LIST_CHECK_EVERY);
-    // The tool list changes only with the registry's revision: compared first,
-    // so an idle session hashes nothing.
+    // Both lists change only with their revision: compared first, so an idle
+    // session hashes nothing. Any change of the prompt set is news.
     let mut revision = app.fetchers.registry().current().revision;
     let mut tools_hash = hash_of(&tools::list(&app));
-    let mut prompts_hash = hash_of(&app.prompts.list());
+    let mut prompts_revision = app.prompts.revision();
     let mut p = Pending::default();
     loop {
         let next = p.due.values().min().copied();
@@ -116,9 +116,9 @@ async fn watch(
                         }
                     }
                 }
-                let pr = hash_of(&app.prompts.list());
-                if pr != prompts_hash {
-                    prompts_hash = pr;
+                let pr = app.prompts.revision();
+                if pr != prompts_revision {
+                    prompts_revision = pr;
                     if peer.notify_prompt_list_changed().await.is_err() {
                         break;
                     }
@@ -183,8 +183,8 @@ impl Pending {
             })
             .await;
         let h = match &out.result {
-            Ok(v) => hash_of(&v.to_string()),
-            Err(e) => hash_of(&e.to_string()),
+            Ok(v) => hash_of(&**v),
+            Err(e) => hash_of(e),
         };
         self.results.insert(uri.to_string(), h) != Some(h)
     }

@@ -134,6 +134,8 @@ pub struct Prompts {
     renderer: Arc<Renderer>,
     /// By name; swapped whole on reload, so a render sees one consistent set.
     templates: RwLock<Arc<BTreeMap<String, PromptTemplate>>>,
+    /// Bumped when a reload changed the set, so watchers compare a number.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 impl Prompts {
@@ -141,6 +143,7 @@ impl Prompts {
         let p = Self {
             renderer,
             templates: RwLock::default(),
+            revision: Default::default(),
         };
         p.replace(templates);
         p
@@ -150,10 +153,20 @@ impl Prompts {
         &self.renderer
     }
 
-    /// Swaps in a new set of templates.
+    /// Swaps in a new set of templates, when it differs from the current one.
     pub fn replace(&self, templates: Vec<PromptTemplate>) {
-        let map = templates.into_iter().map(|t| (t.name.clone(), t)).collect();
-        *self.templates.write() = Arc::new(map);
+        let map: BTreeMap<_, _> = templates.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let mut current = self.templates.write();
+        if **current != map {
+            *current = Arc::new(map);
+            self.revision
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Changes with every reload that changed the set.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every template, sorted by name.
