@@ -9,39 +9,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
+use super::local::Local;
 use crate::mcp::Mcp;
-use crate::{Application, Settings};
+use crate::Settings;
 
-/// How long the first snapshot from HA is waited for before serving what
-/// the cache holds (a client's first `live_context` should see the house).
-const FIRST_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
-pub async fn serve(mut settings: Settings) -> anyhow::Result<ExitCode> {
-    settings.bind = ([127, 0, 0, 1], 0).into();
-    let app = Application::build(settings).await?;
-    let state = std::sync::Arc::new(app.state().clone());
-    let stop = app.shutdown_token();
-    if app.state().ha_configured {
-        let waited = std::time::Instant::now();
-        while app
-            .writer()
-            .stats
-            .resyncs
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-            && waited.elapsed() < FIRST_SNAPSHOT_WAIT
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-    let running = tokio::spawn(app.run_until_stopped());
-    let service = Mcp::new(state)
+pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let app = Local::start(settings).await?;
+    let service = Mcp::new(std::sync::Arc::new(app.state.clone()))
         .serve(rmcp::transport::stdio())
         .await
         .context("the MCP client did not initialize over stdio")?;
     let reason = service.waiting().await;
     tracing::info!(?reason, "MCP client closed stdio");
-    stop.cancel();
-    let _ = running.await;
+    app.stop().await;
     Ok(ExitCode::SUCCESS)
 }

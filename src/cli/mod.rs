@@ -2,6 +2,7 @@
 //! The commands sit above the library: they may use every part of it.
 
 mod fetchers;
+mod local;
 mod mcp;
 
 use std::process::ExitCode;
@@ -87,9 +88,6 @@ pub enum Command {
     },
 }
 
-/// How long `render` waits for the first snapshot from HA before rendering what it has.
-const RENDER_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Loads `.env` and drops settings that are set but empty (`HA_URL=` in a
 /// copied `.env.example` means "unset", not "an empty URL"). Call it before
 /// any thread starts: it edits the process environment.
@@ -169,32 +167,19 @@ async fn render(
     name: Option<String>,
     inline: Option<String>,
     strict: bool,
-    mut settings: Settings,
+    settings: Settings,
 ) -> anyhow::Result<ExitCode> {
-    settings.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let wait_for_ha = settings.ha_url.is_some();
-    let app = Application::build(settings).await?;
-    let state = app.state().clone();
-    let stop = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
-    if wait_for_ha {
-        let deadline = tokio::time::Instant::now() + RENDER_SNAPSHOT_WAIT;
-        while state.states.meta().last_resync_at.is_none() && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
+    let app = local::Local::start(settings).await?;
     let opts = crate::prompt::RenderOptions {
         strict,
         ..Default::default()
     };
     let res = match (&name, &inline) {
-        (_, Some(body)) => state.prompts.render_inline(body, opts).await,
-        (Some(n), None) => state.prompts.render(n, opts).await,
+        (_, Some(body)) => app.state.prompts.render_inline(body, opts).await,
+        (Some(n), None) => app.state.prompts.render(n, opts).await,
         (None, None) => unreachable!("clap requires a name or --inline"),
     };
-    stop.cancel();
-    let _ = server.await;
+    app.stop().await;
     let out = res?;
     println!("{}", out.text);
     for e in &out.errors {
