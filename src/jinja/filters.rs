@@ -97,23 +97,21 @@ impl Entity {
     /// callers outside a render (the Model Context Protocol's tools), so an
     /// entity reads the same in a tool result as in a prompt.
     pub fn of(s: &EntityState, area: Option<String>) -> Self {
-        Self {
-            entity_id: s.entity_id.to_string(),
-            name: s.name().to_string(),
-            state: s.state.to_string(),
-            area,
-            attributes: exposed(s),
-        }
+        Self::with_attributes(s, area, exposed(s))
     }
 
     /// From a stored state; its attributes come from `cache`.
     fn from_state(s: &EntityState, area: Option<String>, cache: &AttrCache) -> Self {
+        Self::with_attributes(s, area, cache.get(s))
+    }
+
+    fn with_attributes(s: &EntityState, area: Option<String>, attributes: Attrs) -> Self {
         Self {
             entity_id: s.entity_id.to_string(),
             name: s.name().to_string(),
             state: s.state.to_string(),
             area,
-            attributes: cache.get(s),
+            attributes,
         }
     }
 
@@ -152,6 +150,7 @@ impl Entity {
 
     /// Appends the line to `out`: a listing of hundreds of entities is one
     /// buffer, not a string per line and per attribute.
+    ///
     /// With ids, a name that only respells the id (`Bed Light`,
     /// `light.bed_light`) is left out: the id says it, in fewer tokens.
     fn write_line(&self, out: &mut String, with_id: bool) {

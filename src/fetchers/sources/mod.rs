@@ -154,14 +154,13 @@ fn entry_json(full: &Value, extra: &[String]) -> Value {
 
 /// [`entry_json`] of a stored state, parsing only the attributes it keeps.
 fn entry(s: &EntityState, extra: &[String]) -> Value {
-    let useful = USEFUL;
-    let wanted = |k: &str| useful.contains(&k) || extra.iter().any(|e| e == k);
+    let wanted = |k: &str| USEFUL.contains(&k) || extra.iter().any(|e| e == k);
     let mut picked = s.attributes_where(&wanted);
     let mut out = Map::new();
     out.insert("entity_id".into(), (&*s.entity_id).into());
     out.insert("name".into(), s.name().into());
     out.insert("state".into(), (&*s.state).into());
-    for k in useful
+    for k in USEFUL
         .iter()
         .copied()
         .chain(extra.iter().map(String::as_str))
