@@ -161,7 +161,17 @@ impl Application {
                 .with_limits(settings.render_limits()),
         );
         let prompts = open_prompts(&settings, pool, renderer, &shutdown, &mut tasks).await?;
+        let stream =
+            crate::stream::Hub::new(writer.feed().clone(), settings.events_buffer as usize);
+        tasks.push(stream.spawn(
+            writer.stats.clone(),
+            fetchers.clone(),
+            prompts.clone(),
+            shutdown.clone(),
+        ));
         let state = AppState {
+            stream,
+            sessions: Arc::default(),
             fetchers,
             prompts,
             states,
@@ -224,10 +234,11 @@ impl Application {
         } = self;
         let limits = state.limits.clone();
         let reserve = CLEANUP_RESERVE.min(shutdown_deadline / 2);
-        let mcp = crate::mcp::router(Arc::new(state.clone()), mcp_hosts, shutdown.clone());
+        let doors = crate::mcp::router(Arc::new(state.clone()), mcp_hosts, shutdown.clone())
+            .merge(crate::console::router());
         let began = api::serve(
             listener,
-            api::router_with(state, mcp),
+            api::router_with(state, doors),
             &limits,
             shutdown.clone(),
             shutdown_deadline - reserve,

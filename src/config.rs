@@ -104,6 +104,11 @@ pub struct Settings {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Events the change stream (`/api/v1/events`) keeps for clients that
+    /// resume with `Last-Event-ID`; one older than these gets `resync`.
+    #[arg(long, env = "EVENTS_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub events_buffer: u32,
+
     /// Host names `/mcp` answers to (comma-separated), against DNS rebinding:
     /// a web page on another site cannot reach a loopback server through its
     /// own name. Empty: loopback names and the `BIND` address. `*`: any host.

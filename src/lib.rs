@@ -9,7 +9,8 @@
 //!                                                                          │
 //!                                      jinja (the template language) ─┬──────────────┐
 //!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Engine ─▶ prompt ─▶ api (axum)
-//!                                                                               └─▶ mcp (/mcp, stdio)
+//!                                                                               ├─▶ mcp (/mcp, stdio)
+//!                                                                               └─▶ console (/)
 //! ```
 //!
 //! `cli` sits above all of it; `scripts/check-cycles.py` (run by CI) keeps
@@ -24,6 +25,9 @@
 //! - [`api`]: the HTTP routes and `ApiError`.
 //! - [`mcp`]: the Model Context Protocol front door (rmcp): fetchers as tools,
 //!   templates as prompts, live resources; mounted beside `api`.
+//! - [`stream`]: the change stream (`/api/v1/events`): numbered events, a
+//!   resume buffer, per-subscriber queues, and the activity figures.
+//! - [`console`]: the browser console at `/`, assets embedded; beside `api`.
 //! - [`app`]: `Application`, which wires the parts and binds the listener.
 //! - [`sim`]: a simulated Home Assistant for the demo and the tests.
 //! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
@@ -38,6 +42,7 @@ pub mod app;
 pub mod bounds;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod fetchers;
 pub mod ha;
@@ -48,6 +53,7 @@ pub mod periodic;
 pub mod prompt;
 pub mod sim;
 pub mod state;
+pub mod stream;
 pub mod telemetry;
 
 pub use app::Application;

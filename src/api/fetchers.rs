@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::extract::{Json as JsonBody, Path};
+use super::extract::{Json as JsonBody, Path, Query};
 use super::{ApiError, AppState};
 use crate::fetchers::{Definition, FetchError, FetchOutcome, FetchRequest, LoadStatus, Problem};
 
@@ -37,6 +37,9 @@ pub struct DefinitionView {
     description: String,
     /// The name.
     name: String,
+    /// Where the definition came from: `mysql` (a row), `file` (`fetchers/*.toml`)
+    /// or `rows` (given in code, for tests).
+    origin: &'static str,
     /// Defaults callers may override.
     #[schema(value_type = Object)]
     params: Map<String, Value>,
@@ -53,11 +56,16 @@ pub struct DefinitionView {
     ttl_seconds: u64,
 }
 
-impl From<&Definition> for DefinitionView {
-    fn from(d: &Definition) -> Self {
+impl DefinitionView {
+    /// `d` as listed; `backend` is the registry's (`LoadStatus::backend`).
+    fn new(d: &Definition, backend: &'static str) -> Self {
         Self {
             description: d.description.clone(),
             name: d.name.clone(),
+            origin: match backend {
+                "files" => "file",
+                other => other,
+            },
             params: d.defaults.clone(),
             required_params: d.required.clone(),
             source: d.source.kind(),
@@ -101,6 +109,19 @@ pub struct Outcome {
     /// Present on failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<OutcomeError>,
+    /// The result as the token-lean text LLM clients get (`?text=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+/// Query options of a run.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Also answer the result as the token-lean text Model Context Protocol
+    /// clients get (`text`).
+    #[serde(default)]
+    text: bool,
 }
 
 /// Why a run failed.
@@ -131,6 +152,7 @@ impl From<FetchOutcome> for Outcome {
             cached: o.cached,
             result,
             error,
+            text: None,
         }
     }
 }
@@ -215,10 +237,15 @@ impl<T: Serialize> IntoResponse for Capped<T> {
 )]
 pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
     let loaded = app.fetchers.registry().current();
+    let source = app.fetchers.registry().status();
     Json(FetcherList {
-        fetchers: loaded.defs.values().map(|d| d.as_ref().into()).collect(),
+        fetchers: loaded
+            .defs
+            .values()
+            .map(|d| DefinitionView::new(d, source.backend))
+            .collect(),
         problems: loaded.problems.clone(),
-        source: app.fetchers.registry().status(),
+        source,
     })
 }
 
@@ -242,7 +269,8 @@ pub async fn one(
 ) -> Result<Json<DefinitionView>, ApiError> {
     let loaded = app.fetchers.registry().current();
     if let Some(d) = loaded.defs.get(&name) {
-        return Ok(Json(d.as_ref().into()));
+        let backend = app.fetchers.registry().status().backend;
+        return Ok(Json(DefinitionView::new(d, backend)));
     }
     let problems: Vec<String> = loaded
         .problems
@@ -274,11 +302,11 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
     path = "/api/v1/fetchers/{name}/run",
     operation_id = "run_fetcher",
     tag = "fetchers",
-    params(("name" = String, Path, description = "The fetcher's name", example = "ha_lights_on")),
+    params(("name" = String, Path, description = "The fetcher's name", example = "ha_lights_on"), RunQuery),
     request_body(content = Option<Object>, description = "Params (a JSON object); optional", content_type = "application/json"),
     responses(
         (status = 200, description = "It ran", body = Outcome),
-        (status = 400, description = "Bad params, a body that is not a JSON object, or undecodable path", body = ErrorBody),
+        (status = 400, description = "Bad params, a body that is not a JSON object, or an undecodable path or query", body = ErrorBody),
         (status = 404, description = "No such fetcher", body = ErrorBody),
         (status = 413, description = "An answer over 8 MiB (the response limit)", body = ErrorBody),
         (status = 502, description = "The fetcher failed (outcome with `error`)", body = Outcome),
@@ -288,6 +316,7 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
 pub async fn run_one(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
+    Query(q): Query<RunQuery>,
     body: Option<JsonBody<Value>>,
 ) -> Result<Capped<Outcome>, ApiError> {
     let params = params_of(body)?;
@@ -301,7 +330,13 @@ pub async fn run_one(
         Err(FetchError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         Err(FetchError::Failed(_)) => StatusCode::BAD_GATEWAY,
     };
-    Ok(Capped(status, out.into()))
+    let text = match (&out.result, q.text) {
+        (Ok(v), true) => Some(crate::fetchers::lean::text(v)),
+        _ => None,
+    };
+    let mut outcome = Outcome::from(out);
+    outcome.text = text;
+    Ok(Capped(status, outcome))
 }
 
 /// One entry of a batch.
@@ -371,6 +406,17 @@ pub async fn run_many(
     )
 )]
 pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json<MysqlHealth>) {
+    let body = mysql(&app).await;
+    let code = if body.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+/// Where definitions come from, and whether MySQL answers.
+pub async fn mysql(app: &AppState) -> MysqlHealth {
     let reg = app.fetchers.registry();
     let status = reg.status();
     let configured = status.backend == "mysql";
@@ -383,7 +429,7 @@ pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json
     let error = ping.err().or(status.error.clone());
     let ok = error.is_none();
     let loaded = reg.current();
-    let body = MysqlHealth {
+    MysqlHealth {
         backend: status.backend,
         configured,
         error,
@@ -391,13 +437,7 @@ pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json
         last_ok_at: status.last_ok_at,
         ok,
         problems: loaded.problems.len(),
-    };
-    let code = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    }
 }
 
 #[cfg(test)]

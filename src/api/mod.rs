@@ -3,6 +3,7 @@
 
 mod deadline;
 mod error;
+mod events;
 mod extract;
 mod fetchers;
 mod health;
@@ -10,7 +11,9 @@ mod limits;
 mod openapi;
 mod prompts;
 mod server;
+mod session;
 mod states;
+mod status;
 
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use fetchers::outcome_json;
@@ -18,6 +21,7 @@ pub use fetchers::{MAX_BATCH, MAX_RESPONSE_BYTES};
 pub use limits::Limits;
 pub use openapi::{ApiDoc, BEARER};
 pub use server::serve;
+pub use session::{Sessions, SESSION_COOKIE, SESSION_TTL};
 pub use states::HaState;
 
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -35,6 +40,7 @@ use subtle::ConstantTimeEq;
 use crate::fetchers::Engine;
 use crate::prompt::Prompts;
 use crate::state::StateManager;
+use crate::stream::Hub;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -53,6 +59,10 @@ pub struct AppState {
     pub prompts: Arc<Prompts>,
     /// Connection and request limits.
     pub limits: Limits,
+    /// The change stream (`/api/v1/events`) and the activity figures.
+    pub stream: Hub,
+    /// Console logins.
+    pub sessions: Arc<Sessions>,
 }
 
 impl AppState {
@@ -65,6 +75,8 @@ impl AppState {
             Arc::new(fetchers.clone()),
         ));
         Self {
+            stream: Hub::new(states.feed().clone(), 10_000),
+            sessions: Arc::default(),
             states,
             ha_configured: false,
             cache_max_age: Duration::from_secs(300),
@@ -100,6 +112,16 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         .route("/api/v1/domains", get(states::domains))
         .route("/api/v1/summary", get(states::summary))
         .route("/api/v1/prompts", get(prompts::list))
+        .route("/api/v1/prompts/{name}", get(prompts::one))
+        .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/status", get(status::status))
+        .route(
+            "/api/v1/session",
+            get(session::get)
+                .post(session::login)
+                .delete(session::logout)
+                .layer(body_limit),
+        )
         .route(
             "/api/v1/prompts/{name}/render",
             post(prompts::render).layer(body_limit),
@@ -156,24 +178,36 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// The one route that answers without a token, so load balancers can probe it.
-const OPEN_ROUTE: &str = "/api/health";
+/// Routes that answer without a token: health, so load balancers can probe
+/// it; the console's page and assets and its login, so a browser can log in.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/api/health" | "/api/v1/session" | "/") || path.starts_with("/console/")
+}
 
+/// Whether the request carries the bearer token.
+fn bearer_ok(app: &AppState, headers: &HeaderMap) -> bool {
+    let Some(want) = &app.api_token else {
+        return false;
+    };
+    let got = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
+}
+
+/// The bearer header or a console session's cookie; never a token in a URL.
 async fn require_token(
     State(app): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let (Some(want), false) = (&app.api_token, req.uri().path() == OPEN_ROUTE) {
-        let got = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes())) {
-            return Err(ApiError::Unauthorized);
-        }
+    if !is_open(req.uri().path())
+        && !bearer_ok(&app, req.headers())
+        && !app.sessions.valid(req.headers())
+    {
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(req).await)
 }

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
 use super::limits::sheddable;
-use super::{fetchers, health, prompts, states, RETRY_AFTER_SECS};
+use super::{events, fetchers, health, prompts, session, states, status, RETRY_AFTER_SECS};
 
 /// The security scheme's name in the document (the `security` attribute repeats it literally).
 pub const BEARER: &str = "bearer";
@@ -29,8 +29,9 @@ pub const BEARER: &str = "bearer";
     info(
         title = "ha-fetchers",
         description = "Mirrors Home Assistant, runs data fetchers, renders LLM prompts. \
-            Every route but `/api/health` needs `Authorization: Bearer <API_TOKEN>` when \
-            API_TOKEN is set. Failures answer `{\"error\": {\"code\", \"message\"}}`; \
+            Every route but `/api/health` and `/api/v1/session` needs `Authorization: \
+            Bearer <API_TOKEN>` when API_TOKEN is set, or the console's session cookie \
+            (from `POST /api/v1/session`). Failures answer `{\"error\": {\"code\", \"message\"}}`; \
             a method a path does not list answers 405 with that body and an `Allow` header."
     ),
     paths(
@@ -38,17 +39,23 @@ pub const BEARER: &str = "bearer";
         health::websocket_route,
         health::redis_route,
         fetchers::mysql_health,
+        status::status,
         states::list,
         states::one,
         states::domains,
         states::summary,
+        events::stream,
         fetchers::list,
         fetchers::one,
         fetchers::run_one,
         fetchers::run_many,
         prompts::list,
+        prompts::one,
         prompts::render,
         prompts::render_inline,
+        session::get,
+        session::login,
+        session::logout,
         super::metrics,
         openapi_json,
     ),
@@ -60,6 +67,7 @@ pub const BEARER: &str = "bearer";
         (name = "states", description = "The mirrored Home Assistant states."),
         (name = "fetchers", description = "Data fetchers: list and run."),
         (name = "prompts", description = "Prompt templates: list and render."),
+        (name = "console", description = "Console logins: the token exchanged for a session cookie."),
         (name = "meta", description = "Metrics and this document."),
     )
 )]

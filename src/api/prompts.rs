@@ -50,6 +50,51 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Listed>> {
     )
 }
 
+/// A template with its source, for editing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Template {
+    /// What to render it by.
+    name: String,
+    /// One line about it.
+    description: String,
+    /// Disabled templates do not render.
+    enabled: bool,
+    /// Last change in MySQL, when it comes from there.
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The minijinja source.
+    body: String,
+}
+
+/// One template with its source.
+#[utoipa::path(
+    get,
+    path = "/api/v1/prompts/{name}",
+    operation_id = "get_prompt",
+    tag = "prompts",
+    params(("name" = String, Path, description = "The template's name", example = "home_status")),
+    responses(
+        (status = 200, description = "The template", body = Template),
+        (status = 400, description = "Undecodable path", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+    )
+)]
+pub async fn one(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Template>, ApiError> {
+    let t = app
+        .prompts
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("no prompt template named {name}")))?;
+    Ok(Json(Template {
+        name: t.name,
+        description: t.description,
+        enabled: t.enabled,
+        updated_at: t.updated_at,
+        body: t.body,
+    }))
+}
+
 /// Renders a stored template, running the fetchers it uses.
 #[utoipa::path(
     post,

@@ -6,6 +6,7 @@
 //! - `Engine::run_many(Vec<FetchRequest>) -> Vec<FetchOutcome>` runs them concurrently,
 //!   each with its own timeout and TTL cache; `Engine::exists(name)` and
 //!   `Engine::names()` tell templates what is known.
+//! - [`lean`]: a result as token-lean text, for LLM clients and the console.
 
 mod cache;
 pub use cache::MAX_ENTRIES as MAX_CACHED_RESULTS;
@@ -15,6 +16,7 @@ mod definition;
 mod engine;
 pub mod files;
 mod inputs;
+pub mod lean;
 mod registry;
 mod sources;
 

@@ -83,6 +83,27 @@ pub enum Failure {
     Error(minijinja::Error),
 }
 
+/// A template error for its author: what is wrong, then where, as
+/// `(line 2, column 7)` when it is in `src` itself (template `name`), or as
+/// minijinja names it when it is elsewhere (an included template).
+pub fn located(e: &minijinja::Error, name: &str, src: &str) -> String {
+    let what = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    let (Some(line), true) = (e.line(), e.name().is_none_or(|n| n == name)) else {
+        return e.to_string();
+    };
+    let column = e
+        .range()
+        .and_then(|r| src.get(..r.start))
+        .map(|before| before.rsplit('\n').next().unwrap_or("").chars().count() + 1);
+    match column {
+        Some(c) => format!("{what} (line {line}, column {c})"),
+        None => format!("{what} (line {line})"),
+    }
+}
+
 /// Renders `tmpl` with `ctx`; output past [`MAX_OUTPUT`] stops the render.
 pub fn render(tmpl: &Template<'_, '_>, ctx: Value) -> Result<String, Failure> {
     let mut out = Capped::default();

@@ -7,8 +7,8 @@
 //!   `search_entities` and `get_entity` ([`live`] renders those).
 //! - [`args`]: checks a call's arguments against a tool's input schema, so a
 //!   mistake is named before anything runs.
-//! - [`lean`]: a fetcher's JSON result as token-lean text; [`reply`] wraps
-//!   it (or a failure) as a tool result.
+//! - [`reply`]: a result as a tool result: `crate::fetchers::lean`'s text
+//!   beside the JSON, or a failure.
 //! - [`prompts`]: prompt templates as MCP prompts.
 //! - [`resources`]: `ha://entity/…`, `ha://domain/…`, `ha://fetcher/…`.
 //! - [`session`]: per-client watcher: resource updates and list changes.
@@ -18,7 +18,6 @@
 mod args;
 mod handler;
 mod http;
-mod lean;
 mod live;
 mod prompts;
 mod reply;

@@ -6,8 +6,9 @@ use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTempla
 use rmcp::ErrorData;
 use serde_json::Map;
 
-use super::{lean, live, tools};
+use super::{live, tools};
 use crate::api::AppState;
+use crate::fetchers::lean;
 use crate::fetchers::FetchRequest;
 use crate::state::{valid_entity_id, Query, StateError};
 

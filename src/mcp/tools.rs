@@ -8,10 +8,11 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
 
+use super::args;
 use super::live::{self, GET_ENTITY, LIVE_CONTEXT, SEARCH};
 use super::reply::{failure, success};
-use super::{args, lean};
 use crate::api::AppState;
+use crate::fetchers::lean;
 use crate::fetchers::{input_schema, Definition, FetchRequest};
 
 /// Names the built-in tools take; a fetcher of the same name is not listed.

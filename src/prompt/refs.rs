@@ -39,7 +39,8 @@ pub enum RefsError {
 /// Every `fetch("…", …)` call in `src` whose name is a string literal, once
 /// per name and literal params, in the order they first appear.
 pub fn fetch_calls(name: &str, src: &str) -> Result<Vec<FetchCall>, RefsError> {
-    let tree = walk::parse(name, src).map_err(|e| RefsError::Syntax(e.to_string()))?;
+    let tree = walk::parse(name, src)
+        .map_err(|e| RefsError::Syntax(crate::jinja::located(&e, name, src)))?;
     let mut found = Calls::default();
     walk::walk(&tree, &mut found);
     match found.over {

@@ -130,7 +130,7 @@ impl Renderer {
             .template_from_named_str(name, body)
             .map_err(|e| RenderError::Syntax {
                 template: name.to_string(),
-                message: e.to_string(),
+                message: jinja::located(&e, name, body),
             })
     }
 
@@ -242,7 +242,7 @@ impl Renderer {
         if let Some(fatal) = ctx.fatal.lock().take() {
             return Err(fatal);
         }
-        let text = res.map_err(|f| failure(name, f))?;
+        let text = res.map_err(|f| failure(name, body, f))?;
         let fetchers = std::mem::take(&mut *ctx.runs.lock());
         let errors = std::mem::take(&mut *ctx.errors.lock());
         Ok(Rendered {
@@ -287,8 +287,8 @@ impl Renderer {
     }
 }
 
-/// The render error for what stopped `template`.
-fn failure(template: &str, f: Failure) -> RenderError {
+/// The render error for what stopped `template` (its source `src`).
+fn failure(template: &str, src: &str, f: Failure) -> RenderError {
     let template = template.to_string();
     match f {
         Failure::OutOfFuel => RenderError::OutOfFuel {
@@ -300,8 +300,8 @@ fn failure(template: &str, f: Failure) -> RenderError {
             limit: jinja::MAX_OUTPUT,
         },
         Failure::Error(e) => RenderError::Render {
+            message: jinja::located(&e, &template, src),
             template,
-            message: e.to_string(),
         },
     }
 }

@@ -1,5 +1,5 @@
 //! The change feed: what reached the cache, for whoever watches live
-//! (Model Context Protocol subscriptions, the console's stream). The writer
+//! (Model Context Protocol subscriptions, the change stream). The writer
 //! publishes once per applied batch, so a burst costs one send, not one per
 //! event; a watcher that falls behind is told to re-read everything.
 
@@ -7,14 +7,39 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use super::EntityState;
+
 /// Batches a watcher may fall behind by before it is told [`Changed::Everything`].
 pub const FEED_CAPACITY: usize = 1024;
+
+/// One entity's applied change. Every field is shared, not copied: a batch
+/// costs a reference count per entity.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// Which entity.
+    pub entity_id: Arc<str>,
+    /// Its state string before, when one was cached.
+    pub old_state: Option<Arc<str>>,
+    /// The state now; `None` when the entity was removed.
+    pub new: Option<EntityState>,
+}
+
+impl Update {
+    /// A removal.
+    pub fn removed(entity_id: Arc<str>) -> Self {
+        Self {
+            entity_id,
+            old_state: None,
+            new: None,
+        }
+    }
+}
 
 /// One applied write.
 #[derive(Debug, Clone)]
 pub enum Changed {
     /// These entities were written or removed.
-    Entities(Arc<[Arc<str>]>),
+    Entities(Arc<[Update]>),
     /// Anything may have changed: a snapshot replaced the cache, or the
     /// watcher lagged and lost batches.
     Everything,
@@ -24,7 +49,7 @@ impl Changed {
     /// Whether `entity_id` may be among the changes.
     pub fn touches(&self, entity_id: &str) -> bool {
         match self {
-            Self::Entities(ids) => ids.iter().any(|i| &**i == entity_id),
+            Self::Entities(us) => us.iter().any(|u| &*u.entity_id == entity_id),
             Self::Everything => true,
         }
     }
@@ -32,7 +57,7 @@ impl Changed {
     /// Whether an entity of `domain` may be among the changes.
     pub fn touches_domain(&self, domain: &str) -> bool {
         match self {
-            Self::Entities(ids) => ids.iter().any(|i| super::domain_of(i) == domain),
+            Self::Entities(us) => us.iter().any(|u| super::domain_of(&u.entity_id) == domain),
             Self::Everything => true,
         }
     }
@@ -99,10 +124,12 @@ mod tests {
         let feed = Feed::default();
         let mut w = feed.watch();
         for _ in 0..FEED_CAPACITY + 1 {
-            feed.publish(Changed::Entities(Arc::from(vec![Arc::from("light.a")])));
+            feed.publish(Changed::Entities(Arc::from(vec![Update::removed(
+                "light.a".into(),
+            )])));
         }
         assert!(matches!(w.next().await, Some(Changed::Everything)));
-        let c = Changed::Entities(Arc::from(vec![Arc::from("light.a")]));
+        let c = Changed::Entities(Arc::from(vec![Update::removed("light.a".into())]));
         assert!(c.touches("light.a") && !c.touches("light.b"));
         assert!(c.touches_domain("light") && !c.touches_domain("switch"));
     }

@@ -123,6 +123,11 @@ impl StateManager {
         self
     }
 
+    /// The feed of what the writer applies.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
     /// Watches the changes that reach the cache from now on.
     pub fn watch(&self) -> Watcher {
         self.feed.watch()

@@ -19,7 +19,7 @@ mod writer;
 
 pub use changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
 pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseError};
-pub use feed::{Changed, Feed, Watcher, FEED_CAPACITY};
+pub use feed::{Changed, Feed, Update, Watcher, FEED_CAPACITY};
 pub use glob::{Glob, GlobError};
 pub(crate) use index::Ids;
 pub use index::{Index, Slot, Upserted};

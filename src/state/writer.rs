@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
-use super::{now_secs, Changed, EntityState, Meta, SharedStore, Upserted};
+use super::{now_secs, Changed, EntityState, Meta, SharedStore, Update, Upserted};
 
 /// The most queued messages folded into one batch.
 pub const MAX_BATCH: usize = 4096;
@@ -251,7 +251,11 @@ impl Writer {
         match self.store.remove(&ids).await {
             Ok(()) => {
                 self.count_applied(ids.len() as u64);
-                self.publish(ids.iter().map(|(id, _)| id));
+                self.publish(|| {
+                    ids.iter()
+                        .map(|(id, _)| Update::removed(id.clone()))
+                        .collect()
+                });
                 for (id, _) in &ids {
                     tracing::info!(entity_id = %id, action = "remove", "Entity removed from cache");
                 }
@@ -262,12 +266,11 @@ impl Writer {
         }
     }
 
-    /// Tells watchers which entities a batch changed. With none (the usual
-    /// case at full ingest speed) the ids are not even collected.
-    fn publish<'a>(&self, ids: impl IntoIterator<Item = &'a Arc<str>>) {
+    /// Tells watchers what a batch changed. With none (full-speed ingest
+    /// with no subscriber) the updates are not even collected.
+    fn publish(&self, updates: impl FnOnce() -> Vec<Update>) {
         if self.feed.is_watched() {
-            let ids: Arc<[Arc<str>]> = ids.into_iter().cloned().collect();
-            self.feed.publish(Changed::Entities(ids));
+            self.feed.publish(Changed::Entities(updates().into()));
         }
     }
 
@@ -294,16 +297,18 @@ impl Writer {
             self.stats.invalidations.fetch_add(n, Ordering::Relaxed);
             metrics::counter!("ha_cache_invalidations_total").increment(n);
             self.count_applied(n);
-            for (s, old) in states.iter().zip(old) {
+            for (s, old) in states.iter().zip(&old) {
                 tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "invalidate", "Cache invalidated for state change");
             }
             match res {
-                Ok(()) => self.publish(&ids),
+                Ok(()) => self.publish(|| updates(states, old)),
                 Err(e) => tracing::error!(error = %e, "Failed to invalidate cache"),
             }
             return;
         }
         let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
+        // Kept for the feed in case the write fails and falls back to invalidation.
+        let sent = self.feed.is_watched().then(|| states.clone());
         match self.store.upsert(states).await {
             Ok(done) => {
                 let mut updated = Vec::with_capacity(done.len());
@@ -326,7 +331,16 @@ impl Writer {
                 self.count_applied(n);
                 log_updates(&updated);
                 if !updated.is_empty() {
-                    self.publish(updated.iter().map(|(s, _)| &s.entity_id));
+                    self.publish(|| {
+                        updated
+                            .into_iter()
+                            .map(|(s, old_state)| Update {
+                                entity_id: s.entity_id.clone(),
+                                old_state,
+                                new: Some(s),
+                            })
+                            .collect()
+                    });
                 }
             }
             Err(e) => {
@@ -337,7 +351,7 @@ impl Writer {
                     tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
                 }
                 match self.store.invalidate(&ids).await {
-                    Ok(()) => self.publish(&ids),
+                    Ok(()) => self.publish(|| updates(sent.unwrap_or_default(), Vec::new())),
                     Err(e) => tracing::error!(error = %e, "Fallback invalidation failed too"),
                 }
             }
@@ -365,6 +379,20 @@ fn log_updates(updated: &[(EntityState, Option<Arc<str>>)]) {
             }
         }
     }
+}
+
+/// Feed records for written states, with the old values read before the
+/// write (missing ones count as unknown).
+fn updates(states: Vec<EntityState>, old: Vec<Option<Arc<str>>>) -> Vec<Update> {
+    states
+        .into_iter()
+        .zip(old.into_iter().chain(std::iter::repeat(None)))
+        .map(|(s, old_state)| Update {
+            entity_id: s.entity_id.clone(),
+            old_state,
+            new: Some(s),
+        })
+        .collect()
 }
 
 /// An event's `new_state`, or `None` (logged) when it is not a usable state of that entity.

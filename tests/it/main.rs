@@ -8,6 +8,7 @@ mod api;
 mod big_frame;
 mod cli_check;
 mod cli_demo;
+mod console;
 mod fetchers_engine;
 mod fetchers_mysql;
 mod fuzz;

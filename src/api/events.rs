@@ -1,0 +1,216 @@
+//! `GET /api/v1/events`: the change stream as Server-Sent Events.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::state::Glob;
+use crate::stream::{Event, Lagged, Subscription};
+
+/// A comment line this often keeps proxies and the client's own timeout from
+/// taking an idle stream for a dead one.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The reconnect delay a client is told to use (the `retry:` hint).
+pub const RETRY_MS: u64 = 2000;
+/// Events written in one chunk at most, so a long backlog is sent in pieces.
+const MAX_PER_CHUNK: usize = 256;
+
+/// Which events one client wants.
+struct Filter {
+    /// `domain=`, repeatable; empty: all.
+    domains: HashSet<String>,
+    /// `entity_id=` globs, repeatable; empty: all.
+    globs: Vec<Glob>,
+    /// `full=1`: the whole state object in `state` events.
+    full: bool,
+}
+
+impl Filter {
+    fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut f = Self {
+            domains: HashSet::new(),
+            globs: Vec::new(),
+            full: false,
+        };
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                "domain" if is_domain(&v) => {
+                    f.domains.insert(v.into_owned());
+                }
+                "domain" => {
+                    return Err(ApiError::BadRequest(format!(
+                        "domain={v:?} is not a domain (lowercase letters, digits and _)"
+                    )))
+                }
+                "entity_id" => f.globs.push(
+                    Glob::new(&v)
+                        .map_err(|e| ApiError::BadRequest(format!("entity_id={v:?}: {e}")))?,
+                ),
+                "full" => {
+                    f.full = match &*v {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(ApiError::BadRequest(format!("full={v:?}: use 1 or 0"))),
+                    }
+                }
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown query parameter {other:?}; known: domain, entity_id, full"
+                    )))
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    fn passes(&self, e: &Event) -> bool {
+        let Some(id) = e.entity_id() else {
+            return true;
+        };
+        (self.domains.is_empty() || self.domains.contains(crate::state::domain_of(id)))
+            && (self.globs.is_empty() || self.globs.iter().any(|g| g.matches(id)))
+    }
+}
+
+/// HA's rule for a domain: lowercase letters, digits and underscores.
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// State changes, removals, resyncs and reloads as they happen.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "events",
+    tag = "states",
+    params(
+        ("domain" = Option<Vec<String>>, Query, description = "Only entities of these domains (repeatable)", example = "light"),
+        ("entity_id" = Option<Vec<String>>, Query, description = "Only entities matching these globs (`*`, `?`; repeatable)", example = "light.*"),
+        ("full" = Option<String>, Query, description = "`1`: `state` events carry the full state object as `new`"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event; one no longer buffered gets a `resync` event first"),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`: events `state`, `removed`, `resync`, `reload`, each with an `id`; a comment every 15 s", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad domain, glob or parameter", body = ErrorBody),
+    )
+)]
+pub async fn stream(
+    State(app): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let filter = Filter::parse(query.as_deref())?;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let mut sub = app.stream.subscribe(last);
+    let mut first = BytesMut::from(format!("retry: {RETRY_MS}\n\n").as_bytes());
+    if let Some(id) = sub.expired {
+        first.extend_from_slice(&crate::stream::frame(
+            Some(id),
+            "resync",
+            r#"{"reason":"expired"}"#,
+        ));
+    }
+    let backlog = std::mem::take(&mut sub.backlog);
+    let client = Client {
+        closing: app.stream.closing(),
+        sub,
+        filter,
+        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT),
+        first: Some(first),
+        backlog: backlog.into_iter(),
+    };
+    let body = Body::from_stream(futures::stream::unfold(client, Client::step));
+    Ok((
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        // Reverse proxies (nginx) would otherwise buffer the stream.
+        [("x-accel-buffering", "no")],
+        body,
+    )
+        .into_response())
+}
+
+/// One connected client.
+struct Client {
+    /// Cancelled at shutdown: the stream ends so the connection can close.
+    closing: tokio_util::sync::CancellationToken,
+    /// Its queue.
+    sub: Subscription,
+    /// What it asked for.
+    filter: Filter,
+    /// The comment timer.
+    heartbeat: tokio::time::Interval,
+    /// The `retry:` hint (and an `expired` resync), sent first.
+    first: Option<BytesMut>,
+    /// Buffered events of a resume, sent before live ones.
+    backlog: std::vec::IntoIter<Arc<Event>>,
+}
+
+impl Client {
+    /// The next chunk to write; `None` ends the stream.
+    async fn step(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        if let Some(mut buf) = self.first.take() {
+            for e in self.backlog.by_ref() {
+                if self.filter.passes(&e) {
+                    buf.extend_from_slice(e.sse(self.filter.full));
+                }
+            }
+            return Some((Ok(buf.freeze()), self));
+        }
+        loop {
+            let got = tokio::select! {
+                biased;
+                _ = self.closing.cancelled() => return None,
+                r = self.sub.recv() => r,
+                _ = self.heartbeat.tick() => {
+                    return Some((Ok(Bytes::from_static(b": ping\n\n")), self));
+                }
+            };
+            let buf = self.drain(got);
+            if !buf.is_empty() {
+                return Some((Ok(buf.freeze()), self));
+            }
+        }
+    }
+
+    /// `got` and whatever else is queued, as one chunk of the events this
+    /// client wants. An overflow ends the chunk with `resync`.
+    fn drain(&mut self, got: Result<Arc<Event>, Lagged>) -> BytesMut {
+        let mut buf = BytesMut::new();
+        let mut next = Some(got);
+        let mut n = 0;
+        while let Some(r) = next {
+            match r {
+                Ok(e) if self.filter.passes(&e) => buf.extend_from_slice(e.sse(self.filter.full)),
+                Ok(_) => {}
+                Err(Lagged) => {
+                    let id = self.sub.restart();
+                    buf.extend_from_slice(&crate::stream::frame(
+                        Some(id),
+                        "resync",
+                        r#"{"reason":"overflow"}"#,
+                    ));
+                    break;
+                }
+            }
+            n += 1;
+            next = (n < MAX_PER_CHUNK).then(|| self.sub.try_recv()).flatten();
+        }
+        buf
+    }
+}

@@ -1,0 +1,61 @@
+//! `GET /api/v1/status`: everything the console's status view shows, in one
+//! answer that is always 200 (health routes answer 503 when degraded, which a
+//! browser logs as an error on every refresh).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::fetchers::{mysql, MysqlHealth};
+use super::health::{redis, websocket, ServiceHealth, WebsocketHealth};
+use super::AppState;
+use crate::stream::{ResyncRecord, StreamStats};
+
+/// The body of `/api/v1/status`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// The WebSocket link to Home Assistant.
+    websocket: WebsocketHealth,
+    /// The state store.
+    redis: ServiceHealth,
+    /// Where fetcher definitions come from.
+    mysql: MysqlHealth,
+    /// Entities mirrored.
+    entities: usize,
+    /// Domains among them.
+    domains: usize,
+    /// Events received from Home Assistant per second, oldest first, over the
+    /// last five minutes (shorter right after start).
+    events_per_second: Vec<u32>,
+    /// Recent snapshots applied, oldest first (at most 20).
+    resyncs: Vec<ResyncRecord>,
+    /// The change stream.
+    stream: StreamStats,
+}
+
+/// The console's status view: link, stores, counts, activity.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    operation_id = "status",
+    tag = "health",
+    responses((status = 200, description = "The status, healthy or not", body = Status))
+)]
+pub async fn status(State(app): State<Arc<AppState>>) -> Json<Status> {
+    let summary = app.states.summary();
+    let (events_per_second, resyncs) = app.stream.activity();
+    let (redis, mysql) = tokio::join!(redis(&app), mysql(&app));
+    Json(Status {
+        websocket: websocket(&app),
+        redis,
+        mysql,
+        entities: summary.entity_count,
+        domains: summary.domain_count,
+        events_per_second,
+        resyncs,
+        stream: app.stream.stats(),
+    })
+}
