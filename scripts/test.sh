@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts (or installs) MariaDB and
-# Redis, installs and starts a real Home Assistant for the conformance tests
-# and the official MCP Python SDK for the protocol tests, then runs every test.
+# Redis, installs and starts a real Home Assistant for the conformance tests,
+# headless Chromium for the console and the official MCP Python SDK for the
+# protocol tests, then runs every test.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,9 @@ export HA_TEST_URL="$HA_URL" HA_TEST_TOKEN="$HA_TOKEN" HA_CONFORMANCE_REQUIRED=1
 # tests/it/real_ha_restarts.rs restarts a second HA of its own (port 8124) this often.
 export HA_RESTARTS="${HA_RESTARTS:-10}"
 unset HA_URL HA_TOKEN
+# Headless Chromium drives the console through WebDriver (tests/it/console.rs).
+CHROMEDRIVER="$(scripts/browser.sh | tail -n 1)"
+export CHROMEDRIVER BROWSER_REQUIRED=1
 # The official MCP Python SDK drives /mcp (tests/it/mcp_python.rs): a client nobody here wrote.
 MCP_PYTHON="$(scripts/mcp-client.sh | tail -n 1)"
 export MCP_PYTHON MCP_CLIENT_REQUIRED=1

@@ -16,6 +16,7 @@ mod states;
 mod status;
 
 pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use events::{HEARTBEAT, RETRY_MS};
 pub use fetchers::outcome_json;
 pub use fetchers::{MAX_BATCH, MAX_RESPONSE_BYTES};
 pub use limits::Limits;

@@ -135,7 +135,6 @@ pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Json<S
     responses(
         (status = 200, description = "Logged in (with `Set-Cookie`), or refused (`authenticated: false` and `error`)", body = SessionView),
         (status = 400, description = "Not JSON", body = ErrorBody),
-        (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 422, description = "JSON, but not a login", body = ErrorBody),
     )
 )]

@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 use super::fetchers::{mysql, MysqlHealth};
 use super::health::{redis, websocket, ServiceHealth, WebsocketHealth};
 use super::AppState;
-use crate::stream::{ResyncRecord, StreamStats};
+use crate::state::Resync;
+use crate::stream::StreamStats;
 
 /// The body of `/api/v1/status`.
 #[derive(Serialize, ToSchema)]
@@ -31,7 +32,7 @@ pub struct Status {
     /// last five minutes (shorter right after start).
     events_per_second: Vec<u32>,
     /// Recent snapshots applied, oldest first (at most 20).
-    resyncs: Vec<ResyncRecord>,
+    resyncs: Vec<Resync>,
     /// The change stream.
     stream: StreamStats,
 }
@@ -46,7 +47,7 @@ pub struct Status {
 )]
 pub async fn status(State(app): State<Arc<AppState>>) -> Json<Status> {
     let summary = app.states.summary();
-    let (events_per_second, resyncs) = app.stream.activity();
+    let (events_per_second, resyncs) = (app.stream.events_per_second(), app.stream.resyncs());
     let (redis, mysql) = tokio::join!(redis(&app), mysql(&app));
     Json(Status {
         websocket: websocket(&app),

@@ -66,6 +66,33 @@ pub struct WriterStats {
     pub stale: AtomicU64,
     /// Snapshots applied.
     pub resyncs: AtomicU64,
+    /// The last [`RESYNCS_KEPT`] snapshots applied, oldest first.
+    pub recent_resyncs: parking_lot::Mutex<std::collections::VecDeque<Resync>>,
+}
+
+/// Snapshots remembered for the console's status view.
+pub const RESYNCS_KEPT: usize = 20;
+
+/// One applied snapshot.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Resync {
+    /// Unix seconds.
+    pub at: f64,
+    /// Entities in the snapshot.
+    pub entities: usize,
+    /// Entities it dropped from the cache (gone from Home Assistant).
+    pub removed: usize,
+}
+
+impl WriterStats {
+    /// Remembers a snapshot, forgetting the oldest past [`RESYNCS_KEPT`].
+    pub fn record_resync(&self, r: Resync) {
+        let mut recent = self.recent_resyncs.lock();
+        if recent.len() == RESYNCS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(r);
+    }
 }
 
 /// The sending side, held by the session and by tests.

@@ -17,7 +17,7 @@ mod redis;
 mod registry;
 mod writer;
 
-pub use changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
+pub use changes::{CacheMode, Change, Resync, WriterHandle, WriterMsg, WriterStats, RESYNCS_KEPT};
 pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseError};
 pub use feed::{Changed, Feed, Update, Watcher, FEED_CAPACITY};
 pub use glob::{Glob, GlobError};

@@ -153,6 +153,11 @@ impl Writer {
                             removed = gone.len(),
                             "Cache resynced from snapshot"
                         );
+                        self.stats.record_resync(super::Resync {
+                            at: now_secs(),
+                            entities: n,
+                            removed: gone.len(),
+                        });
                         for id in gone {
                             tracing::info!(entity_id = %id, action = "remove", "Entity vanished during resync");
                         }

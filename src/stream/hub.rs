@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::{Activity, Event, Kind};
 use crate::fetchers::Engine;
 use crate::prompt::Prompts;
-use crate::state::{now_secs, Changed, Feed, Watcher, WriterStats};
+use crate::state::{now_secs, Changed, Feed, Resync, Watcher, WriterStats};
 
 /// Events one subscriber may fall behind by (a stalled reader, a slow link)
 /// before it is sent `resync` and continues from now. Each waiting event is a
@@ -51,8 +51,10 @@ struct Inner {
     overflows: AtomicU64,
     /// Cancelled when the pump stops (shutdown): every stream ends with it.
     closing: CancellationToken,
-    /// Events per second and resyncs, for the status view.
+    /// Events per second, for the status view.
     activity: Mutex<Activity>,
+    /// The writer's counters and recent snapshots, once the pump runs.
+    writer: std::sync::OnceLock<Arc<WriterStats>>,
 }
 
 struct Recent {
@@ -114,6 +116,7 @@ impl Hub {
                 overflows: AtomicU64::new(0),
                 closing: CancellationToken::new(),
                 activity: Mutex::new(Activity::default()),
+                writer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -204,10 +207,18 @@ impl Hub {
         }
     }
 
-    /// Events per second (oldest first) and the recent resyncs.
-    pub fn activity(&self) -> (Vec<u32>, Vec<super::ResyncRecord>) {
-        let a = self.inner.activity.lock();
-        (a.per_second(), a.resyncs())
+    /// Events per second, oldest first.
+    pub fn events_per_second(&self) -> Vec<u32> {
+        self.inner.activity.lock().per_second()
+    }
+
+    /// The recent snapshots, oldest first.
+    pub fn resyncs(&self) -> Vec<Resync> {
+        self.inner
+            .writer
+            .get()
+            .map(|w| w.recent_resyncs.lock().iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Starts the pump: state changes from the feed, fetcher and template
@@ -219,6 +230,7 @@ impl Hub {
         prompts: Arc<Prompts>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
+        let _ = self.inner.writer.set(stats.clone());
         let pump = Pump {
             hub: self.clone(),
             stats,
@@ -335,17 +347,7 @@ impl Pump {
 
     fn sample(&self) {
         let events = self.stats.events.load(Ordering::Relaxed);
-        let resyncs = self.stats.resyncs.load(Ordering::Relaxed);
-        let mut entities = 0;
-        self.fetchers
-            .states()
-            .store()
-            .read(&mut |ix| entities = ix.len());
-        self.hub
-            .inner
-            .activity
-            .lock()
-            .sample(events, resyncs, entities, now_secs());
+        self.hub.inner.activity.lock().sample(events);
     }
 
     /// A `reload` event when the fetchers or the templates changed.

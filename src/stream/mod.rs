@@ -5,7 +5,7 @@
 //! - [`hub`]: the recent-events buffer that `Last-Event-ID` resumes from, the
 //!   fan-out to subscribers, and the pump that fills both from the state
 //!   feed and the fetcher and template reloads.
-//! - [`activity`]: events per second over the last minutes and the resync history.
+//! - [`activity`]: events per second over the last minutes.
 //!
 //! Nothing is recorded while nobody subscribes: the first subscriber starts
 //! the recording, and it stops [`hub::LINGER`] after the last one leaves, so
@@ -15,6 +15,6 @@ mod activity;
 mod event;
 mod hub;
 
-pub use activity::{Activity, ResyncRecord, ACTIVITY_SECONDS};
+pub use activity::{Activity, ACTIVITY_SECONDS};
 pub use event::{frame, Event, Kind};
 pub use hub::{Hub, Lagged, StreamStats, Subscription, CLIENT_QUEUE, LINGER};

@@ -190,3 +190,80 @@ async fn inline_render_previews_and_names_what_is_wrong() {
     let (status, v) = call(&app, Method::GET, "/api/v1/prompts", None).await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }
+
+/// The console's login: the token for an HttpOnly, SameSite=Strict cookie
+/// that the API accepts like the bearer header, until logout.
+#[tokio::test]
+async fn a_console_login_is_a_cookie_the_api_accepts_until_logout() {
+    use crate::helpers::api::{empty_app, request, send, send_json};
+    use axum::body::Body;
+    use axum::http::header::{COOKIE, SET_COOKIE};
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    let app = empty_app(Some("s3cret"));
+    let (status, v) = send_json(&app, request(Method::GET, "/api/v1/session", None)).await;
+    assert_eq!(status, StatusCode::OK, "open, so the page can ask");
+    assert_eq!(
+        v,
+        serde_json::json!({"auth_required": true, "authenticated": false})
+    );
+
+    let login = |token: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/session")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({ "token": token }).to_string(),
+            ))
+            .unwrap()
+    };
+    let resp = tower::ServiceExt::oneshot(app.clone(), login("wrong"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers().get(SET_COOKIE).is_none(),
+        "no cookie for a wrong token"
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["authenticated"], false);
+    assert_eq!(v["error"], "wrong token");
+
+    let resp = tower::ServiceExt::oneshot(app.clone(), login("s3cret"))
+        .await
+        .unwrap();
+    let cookie = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let with_cookie = |uri: &str, method: Method| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(COOKIE, &pair)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _) = send(&app, with_cookie("/api/v1/states", Method::GET)).await;
+    assert_eq!(status, StatusCode::OK, "the cookie opens the API");
+    let (status, _) = send(
+        &app,
+        request(Method::GET, "/api/v1/states?token=s3cret", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "never a token in a URL");
+
+    let resp =
+        tower::ServiceExt::oneshot(app.clone(), with_cookie("/api/v1/session", Method::DELETE))
+            .await
+            .unwrap();
+    assert!(resp.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let (status, _) = send(&app, with_cookie("/api/v1/states", Method::GET)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "logged out");
+}

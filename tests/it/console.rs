@@ -10,6 +10,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
@@ -19,12 +20,21 @@ use serde_json::{json, Value};
 /// How long any one thing may take to appear in the page.
 const APPEAR: Duration = Duration::from_secs(15);
 
-/// A child process killed on drop.
+/// A child process in a process group of its own, killed with the whole
+/// group on drop: chromedriver's browsers die with it, even when a test fails.
 struct Running(Child);
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        Self(cmd.process_group(0).spawn().expect("the program runs"))
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill only signals; a negative pid names the group.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }
@@ -57,8 +67,8 @@ fn demo(token: Option<&str>) -> (Running, String) {
     if let Some(t) = token {
         cmd.env("API_TOKEN", t);
     }
-    let mut child = cmd.spawn().expect("the binary runs");
-    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut running = Running::spawn(&mut cmd);
+    let out = BufReader::new(running.0.stdout.take().unwrap());
     let mut base = None;
     for line in out.lines().map_while(Result::ok) {
         if let Some(b) = line.strip_prefix("API: ") {
@@ -68,7 +78,7 @@ fn demo(token: Option<&str>) -> (Running, String) {
             break;
         }
     }
-    (Running(child), base.expect("the demo prints its address"))
+    (running, base.expect("the demo prints its address"))
 }
 
 /// chromedriver on a free port, and a headless Chromium session through it.
@@ -78,13 +88,12 @@ async fn browser(driver: &PathBuf) -> (Running, Client) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs");
-    let running = Running(child);
+    let running = Running::spawn(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let profile = tempfile::tempdir().unwrap();
     let caps = json!({
         "browserName": "chrome",
