@@ -23,6 +23,14 @@ grep -E '^  curl ' "$work/demo.out" | while read -r line; do
   echo "$out" | python3 -c 'import json,sys; json.load(sys.stdin)' || { echo "not JSON: $line" >&2; exit 1; }
   echo "ok: $line"
 done
+# The console page it names, and the live stream line (cut after 3 s).
+console=$(sed -n 's/^Console: \([^ ]*\).*/\1/p' "$work/demo.out")
+curl -sf "$console" | grep -q "<title>ha-fetchers console</title>"
+echo "ok: the console answers at $console"
+stream=$(grep -o "curl -sN '[^']*'" "$work/demo.out")
+out=$(bash -c "${stream/curl -sN/curl -sN --max-time 3}" || true)
+echo "$out" | grep -q '^retry: ' || { echo "the stream line did not stream: $stream" >&2; exit 1; }
+echo "ok: $stream"
 kill -INT "${pids[0]}"; wait "${pids[0]}"; pids=()
 echo "demo stopped cleanly on Ctrl-C"
 

@@ -73,6 +73,7 @@ pub async fn run(
         sim.url()
     );
     println!("API: {base}");
+    println!("Console: {base}/  (open it in a browser: status, fetchers, prompts, live states)");
     println!();
     println!("Try:");
     if app.state().api_token.is_some() {
@@ -86,6 +87,8 @@ pub async fn run(
     println!();
     println!("  curl -s -XPOST {base}/api/v1/prompts/home_status/render -H 'content-type: application/json' -d '{{}}'");
     println!("  curl -s -XPOST {base}/api/v1/fetchers/ha_lights_on/run -H 'content-type: application/json' -d '{{}}'");
+    println!();
+    println!("  Live changes (Server-Sent Events, until Ctrl-C): curl -sN '{base}/api/v1/events?domain=light'");
     println!();
     println!("  Model Context Protocol (point an LLM client at {base}/mcp):");
     println!("  curl -s -XPOST {base}/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'");
