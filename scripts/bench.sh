@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite (BENCHMARKS.md), in one command.
-# Usage: scripts/bench.sh [--quick] [--no-ha]
+# Usage: scripts/bench.sh [--quick] [--no-ha] [--only FIGURE,...] | --stream | --soak [--minutes N]
 # Installs redis-benchmark (redis-tools) when missing, starts Redis via
 # scripts/services.sh when it does not answer, builds both binaries in release
 # mode (the bench is the workspace member bench/) and runs target/release/bench. The full run also starts the real Home

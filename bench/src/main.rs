@@ -16,6 +16,7 @@ mod parse;
 mod refs;
 mod report;
 mod soak;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,7 +79,7 @@ const FIGURES: [&str; 8] = [
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "bench",
-    about = "The benchmark suite (BENCHMARKS.md), or with --soak the soak (RELIABILITY.md)",
+    about = "The benchmark suite (BENCHMARKS.md), or with --soak the soak (RELIABILITY.md), or with --stream the change stream's figures",
     after_help = "Environment: RUST_LOG sets the app's log level (default info, as in \
                   production); the app's logs go to target/bench/app.log."
 )]
@@ -101,6 +102,11 @@ struct Args {
     /// --minutes; exits non-zero when a check fails.
     #[arg(long, conflicts_with_all = ["quick", "no_ha", "only"])]
     soak: bool,
+    /// The change stream's figures instead (BENCHMARKS.md, sixth session): 100
+    /// SSE subscribers at 1,000 events/s, one stalled subscriber, ingest with
+    /// and without subscribers.
+    #[arg(long, conflicts_with_all = ["quick", "no_ha", "only", "soak"])]
+    stream: bool,
     /// Length of the soak.
     #[arg(long, value_name = "N", default_value_t = 10.0, requires = "soak", value_parser = positive)]
     minutes: f64,
@@ -179,6 +185,19 @@ async fn main() -> std::process::ExitCode {
             Ok(false) => std::process::ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("soak failed: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if args.stream {
+        let r = match init_logs() {
+            Ok(()) => stream::run().await,
+            Err(e) => Err(e),
+        };
+        return match r {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stream bench failed: {e:#}");
                 std::process::ExitCode::FAILURE
             }
         };

@@ -25,6 +25,12 @@ pub const RETRY_MS: u64 = 2000;
 /// Events written in one chunk at most, so a long backlog is sent in pieces.
 const MAX_PER_CHUNK: usize = 256;
 
+/// Streams open at once at most, as a share of `MAX_CONNECTIONS`: each holds a
+/// connection for as long as it lasts, and requests need the rest.
+pub fn max_streams(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
 /// Which events one client wants.
 struct Filter {
     /// `domain=`, repeatable; empty: all.
@@ -105,6 +111,7 @@ fn is_domain(s: &str) -> bool {
     responses(
         (status = 200, description = "An endless `text/event-stream`: events `state`, `removed`, `resync`, `reload`, each with an `id`; a comment every 15 s", content_type = "text/event-stream", body = String),
         (status = 400, description = "A bad domain, glob or parameter", body = ErrorBody),
+        (status = 503, description = "Half of MAX_CONNECTIONS are streams already (`overloaded`)", body = ErrorBody),
     )
 )]
 pub async fn stream(
@@ -113,6 +120,9 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(query.as_deref())?;
+    if app.stream.subscribers() >= max_streams(app.limits.max_connections) {
+        return Err(ApiError::Overloaded);
+    }
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let mut sub = app.stream.subscribe(last);
     let mut first = BytesMut::from(format!("retry: {RETRY_MS}\n\n").as_bytes());

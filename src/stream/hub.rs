@@ -196,6 +196,11 @@ impl Hub {
         self.inner.closing.clone()
     }
 
+    /// Subscribers connected now.
+    pub fn subscribers(&self) -> usize {
+        self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
     /// The stream's figures.
     pub fn stats(&self) -> StreamStats {
         let r = self.inner.recent.lock();
