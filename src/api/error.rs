@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::prompt::RenderError;
-use crate::state::StateError;
+use crate::state::{FallbackError, StateError};
 
 /// The `Retry-After` of a shed request, in seconds: requests are short, so a
 /// slot is usually free by then.
@@ -40,6 +40,7 @@ pub enum ErrorCode {
     Unauthorized,
     MethodNotAllowed,
     Unavailable,
+    BadGateway,
     Unprocessable,
     Overloaded,
     Timeout,
@@ -62,6 +63,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Unavailable(String),
+    /// Home Assistant answered, but with something unusable (502).
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Unprocessable(String),
     /// Every request slot is taken: try again shortly (503 with `Retry-After`).
@@ -91,6 +95,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, C::BadGateway),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::Unprocessable),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, C::Overloaded),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, C::Timeout),
@@ -144,6 +149,9 @@ impl From<StateError> for ApiError {
             StateError::NotFound(_) => Self::NotFound(e.to_string()),
             StateError::BadEntityId(_) | StateError::BadPattern(_) => {
                 Self::BadRequest(e.to_string())
+            }
+            StateError::Unavailable(FallbackError::WrongEntity { .. }) => {
+                Self::BadGateway(e.to_string())
             }
             StateError::Unavailable(_) => Self::Unavailable(e.to_string()),
         }

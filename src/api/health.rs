@@ -42,6 +42,9 @@ pub struct ServiceHealth {
     pub backend: &'static str,
     /// Why it is not ok.
     pub error: Option<String>,
+    /// Rewrites of Redis from the in-process index (Redis only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrites: Option<crate::state::Rewrites>,
 }
 
 impl WebsocketHealth {
@@ -82,6 +85,7 @@ pub async fn redis(app: &AppState) -> ServiceHealth {
         ok: error.is_none(),
         backend: store.kind(),
         error,
+        rewrites: configured.then(|| store.rewrites()),
     }
 }
 

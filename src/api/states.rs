@@ -78,6 +78,7 @@ pub fn raw_array(states: &[EntityState]) -> Response {
     responses(
         (status = 200, description = "The matching states, as HA sent them", body = Vec<HaState>),
         (status = 400, description = "Bad glob in `q`, or an undecodable query string", body = ErrorBody),
+        (status = 502, description = "HA answered another entity's state for an entity the cache had dropped (`bad_gateway`)", body = ErrorBody),
         (status = 503, description = "The store cannot be read", body = ErrorBody),
     )
 )]
@@ -109,6 +110,7 @@ pub async fn list(
         (status = 200, description = "The state, as HA sent it", body = HaState),
         (status = 400, description = "Not a valid entity id", body = ErrorBody),
         (status = 404, description = "No such entity", body = ErrorBody),
+        (status = 502, description = "HA answered another entity's state (`bad_gateway`); nothing was cached", body = ErrorBody),
         (status = 503, description = "Neither the cache nor HA could answer", body = ErrorBody),
     )
 )]

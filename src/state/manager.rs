@@ -19,6 +19,9 @@ pub enum FallbackError {
     Status { status: u16, message: String },
     #[error("Home Assistant sent an unusable state: {0}")]
     Invalid(String),
+    /// The answer is another entity's state: refused, never cached.
+    #[error("Home Assistant answered a state for {got} when asked for {asked}; it was refused, not cached")]
+    WrongEntity { asked: String, got: String },
 }
 
 /// Where a cache miss is answered from: HA's REST API in production.
@@ -173,6 +176,15 @@ impl StateManager {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(entity_id = %id, "Cache miss, reading from REST");
         match fb.fetch_state(id).await? {
+            Some(s) if *s.entity_id != *id => {
+                metrics::counter!("ha_rest_wrong_entity_total").increment(1);
+                let e = FallbackError::WrongEntity {
+                    asked: id.to_string(),
+                    got: s.entity_id.to_string(),
+                };
+                tracing::warn!(error = %e, "Refused a REST answer");
+                Err(e.into())
+            }
             Some(s) => {
                 if let Err(e) = self.store.upsert(vec![s.clone()]).await {
                     tracing::warn!(entity_id = %id, error = %e, "Could not store a state read from REST");

@@ -85,11 +85,29 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the backing service answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// After the backing service failed a write and is back, rewrites it from
-    /// the in-process index. Returns whether a repair was done.
+    /// Rewrites the backing service from the in-process index when it failed
+    /// a write and is back, or lost its data while idle. Called every second
+    /// by the writer; returns whether a rewrite was done.
     async fn repair(&self) -> Result<bool, StoreError> {
         Ok(false)
     }
+
+    /// Rewrites so far and the last one's time (Unix seconds), for health.
+    fn rewrites(&self) -> Rewrites {
+        Rewrites::default()
+    }
+}
+
+/// How often the backing service was rewritten from the index.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Rewrites {
+    /// After failed writes (Redis down, then back).
+    pub after_failed_writes: u64,
+    /// After Redis lost its data while idle: a restart without persistence,
+    /// `FLUSHDB`/`FLUSHALL`, a failover to an empty replica.
+    pub after_data_loss: u64,
+    /// When the last rewrite was done (Unix seconds).
+    pub last_at: Option<f64>,
 }
 
 /// A shared store handle.

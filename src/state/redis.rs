@@ -5,7 +5,9 @@
 //! - `P domain:{domain}`: a set of entity ids;
 //! - `P entities`: a set of every entity id;
 //! - `P meta`: a hash of link facts (see [`Meta`]);
-//! - `P registry:{area|entity|device}`: HA's registry list as the JSON text it sent.
+//! - `P registry:{area|entity|device}`: HA's registry list as the JSON text it sent;
+//! - `P alive`: a marker written with the rest; when it is gone, Redis lost
+//!   its data (see [`MARKER_KEY`]).
 //!
 //! Reads come from an in-process mirror kept in step with every write, so a
 //! read never waits on Redis. A write goes to Redis first and reaches the
@@ -30,6 +32,10 @@ pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Commands per pipeline when writing a snapshot, to bound one round trip's size.
 const SNAPSHOT_CHUNK: usize = 2000;
+/// The marker key (under the prefix). Checked once a second: a Redis that
+/// restarted without persistence, was flushed or failed over to an empty
+/// replica has lost it, even when nothing is being written.
+pub const MARKER_KEY: &str = "alive";
 
 /// A store backed by Redis with an in-process mirror for reads.
 pub struct RedisStore {
@@ -41,6 +47,8 @@ pub struct RedisStore {
     mirror: MemoryStore,
     /// Set when a write failed, so Redis may lack changes the mirror has.
     dirty: AtomicBool,
+    /// Rewrites done, for health.
+    rewrites: parking_lot::Mutex<super::Rewrites>,
 }
 
 impl RedisStore {
@@ -57,8 +65,10 @@ impl RedisStore {
             prefix: prefix.to_string(),
             mirror: MemoryStore::new(),
             dirty: AtomicBool::new(false),
+            rewrites: Default::default(),
         };
         store.load().await?;
+        store.mark().await?;
         Ok(store)
     }
 
@@ -110,6 +120,19 @@ impl RedisStore {
             }
         }
         Ok(n)
+    }
+
+    /// Writes the marker whose absence means Redis lost its data.
+    async fn mark(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.set::<_, _, ()>(self.key(MARKER_KEY), 1).await?;
+        Ok(())
+    }
+
+    /// Whether Redis still holds the marker.
+    async fn marked(&self) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.exists(self.key(MARKER_KEY)).await?)
     }
 
     fn registry_key(&self, kind: RegistryKind) -> String {
@@ -305,10 +328,14 @@ impl Store for RedisStore {
     }
 
     async fn repair(&self) -> Result<bool, StoreError> {
-        if !self.dirty.load(Ordering::Relaxed) {
+        let lost = if self.dirty.load(Ordering::Relaxed) {
+            self.ping().await?;
+            false
+        } else if self.marked().await? {
             return Ok(false);
-        }
-        self.ping().await?;
+        } else {
+            true
+        };
         self.dirty.store(false, Ordering::Relaxed);
         let mut states = Vec::new();
         let mut invalid = Vec::new();
@@ -322,10 +349,40 @@ impl Store for RedisStore {
         });
         self.write_all(&states, &invalid).await?;
         self.set_meta(&self.mirror.meta()).await?;
-        tracing::info!(
-            entities = states.len(),
-            "Redis is back: rewrote it from the in-process index"
-        );
+        let mut registries = Vec::new();
+        self.mirror.read(&mut |ix| {
+            registries.extend(
+                RegistryKind::ALL
+                    .into_iter()
+                    .filter_map(|k| Some((k, ix.registries().raw(k)?.clone()))),
+            )
+        });
+        let mut conn = self.conn.clone();
+        for (kind, raw) in registries {
+            conn.set::<_, _, ()>(self.registry_key(kind), &*raw).await?;
+        }
+        self.mark().await?;
+        let mut r = self.rewrites.lock();
+        r.last_at = Some(super::now_secs());
+        if lost {
+            r.after_data_loss += 1;
+            metrics::counter!("redis_rewrites_total", "after" => "data_loss").increment(1);
+            tracing::warn!(
+                entities = states.len(),
+                "Redis lost its data (a restart without persistence, a flush or a failover): rewrote it from the in-process index"
+            );
+        } else {
+            r.after_failed_writes += 1;
+            metrics::counter!("redis_rewrites_total", "after" => "failed_writes").increment(1);
+            tracing::info!(
+                entities = states.len(),
+                "Redis is back: rewrote it from the in-process index"
+            );
+        }
         Ok(true)
+    }
+
+    fn rewrites(&self) -> super::Rewrites {
+        self.rewrites.lock().clone()
     }
 }

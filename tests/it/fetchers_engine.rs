@@ -370,3 +370,39 @@ async fn template_reads_only_invalidate_on_the_domains_they_read() {
         json!(["climate.ecobee", "climate.hvac"])
     );
 }
+
+/// A REST fallback that answers with another entity's state.
+struct WrongFallback;
+
+#[async_trait]
+impl Fallback for WrongFallback {
+    async fn fetch_state(&self, _: &str) -> Result<Option<EntityState>, FallbackError> {
+        Ok(Some(
+            EntityState::from_raw(
+                r#"{"entity_id":"light.b","state":"on","attributes":{},"last_updated":"2026-01-01T00:00:00+00:00"}"#,
+            )
+            .unwrap(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_rest_answer_for_another_entity_is_refused_and_never_cached() {
+    use axum::http::{Method, StatusCode};
+    let store: ha_fetchers::state::SharedStore = Arc::new(ha_fetchers::state::MemoryStore::new());
+    let states = StateManager::new(store, Some(Arc::new(WrongFallback)));
+    let app = crate::helpers::api::app_over(
+        Engine::new(Registry::from_rows(Vec::new()), states.clone()),
+        None,
+    );
+    let (status, body) = crate::helpers::api::send_json(
+        &app,
+        crate::helpers::api::request(Method::GET, "/api/v1/states/sensor.a", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["error"]["code"], "bad_gateway");
+    let m = body["error"]["message"].as_str().unwrap();
+    assert!(m.contains("light.b") && m.contains("sensor.a"), "{m}");
+    assert!(states.cached("light.b").is_none() && states.cached("sensor.a").is_none());
+}

@@ -173,3 +173,94 @@ async fn redis_outage_under_read_load() {
     redis.kill().ok();
     redis.wait().ok();
 }
+
+/// Redis holds exactly the sim's states, the meta hash and the marker.
+async fn redis_is_whole(store: &RedisStore, sim: &Sim) -> bool {
+    let mut ids: Vec<String> = store
+        .redis_ids()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    ids.sort();
+    if ids != sim.ids() {
+        return false;
+    }
+    for id in &ids {
+        if store.redis_state(id).await.ok().flatten() != sim.state(id) {
+            return false;
+        }
+    }
+    store.redis_meta().await.is_ok_and(|m| !m.is_empty())
+}
+
+/// A private Redis, the app on it, synced and whole.
+async fn whole_app(port: u16) -> (Child, Arc<RedisStore>, Sim, Harness) {
+    let redis = start_redis(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let store = Arc::new(RedisStore::connect(&url, "idle:").await.unwrap());
+    let test_store = TestStore {
+        shared: store.clone(),
+        redis: Some(store.clone()),
+        prefix: None,
+    };
+    let sim = Sim::start_demo(TOKEN).await.unwrap();
+    let h = Harness::start_with(sim.clone(), settings(&sim), test_store).await;
+    h.synced().await;
+    wait_for_async("Redis whole at start", || redis_is_whole(&store, &sim)).await;
+    (redis, store, sim, h)
+}
+
+/// Waits for Redis to be whole again, within 5 s of `since`.
+async fn whole_within_5s(store: &RedisStore, sim: &Sim, since: tokio::time::Instant, what: &str) {
+    wait_for_async(what, || redis_is_whole(store, sim)).await;
+    assert!(
+        since.elapsed() < Duration::from_secs(5),
+        "{what}: {:?}",
+        since.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_redis_restarted_empty_is_rewritten_within_5s() {
+    let port = free_port();
+    let (mut redis, store, sim, h) = whole_app(port).await;
+    // Nothing changes in the house from here on.
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut redis = start_redis(port);
+    let back = tokio::time::Instant::now();
+    whole_within_5s(&store, &sim, back, "an empty Redis rewritten").await;
+    let (code, health) = h.get_json("/api/health/redis").await;
+    assert_eq!(code, 200);
+    let r = &health["rewrites"];
+    let total = r["after_data_loss"].as_u64().unwrap() + r["after_failed_writes"].as_u64().unwrap();
+    assert!(total >= 1, "{health}");
+    h.finish().await;
+    redis.kill().ok();
+    redis.wait().ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushdb_is_noticed_and_rewritten_within_5s() {
+    let port = free_port();
+    let (mut redis, store, sim, h) = whole_app(port).await;
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let flushed = tokio::time::Instant::now();
+    whole_within_5s(&store, &sim, flushed, "a flushed Redis rewritten").await;
+    let (_, health) = h.get_json("/api/health/redis").await;
+    assert_eq!(health["rewrites"]["after_data_loss"], 1, "{health}");
+    assert!(health["rewrites"]["last_at"].is_number());
+    h.finish().await;
+    redis.kill().ok();
+    redis.wait().ok();
+}
