@@ -2,7 +2,6 @@
 //! the `state_changed` events a change produces.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -130,12 +129,13 @@ impl House {
         Some(state_changed(id, Some(&old), None, &now))
     }
 
-    /// An event carrying `state` for `id` stamped `by` earlier than the current state,
-    /// as a late, out-of-order delivery would. The house itself does not change.
-    pub fn older_event(&mut self, id: &str, state: &str, by: Duration) -> Option<EventBody> {
+    /// An event carrying `state` for `id` stamped `delta` microseconds from the
+    /// current state: earlier, as a late delivery would; later, as a clock that
+    /// jumped would. The house itself does not change.
+    pub fn shifted_event(&mut self, id: &str, state: &str, delta: i64) -> Option<EventBody> {
         let cur = self.states.get(id)?.clone();
         let doc: StateDoc = serde_json::from_str(&cur).ok()?;
-        let then = crate::state::parse_ts(&doc.last_updated)? - by.as_micros() as i64;
+        let then = crate::state::parse_ts(&doc.last_updated)? + delta;
         let then = fmt_ts(then);
         let stale = StateDoc {
             state: state.to_string(),
@@ -266,9 +266,7 @@ mod tests {
         let mut h = House::demo();
         h.set("switch.ac", "on", None);
         let cur = EntityState::from_raw(h.get("switch.ac").unwrap()).unwrap();
-        let ev = h
-            .older_event("switch.ac", "off", Duration::from_secs(5))
-            .unwrap();
+        let ev = h.shifted_event("switch.ac", "off", -5_000_000).unwrap();
         let v: serde_json::Value = serde_json::from_str(&ev).unwrap();
         let stale = EntityState::from_raw(&v["data"]["new_state"].to_string()).unwrap();
         assert_eq!(cur.last_updated - stale.last_updated, 5_000_000);

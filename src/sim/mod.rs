@@ -249,8 +249,19 @@ impl Sim {
     /// Sends an event carrying `state` stamped `by` earlier than the current
     /// state, as a late delivery would; the house keeps its current state.
     pub fn send_older(&self, id: &str, state: &str, by: Duration) -> bool {
+        self.send_shifted(id, state, -(by.as_micros() as i64))
+    }
+
+    /// Sends a `state_changed` for `id` stamped `by` in the future, without
+    /// changing the house (whose state stays the truth a snapshot reports).
+    pub fn send_future(&self, id: &str, state: &str, by: Duration) -> bool {
+        self.send_shifted(id, state, by.as_micros() as i64)
+    }
+
+    /// An event for `id` stamped `delta` microseconds from its current state.
+    fn send_shifted(&self, id: &str, state: &str, delta: i64) -> bool {
         let mut house = self.inner.house.lock();
-        match house.older_event(id, state, by) {
+        match house.shifted_event(id, state, delta) {
             Some(ev) => {
                 self.broadcast(Cmd::Event(ev.into()));
                 true

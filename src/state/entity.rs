@@ -199,6 +199,24 @@ mod pick {
     }
 }
 
+/// How far past our clock a `last_updated` may be. Further ahead, the state
+/// is refused: it comes from a bad answer or a clock that jumped, and under
+/// "newest wins" it would hide every real change until it is overtaken.
+/// Clocks of hosts kept by NTP agree within seconds; five minutes leaves room
+/// for one that is not.
+pub const MAX_FUTURE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl EntityState {
+    /// Whether `last_updated` is more than [`MAX_FUTURE`] ahead of our clock.
+    pub fn from_the_future(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as i64;
+        self.last_updated > now + MAX_FUTURE.as_micros() as i64
+    }
+}
+
 /// The domain of an entity id (`light` for `light.kitchen`).
 pub fn domain_of(entity_id: &str) -> &str {
     entity_id.split_once('.').map_or(entity_id, |(d, _)| d)

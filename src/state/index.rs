@@ -51,6 +51,11 @@ impl Index {
         if self.holds_newer(&s.entity_id, s.last_updated) {
             return Upserted::Stale;
         }
+        self.put(s)
+    }
+
+    /// Inserts or replaces a state whatever we hold.
+    fn put(&mut self, s: EntityState) -> Upserted {
         let outcome = match self.by_id.get(&s.entity_id) {
             Some(Some(old)) if old.raw == s.raw => {
                 return Upserted::Updated {
@@ -101,7 +106,11 @@ impl Index {
         self.bump(domain_of(id));
     }
 
-    /// Makes the index equal to `snapshot` (newer states we hold survive) and returns the ids removed.
+    /// Makes the index equal to `snapshot` and returns the ids removed. The
+    /// snapshot is the truth, even against a newer `last_updated` we hold: that
+    /// one came from a bad answer or a clock that jumped, and would otherwise
+    /// pin the entity forever. (Events received after the snapshot was asked
+    /// for are applied after it, newest wins, as usual.)
     pub fn replace_all(&mut self, snapshot: Vec<EntityState>) -> Vec<Arc<str>> {
         let keep: std::collections::HashSet<Arc<str>> =
             snapshot.iter().map(|s| s.entity_id.clone()).collect();
@@ -115,7 +124,7 @@ impl Index {
             self.remove(id, 0);
         }
         for s in snapshot {
-            self.upsert(s);
+            self.put(s);
         }
         gone
     }

@@ -185,6 +185,14 @@ impl StateManager {
                 tracing::warn!(error = %e, "Refused a REST answer");
                 Err(e.into())
             }
+            Some(s) if s.from_the_future() => {
+                metrics::counter!("ha_states_future_refused_total").increment(1);
+                Err(FallbackError::Invalid(format!(
+                    "{id}: last_updated is more than {} s ahead of this host's clock; refused, not cached",
+                    super::MAX_FUTURE.as_secs()
+                ))
+                .into())
+            }
             Some(s) => {
                 if let Err(e) = self.store.upsert(vec![s.clone()]).await {
                     tracing::warn!(entity_id = %id, error = %e, "Could not store a state read from REST");

@@ -284,17 +284,7 @@ impl Store for RedisStore {
     }
 
     async fn replace_all(&self, snapshot: Vec<EntityState>) -> Result<Vec<Arc<str>>, StoreError> {
-        // Where the mirror holds a newer state than the snapshot, Redis gets that one too.
-        let mut effective = Vec::with_capacity(snapshot.len());
-        self.mirror.read(&mut |ix| {
-            effective.extend(snapshot.iter().map(|s| {
-                match ix.holds_newer(&s.entity_id, s.last_updated) {
-                    true => ix.get(&s.entity_id).cloned().flatten().unwrap_or(s.clone()),
-                    false => s.clone(),
-                }
-            }))
-        });
-        let res = self.write_all(&effective, &[]).await;
+        let res = self.write_all(&snapshot, &[]).await;
         // The snapshot is the truth whatever Redis says; a failed write is repaired later.
         let gone = self.mirror.replace_all(snapshot).await?;
         res.map(|()| gone)

@@ -143,6 +143,7 @@ impl Writer {
     async fn handle(&mut self, msg: WriterMsg) -> bool {
         match msg {
             WriterMsg::Snapshot(states) => {
+                let states = self.keep_cached_for_future(states);
                 let n = states.len();
                 match self.store.replace_all(states).await {
                     Ok(gone) => {
@@ -209,6 +210,28 @@ impl Writer {
             }
             WriterMsg::Changes(_) => unreachable!("changes are batched by run"),
         }
+    }
+
+    /// A snapshot's states from too far in the future are refused; for
+    /// those, what the cache holds stays (or nothing, if it holds nothing).
+    fn keep_cached_for_future(&self, states: Vec<EntityState>) -> Vec<EntityState> {
+        if !states.iter().any(EntityState::from_the_future) {
+            return states;
+        }
+        let mut out = Vec::with_capacity(states.len());
+        self.store.read(&mut |ix| {
+            for s in &states {
+                if !s.from_the_future() {
+                    out.push(s.clone());
+                    continue;
+                }
+                refused_future(s);
+                if let Some(Some(cur)) = ix.get(&s.entity_id) {
+                    out.push(cur.clone());
+                }
+            }
+        });
+        out
     }
 
     async fn flush_meta(&mut self) {
@@ -287,7 +310,14 @@ impl Writer {
     }
 
     async fn apply_upserts(&mut self, states: Vec<EntityState>) {
-        let states = newest_per_entity(states);
+        let mut states = newest_per_entity(states);
+        states.retain(|s| {
+            let future = s.from_the_future();
+            if future {
+                refused_future(s);
+            }
+            !future
+        });
         if self.mode == CacheMode::Invalidate {
             let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
             let mut old = Vec::with_capacity(ids.len());
@@ -384,6 +414,17 @@ fn log_updates(updated: &[(EntityState, Option<Arc<str>>)]) {
             }
         }
     }
+}
+
+/// Warns of (and counts) a state refused for a `last_updated` too far ahead.
+fn refused_future(s: &EntityState) {
+    metrics::counter!("ha_states_future_refused_total").increment(1);
+    tracing::warn!(
+        entity_id = %s.entity_id,
+        last_updated_us = s.last_updated,
+        "Refused a state whose last_updated is more than {} s ahead of this host's clock",
+        super::MAX_FUTURE.as_secs()
+    );
 }
 
 /// Feed records for written states, with the old values read before the

@@ -188,6 +188,58 @@ both!(
     older_event_redis
 );
 
+async fn a_state_from_the_future_is_refused(kind: Kind) {
+    let h = Harness::start(kind).await;
+    h.synced().await;
+    h.sim.set("light.bed_light", "off");
+    h.wait_state("light.bed_light", "off").await;
+    assert!(h
+        .sim
+        .send_future("light.bed_light", "on", Duration::from_secs(3600)));
+    h.sim.set("switch.ac", "on");
+    h.wait_state("switch.ac", "on").await;
+    assert_eq!(
+        h.cached_state("light.bed_light").as_deref(),
+        Some("off"),
+        "an hour ahead is refused"
+    );
+    // Nothing is pinned: the next real change applies.
+    h.sim.set("light.bed_light", "on");
+    h.wait_state("light.bed_light", "on").await;
+    h.assert_redis_matches_sim().await;
+    h.finish().await;
+}
+both!(
+    a_state_from_the_future_is_refused,
+    future_event_memory,
+    future_event_redis
+);
+
+async fn a_snapshot_is_the_truth_against_a_newer_cached_state(kind: Kind) {
+    let h = Harness::start(kind).await;
+    h.synced().await;
+    // A state stamped a day ahead reached the cache (an older build, a bad
+    // answer): under "newest wins" it would hide every change from now on.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&h.sim.state("switch.ac").unwrap()).unwrap();
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    v["state"] = "pinned".into();
+    v["last_updated"] = ahead.clone().into();
+    v["last_changed"] = ahead.into();
+    let pinned = ha_fetchers::state::EntityState::from_raw(&v.to_string()).unwrap();
+    h.state.states.store().upsert(vec![pinned]).await.unwrap();
+    assert_eq!(h.cached_state("switch.ac").as_deref(), Some("pinned"));
+    h.sim.drop_connections();
+    h.wait_state("switch.ac", "off").await;
+    h.assert_redis_matches_sim().await;
+    h.finish().await;
+}
+both!(
+    a_snapshot_is_the_truth_against_a_newer_cached_state,
+    snapshot_truth_memory,
+    snapshot_truth_redis
+);
+
 async fn malformed_frames(kind: Kind) {
     let h = Harness::start(kind).await;
     h.synced().await;
