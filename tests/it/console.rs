@@ -402,6 +402,20 @@ async fn the_console_works_in_a_real_browser() {
     shot(&c, "states").await;
     assert_eq!(console_errors(&c, &[]).await, Vec::<String>::new());
 
+    // The keyboard reaches the views: Enter on a focused nav link switches.
+    let nav = c.find(Locator::Css("#nav-status")).await.unwrap();
+    nav.send_keys("\u{E007}").await.unwrap();
+    until("the status view by keyboard", APPEAR, || async {
+        shown(&c, "#view-status").await.then_some(())
+    })
+    .await;
+    let focused = c.active_element().await.unwrap().attr("id").await.unwrap();
+    assert_eq!(
+        focused.as_deref(),
+        Some("nav-status"),
+        "focus stays where it was"
+    );
+
     // Every field has a label, and a phone-sized window needs no sideways scroll.
     let unlabelled = c
         .execute(
@@ -413,18 +427,37 @@ async fn the_console_works_in_a_real_browser() {
         .unwrap();
     assert_eq!(unlabelled, json!([]), "inputs without a label");
     c.set_window_size(390, 844).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let overflow = c
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(
-        overflow.as_i64().unwrap_or(0) <= 0,
-        "sideways scroll on a phone: {overflow}"
-    );
+    for view in ["status", "fetchers", "prompts", "states"] {
+        c.find(Locator::Css(&format!("#nav-{view}")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let overflow = c
+            .execute(
+                "const w = document.documentElement.clientWidth;\
+                 return [...document.querySelectorAll('body *')]\
+                 .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.table-wrap, pre, textarea'))\
+                 .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(overflow, json!([]), "{view}: wider than a phone");
+        let scroll = c
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            scroll.as_i64().unwrap_or(0) <= 0,
+            "{view}: sideways scroll on a phone: {scroll}"
+        );
+    }
     shot(&c, "phone").await;
     c.close().await.unwrap();
 }
