@@ -140,6 +140,8 @@ impl Application {
                 )),
                 reconnect_min: settings.ha_reconnect_min,
                 reconnect_max: settings.ha_reconnect_max,
+                reconcile: (!settings.reconcile_interval.is_zero())
+                    .then_some(settings.reconcile_interval),
             };
             let session = Session::new(cfg, writer.clone(), shutdown.clone());
             tasks.push(tokio::spawn(session.run()));
@@ -147,7 +149,9 @@ impl Application {
             tracing::warn!("HA_URL is not set: no Home Assistant to mirror");
         }
 
-        let states = StateManager::new(store, fallback).with_feed(writer.feed().clone());
+        let states = StateManager::new(store, fallback)
+            .with_feed(writer.feed().clone())
+            .with_writer_stats(writer.stats.clone());
         let registry = Registry::open(settings.database_url.as_ref(), &settings.fetchers_dir)
             .await
             .context("DATABASE_URL: could not set up the fetcher registry")?;

@@ -45,6 +45,10 @@ pub struct Settings {
     /// The longest reconnect delay; also the wait after auth_invalid.
     #[arg(long, env = "HA_RECONNECT_MAX", default_value = "60s", value_parser = duration)]
     pub ha_reconnect_max: Duration,
+    /// How often a fresh `get_states` over the live link repairs what events
+    /// missed (anti-entropy); `0s` turns it off.
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "15m", value_parser = duration)]
+    pub reconcile_interval: Duration,
     /// How long one REST call to HA may take.
     #[arg(long, env = "HA_REST_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub ha_rest_timeout: Duration,

@@ -29,6 +29,9 @@ pub struct WebsocketHealth {
     pub last_error: Option<String>,
     /// Entities in the cache.
     pub entity_count: usize,
+    /// What the periodic reconciles (`RECONCILE_INTERVAL`) repaired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<crate::state::Reconciled>,
 }
 
 /// A backing service as health sees it.
@@ -68,6 +71,7 @@ pub fn websocket(app: &AppState) -> WebsocketHealth {
         reconnects: meta.reconnects,
         last_error: meta.last_error,
         entity_count: s.entity_count,
+        reconcile: app.states.reconciled(),
     }
 }
 

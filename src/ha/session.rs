@@ -45,6 +45,8 @@ pub struct SessionConfig {
     pub reconnect_min: Duration,
     /// Longest reconnect delay, and the wait after `auth_invalid`.
     pub reconnect_max: Duration,
+    /// How often a fresh `get_states` repairs the cache (anti-entropy); `None`: never.
+    pub reconcile: Option<Duration>,
 }
 
 /// How a connection ended without an error.
@@ -170,6 +172,10 @@ impl Session {
             .cfg
             .heartbeat
             .map_or(far, |(every, _)| Instant::now() + every);
+        let mut next_reconcile = self
+            .cfg
+            .reconcile
+            .map_or(far, |every| Instant::now() + every);
         loop {
             let pong_deadline = link.pong_deadline.unwrap_or(far);
             tokio::select! {
@@ -193,6 +199,18 @@ impl Session {
                 _ = tokio::time::sleep_until(pong_deadline) => {
                     let wait = self.cfg.heartbeat.map_or(Duration::ZERO, |(_, w)| w);
                     return Err(HaError::HeartbeatTimeout(wait));
+                }
+                _ = tokio::time::sleep_until(next_reconcile) => {
+                    next_reconcile = self.cfg.reconcile.map_or(far, |every| Instant::now() + every);
+                    // A snapshot still on its way already does the job.
+                    if link.buffer.is_none() {
+                        next_id += 1;
+                        link.snapshot_id = next_id;
+                        link.reconcile = true;
+                        link.buffer = Some(Vec::new());
+                        tracing::debug!("Reconciling the cache with a fresh get_states");
+                        conn.send(out::command(next_id, "get_states")).await?;
+                    }
                 }
                 _ = self.writer.resync_wanted() => {
                     next_id += 1;
@@ -308,7 +326,10 @@ impl Session {
                     buffered = buffered.len(),
                     "Snapshot received"
                 );
-                self.writer.send(WriterMsg::Snapshot(states));
+                self.writer.send(match std::mem::take(&mut link.reconcile) {
+                    true => WriterMsg::Reconcile(states),
+                    false => WriterMsg::Snapshot(states),
+                });
             }
             Err(e) => tracing::error!(error = %e, "get_states failed; keeping the cache as it is"),
         }
@@ -328,6 +349,8 @@ struct Link {
     pong_deadline: Option<Instant>,
     /// The id of the `get_states` whose result is the snapshot.
     snapshot_id: u64,
+    /// Whether that `get_states` is a periodic reconcile, not a resync.
+    reconcile: bool,
     /// Registry lists asked for and not yet answered, by command id.
     registry_pending: std::collections::HashMap<u64, RegistryKind>,
     /// Registries that changed since they were last asked for.
@@ -341,6 +364,7 @@ impl Default for Link {
             ping_id: None,
             pong_deadline: None,
             snapshot_id: ID_STATES,
+            reconcile: false,
             registry_pending: Default::default(),
             registry_stale: Default::default(),
         }

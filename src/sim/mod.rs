@@ -224,6 +224,12 @@ impl Sim {
         house.get(id).unwrap_or_default().to_string()
     }
 
+    /// Changes a state and sends no event: an event lost on the way, or a
+    /// change HA does not announce (a `last_reported` move).
+    pub fn set_silently(&self, id: &str, state: &str) {
+        let _ = self.inner.house.lock().set(id, state, None);
+    }
+
     /// Applies several changes and sends their events as one coalesced array frame.
     pub fn set_many(&self, changes: &[(&str, &str)]) {
         let mut house = self.inner.house.lock();

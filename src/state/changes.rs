@@ -35,6 +35,9 @@ pub enum Change {
 pub enum WriterMsg {
     /// A full `get_states` result; replaces the cache.
     Snapshot(Vec<EntityState>),
+    /// A periodic `get_states` result over a live link: replaces the cache
+    /// like a snapshot, and what it repaired is counted and reported.
+    Reconcile(Vec<EntityState>),
     /// Changes from events, in arrival order.
     Changes(Vec<Change>),
     /// The session authenticated and subscribed.
@@ -68,6 +71,21 @@ pub struct WriterStats {
     pub resyncs: AtomicU64,
     /// The last [`RESYNCS_KEPT`] snapshots applied, oldest first.
     pub recent_resyncs: parking_lot::Mutex<std::collections::VecDeque<Resync>>,
+    /// What the periodic reconciles found.
+    pub reconcile: parking_lot::Mutex<Reconciled>,
+}
+
+/// What the periodic reconciles (anti-entropy) found since start.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Reconciled {
+    /// Reconciles done.
+    pub runs: u64,
+    /// When the last one was applied (Unix seconds).
+    pub last_at: Option<f64>,
+    /// Entities repaired, by the field that was wrong (`state`, `attributes`,
+    /// `last_changed`, `last_reported`, `last_updated`, `context`, `other`), and
+    /// `added` and `removed` for entities the cache lacked or still held.
+    pub repairs: std::collections::BTreeMap<String, u64>,
 }
 
 /// Snapshots remembered for the console's status view.

@@ -100,6 +100,8 @@ pub struct StateManager {
     rest_reads: Arc<std::sync::atomic::AtomicU64>,
     /// The writer's change feed; a silent one until [`with_feed`](Self::with_feed).
     feed: Feed,
+    /// The writer's counters (resyncs, reconciles), once wired.
+    writer_stats: Option<Arc<super::WriterStats>>,
 }
 
 /// Seconds since the epoch, now: the unit of the meta's timestamps.
@@ -117,7 +119,21 @@ impl StateManager {
             fallback,
             rest_reads: Default::default(),
             feed: Feed::default(),
+            writer_stats: None,
         }
+    }
+
+    /// Reads that can report the writer's counters.
+    pub fn with_writer_stats(mut self, stats: Arc<super::WriterStats>) -> Self {
+        self.writer_stats = Some(stats);
+        self
+    }
+
+    /// What the periodic reconciles found, when a writer is wired.
+    pub fn reconciled(&self) -> Option<super::Reconciled> {
+        self.writer_stats
+            .as_ref()
+            .map(|w| w.reconcile.lock().clone())
     }
 
     /// Reads that can also watch what the writer applies.

@@ -13,11 +13,14 @@ mod manager;
 mod memory;
 mod meta;
 mod read;
+mod reconcile;
 mod redis;
 mod registry;
 mod writer;
 
-pub use changes::{CacheMode, Change, Resync, WriterHandle, WriterMsg, WriterStats, RESYNCS_KEPT};
+pub use changes::{
+    CacheMode, Change, Reconciled, Resync, WriterHandle, WriterMsg, WriterStats, RESYNCS_KEPT,
+};
 pub use entity::{domain_of, parse_ts, valid_entity_id, EntityState, StateParseError, MAX_FUTURE};
 pub use feed::{Changed, Feed, Update, Watcher, FEED_CAPACITY};
 pub use glob::{Glob, GlobError};

@@ -172,6 +172,10 @@ impl Writer {
                 tokio::task::spawn_blocking(crate::memory::trim);
                 true
             }
+            WriterMsg::Reconcile(states) => {
+                self.reconcile(states).await;
+                true
+            }
             WriterMsg::Connected { ha_version } => {
                 if self.meta.last_resync_at.is_some() || self.meta.last_error.is_some() {
                     self.meta.reconnects += 1;
@@ -209,6 +213,68 @@ impl Writer {
                 false
             }
             WriterMsg::Changes(_) => unreachable!("changes are batched by run"),
+        }
+    }
+
+    /// Applies a periodic `get_states` like a snapshot, after counting what
+    /// it repairs: per field, with a warning for anything that means an event
+    /// was missed, and a feed record per repaired entity.
+    async fn reconcile(&mut self, states: Vec<EntityState>) {
+        let states = self.keep_cached_for_future(states);
+        let mut repairs: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut updates = Vec::new();
+        self.store.read(&mut |ix| {
+            for s in &states {
+                let (fields, old_state) = match ix.get(&s.entity_id) {
+                    Some(Some(cur)) => (
+                        super::reconcile::differing(&cur.raw, &s.raw),
+                        Some(cur.state.clone()),
+                    ),
+                    Some(None) => continue, // invalidated: not held, nothing to repair
+                    None => (vec!["added"], None),
+                };
+                if fields.is_empty() {
+                    continue;
+                }
+                if super::reconcile::missed_an_event(&fields) {
+                    tracing::warn!(entity_id = %s.entity_id, fields = ?fields, "Reconcile repaired a state an event should have set");
+                }
+                for f in fields {
+                    *repairs.entry(f.to_string()).or_default() += 1;
+                }
+                updates.push(Update {
+                    entity_id: s.entity_id.clone(),
+                    old_state,
+                    new: Some(s.clone()),
+                });
+            }
+        });
+        match self.store.replace_all(states).await {
+            Ok(gone) => {
+                for id in gone {
+                    tracing::warn!(entity_id = %id, "Reconcile removed an entity HA no longer has");
+                    *repairs.entry("removed".into()).or_default() += 1;
+                    updates.push(Update::removed(id));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Failed to apply a reconcile");
+                return;
+            }
+        }
+        for (field, n) in &repairs {
+            metrics::counter!("ha_reconcile_repairs_total", "field" => field.clone()).increment(*n);
+        }
+        tracing::info!(repairs = ?repairs, "Reconciled the cache with a fresh get_states");
+        let mut r = self.stats.reconcile.lock();
+        r.runs += 1;
+        r.last_at = Some(now_secs());
+        for (field, n) in repairs {
+            *r.repairs.entry(field).or_default() += n;
+        }
+        drop(r);
+        if !updates.is_empty() {
+            self.publish(|| updates);
         }
     }
 

@@ -345,3 +345,27 @@ async fn replay_recorded_session_2025_4_4() {
 async fn replay_recorded_session_2024_3_3() {
     replay("2024.3.3").await
 }
+
+async fn a_reconcile_repairs_what_no_event_said(kind: Kind) {
+    let sim = Sim::start_demo(TOKEN).await.unwrap();
+    let mut s = helpers::settings(&sim);
+    s.reconcile_interval = Duration::from_millis(300);
+    let h = Harness::start_with(sim, s, TestStore::new(kind).await).await;
+    h.synced().await;
+    let before = h.cached_state("switch.ac").unwrap();
+    let missed = if before == "on" { "off" } else { "on" };
+    h.sim.set_silently("switch.ac", missed);
+    h.wait_state("switch.ac", missed).await;
+    h.assert_redis_matches_sim().await;
+    let (_, health) = h.get_json("/api/health/websocket").await;
+    let r = &health["reconcile"];
+    assert!(r["runs"].as_u64().unwrap() >= 1, "{health}");
+    assert!(r["last_at"].is_number(), "{health}");
+    assert!(r["repairs"]["state"].as_u64().unwrap() >= 1, "{health}");
+    h.finish().await;
+}
+both!(
+    a_reconcile_repairs_what_no_event_said,
+    reconcile_memory,
+    reconcile_redis
+);
