@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts (or installs) MariaDB and
-# Redis, installs and starts a real Home Assistant for the conformance tests,
+# Redis, installs and starts a real Home Assistant for the conformance tests
+# (2025.4.4, then the real-HA tests again on 2024.3.3),
 # headless Chromium for the console and the official MCP Python SDK for the
 # protocol tests, then runs every test.
 # Usage: scripts/test.sh [extra cargo test args]
@@ -23,3 +24,15 @@ mysql -h 127.0.0.1 -P 3306 -uroot -e 'CREATE DATABASE IF NOT EXISTS ha_fetchers_
 export DATABASE_URL="mysql://root@127.0.0.1:3306/ha_fetchers_test"
 export REDIS_TEST_URL="redis://127.0.0.1:6379"
 cargo test --all-targets --no-fail-fast "$@"
+
+# The real-HA conformance and restart tests once more, against Home Assistant
+# 2024.3.3 (Python 3.12/3.11), each version in a virtual environment of its own.
+# HA_SECOND=0 skips this pass.
+if [ "${HA_SECOND:-1}" = 1 ]; then
+    older="$(scripts/ha/start-2024.sh)"
+    HA_TEST_URL="$(sed -n 's/^HA_URL=//p' <<<"$older")" \
+    HA_TEST_TOKEN="$(sed -n 's/^HA_TOKEN=//p' <<<"$older")" \
+    HA_VENV="$(sed -n 's/^HA_VENV=//p' <<<"$older")" \
+    HA_RESTARTS_PORT=8126 HA_RESTARTS_CONFIG="$HOME/.cache/ha-fetchers/ha-restarts-2024.3.3" \
+        cargo test --test it --no-fail-fast "$@" -- real_ha
+fi

@@ -3,6 +3,8 @@
 //! Runs its own HA (port 8124, its own config directory) through the
 //! project's `scripts/ha/` scripts, so the conformance test's HA on 8123 is
 //! not disturbed. Opt-in with `HA_RESTARTS=N`; `scripts/test.sh` sets 10.
+//! `HA_RESTARTS_PORT` and `HA_RESTARTS_CONFIG` move it, and `HA_VENV` picks
+//! the Home Assistant installed there (test.sh runs it on 2024.3.3 too).
 //! States created through HA's REST API are not restored by a restart, so
 //! each round's probe entity must vanish from the cache too.
 
@@ -20,8 +22,12 @@ use crate::helpers::real::{assert_mirrors_within, ours, Ha};
 use crate::helpers::serial;
 use crate::helpers::services::redis_url;
 
-/// The port of this test's own HA.
+/// The port of this test's own HA, unless `HA_RESTARTS_PORT` says otherwise.
 const PORT: u16 = 8124;
+
+fn port() -> String {
+    std::env::var("HA_RESTARTS_PORT").unwrap_or_else(|_| PORT.to_string())
+}
 /// One load event every this often while HA is up (50/s).
 const LOAD_EVERY: Duration = Duration::from_millis(20);
 /// How long HA plus our reconnect may take after a restart.
@@ -35,13 +41,14 @@ fn scripts() -> PathBuf {
 
 fn config_dir() -> String {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    format!("{home}/.cache/ha-fetchers/ha-restarts")
+    std::env::var("HA_RESTARTS_CONFIG")
+        .unwrap_or_else(|_| format!("{home}/.cache/ha-fetchers/ha-restarts"))
 }
 
 /// Starts (or finds) this test's HA and returns it with its token.
 fn start_ha() -> Ha {
     let out = Command::new(scripts().join("start.sh"))
-        .args([config_dir(), PORT.to_string()])
+        .args([config_dir(), port()])
         .output()
         .expect("scripts/ha/start.sh runs");
     assert!(
