@@ -22,7 +22,8 @@ use crate::stream::{Event, Lagged, Subscription};
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// The reconnect delay a client is told to use (the `retry:` hint).
 pub const RETRY_MS: u64 = 2000;
-/// Events written in one chunk at most, so a long backlog is sent in pieces.
+/// Events taken off a client's queue at once at most; the rest wait there,
+/// where an overflow is noticed.
 const MAX_PER_CHUNK: usize = 256;
 
 /// Streams open at once at most, as a share of `MAX_CONNECTIONS`: each holds a
@@ -141,6 +142,7 @@ pub async fn stream(
         heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT),
         first: Some(first),
         backlog: backlog.into_iter(),
+        ready: Default::default(),
     };
     let body = Body::from_stream(futures::stream::unfold(client, Client::step));
     Ok((
@@ -169,10 +171,15 @@ struct Client {
     first: Option<BytesMut>,
     /// Buffered events of a resume, sent before live ones.
     backlog: std::vec::IntoIter<Arc<Event>>,
+    /// Event texts taken off the queue, not yet handed to hyper.
+    ready: std::collections::VecDeque<Bytes>,
 }
 
 impl Client {
-    /// The next chunk to write; `None` ends the stream.
+    /// The next chunk to write; `None` ends the stream. Each event goes out as
+    /// its shared text, not copied: a burst to a hundred clients costs a
+    /// hundred reference counts per event, and hyper writes queued chunks
+    /// with one vectored write.
     async fn step(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         if let Some(mut buf) = self.first.take() {
             for e in self.backlog.by_ref() {
@@ -183,6 +190,9 @@ impl Client {
             return Some((Ok(buf.freeze()), self));
         }
         loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Some((Ok(b), self));
+            }
             let got = tokio::select! {
                 biased;
                 _ = self.closing.cancelled() => return None,
@@ -191,26 +201,24 @@ impl Client {
                     return Some((Ok(Bytes::from_static(b": ping\n\n")), self));
                 }
             };
-            let buf = self.drain(got);
-            if !buf.is_empty() {
-                return Some((Ok(buf.freeze()), self));
-            }
+            self.drain(got);
         }
     }
 
-    /// `got` and whatever else is queued, as one chunk of the events this
-    /// client wants. An overflow ends the chunk with `resync`.
-    fn drain(&mut self, got: Result<Arc<Event>, Lagged>) -> BytesMut {
-        let mut buf = BytesMut::new();
+    /// Queues `got` and whatever else is waiting, up to [`MAX_PER_CHUNK`],
+    /// keeping the events this client wants. An overflow ends with `resync`.
+    fn drain(&mut self, got: Result<Arc<Event>, Lagged>) {
         let mut next = Some(got);
         let mut n = 0;
         while let Some(r) = next {
             match r {
-                Ok(e) if self.filter.passes(&e) => buf.extend_from_slice(e.sse(self.filter.full)),
+                Ok(e) if self.filter.passes(&e) => {
+                    self.ready.push_back(e.sse(self.filter.full).clone())
+                }
                 Ok(_) => {}
                 Err(Lagged) => {
                     let id = self.sub.restart();
-                    buf.extend_from_slice(&crate::stream::frame(
+                    self.ready.push_back(crate::stream::frame(
                         Some(id),
                         "resync",
                         r#"{"reason":"overflow"}"#,
@@ -221,6 +229,5 @@ impl Client {
             n += 1;
             next = (n < MAX_PER_CHUNK).then(|| self.sub.try_recv()).flatten();
         }
-        buf
     }
 }
