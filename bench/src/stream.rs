@@ -129,6 +129,9 @@ struct Tally {
     overflows: u64,
     /// Connections that failed.
     failed: u64,
+    /// CPU time of the subscribers' thread over its whole life: what the
+    /// clients took from the two cores the app also runs on.
+    cpu: Duration,
 }
 
 impl Tally {
@@ -215,6 +218,7 @@ impl Subscribers {
                         all.merge(&t);
                     }
                 }
+                all.cpu = crate::http::thread_cpu();
                 all
             })
         });
@@ -630,11 +634,12 @@ pub async fn run() -> anyhow::Result<()> {
     let (base, ours) = (median(&without), median(&with));
     let ratio = ours / base;
     println!(
-        "  none: {}; with {SUBSCRIBERS}: {} ({} state events read, {} overflow resyncs, app overflows {overflows}); none again: {}",
+        "  none: {}; with {SUBSCRIBERS}: {} ({} state events read, {} overflow resyncs, app overflows {overflows}; the subscribers' thread used {:.2} s of CPU); none again: {}",
         list(&none_a),
         list(&with),
         seen.states,
         seen.overflows,
+        seen.cpu.as_secs_f64(),
         list(&none_b)
     );
     rows.push(
