@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::state::Glob;
-use crate::stream::{Event, Lagged, Subscription};
+use crate::stream::{Chunk, Event, Lagged, Subscription};
 
 /// A comment line this often keeps proxies and the client's own timeout from
 /// taking an idle stream for a dead one.
@@ -207,15 +207,17 @@ impl Client {
 
     /// Queues `got` and whatever else is waiting, up to [`MAX_PER_CHUNK`],
     /// keeping the events this client wants. An overflow ends with `resync`.
-    fn drain(&mut self, got: Result<Arc<Event>, Lagged>) {
+    fn drain(&mut self, got: Result<Chunk, Lagged>) {
         let mut next = Some(got);
         let mut n = 0;
         while let Some(r) = next {
             match r {
-                Ok(e) if self.filter.passes(&e) => {
-                    self.ready.push_back(e.sse(self.filter.full).clone())
+                Ok(chunk) => {
+                    for e in chunk.iter().filter(|e| self.filter.passes(e)) {
+                        self.ready.push_back(e.sse(self.filter.full).clone());
+                    }
+                    n += chunk.len();
                 }
-                Ok(_) => {}
                 Err(Lagged) => {
                     let id = self.sub.restart();
                     self.ready.push_back(crate::stream::frame(
@@ -226,7 +228,6 @@ impl Client {
                     break;
                 }
             }
-            n += 1;
             next = (n < MAX_PER_CHUNK).then(|| self.sub.try_recv()).flatten();
         }
     }

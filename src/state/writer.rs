@@ -408,8 +408,6 @@ impl Writer {
             return;
         }
         let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
-        // Kept for the feed in case the write fails and falls back to invalidation.
-        let sent = self.feed.is_watched().then(|| states.clone());
         match self.store.upsert(states).await {
             Ok(done) => {
                 let mut updated = Vec::with_capacity(done.len());
@@ -452,7 +450,8 @@ impl Writer {
                     tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
                 }
                 match self.store.invalidate(&ids).await {
-                    Ok(()) => self.publish(|| updates(sent.unwrap_or_default(), Vec::new())),
+                    // The states went with the failed write: watchers re-read.
+                    Ok(()) => self.feed.publish(Changed::Everything),
                     Err(e) => tracing::error!(error = %e, "Fallback invalidation failed too"),
                 }
             }
@@ -493,12 +492,11 @@ fn refused_future(s: &EntityState) {
     );
 }
 
-/// Feed records for written states, with the old values read before the
-/// write (missing ones count as unknown).
+/// Feed records for written states, with the old values read before the write.
 fn updates(states: Vec<EntityState>, old: Vec<Option<Arc<str>>>) -> Vec<Update> {
     states
         .into_iter()
-        .zip(old.into_iter().chain(std::iter::repeat(None)))
+        .zip(old)
         .map(|(s, old_state)| Update {
             entity_id: s.entity_id.clone(),
             old_state,

@@ -121,7 +121,7 @@ fn state_data(u: &Update, full: bool) -> String {
     let Some(new) = &u.new else {
         return serde_json::json!({ "entity_id": &*u.entity_id }).to_string();
     };
-    let times: Times<'_> = serde_json::from_str(&new.raw).unwrap_or_default();
+    let times = times_of(&new.raw);
     let mut out = serde_json::to_string(&StateData {
         entity_id: &u.entity_id,
         old_state: u.old_state.as_deref(),
@@ -144,6 +144,32 @@ fn state_data(u: &Update, full: bool) -> String {
         out.push('}');
     }
     out
+}
+
+/// The two timestamps of a state object. HA writes them as plain ISO strings
+/// (no escapes), so they are read by position; anything unusual falls back
+/// to parsing the whole object, which costs a microsecond or two per event.
+fn times_of(raw: &str) -> Times<'_> {
+    let plain = |key: &str| -> Option<Option<Cow<'_, str>>> {
+        let at = raw.find(key)? + key.len();
+        let rest = &raw[at..];
+        let end = rest.find('"')?;
+        let v = &rest[..end];
+        (!v.contains('\\')).then_some(Some(Cow::Borrowed(v)))
+    };
+    match (plain("\"last_changed\":\""), plain("\"last_updated\":\"")) {
+        // Only when each key appears once: a friendly name could hold the text.
+        (Some(c), Some(u))
+            if raw.matches("\"last_changed\"").count() == 1
+                && raw.matches("\"last_updated\"").count() == 1 =>
+        {
+            Times {
+                last_changed: c,
+                last_updated: u,
+            }
+        }
+        _ => serde_json::from_str(raw).unwrap_or_default(),
+    }
 }
 
 /// An SSE frame. `data` must hold no line break (JSON from serde_json has none).
@@ -189,6 +215,20 @@ mod tests {
                 .unwrap();
         assert_eq!(data["new"]["state"], "on");
         assert_eq!(data["old_state"], "off");
+    }
+
+    #[test]
+    fn timestamps_are_read_by_position_and_an_attribute_of_the_same_name_is_not_taken() {
+        let raw = r#"{"entity_id":"light.a","state":"on","attributes":{},"last_changed":"2026-01-01T00:00:00+00:00","last_updated":"2026-01-01T00:00:01+00:00"}"#;
+        let t = times_of(raw);
+        assert_eq!(t.last_changed.as_deref(), Some("2026-01-01T00:00:00+00:00"));
+        assert_eq!(t.last_updated.as_deref(), Some("2026-01-01T00:00:01+00:00"));
+        let tricky = r#"{"entity_id":"sensor.a","state":"1","attributes":{"last_changed":"attr"},"last_changed":"2026-01-01T00:00:00+00:00","last_updated":"2026-01-01T00:00:01+00:00"}"#;
+        assert_eq!(
+            times_of(tricky).last_changed.as_deref(),
+            Some("2026-01-01T00:00:00+00:00")
+        );
+        assert!(times_of(r#"{"state":"x"}"#).last_changed.is_none());
     }
 
     #[test]

@@ -22,6 +22,13 @@ use crate::state::{now_secs, Changed, Feed, Resync, Watcher, WriterStats};
 /// before it is sent `resync` and continues from now. Each waiting event is a
 /// shared pointer: a stalled client holds this many at most, never copies.
 pub const CLIENT_QUEUE: usize = 4096;
+/// Events sent to subscribers as one message at most: a burst wakes each
+/// subscriber once per this many events, not once per event (a hundred
+/// subscribers woken per event cost more than the ingest itself).
+pub const SEND_CHUNK: usize = 256;
+
+/// Events sent together, in order.
+pub type Chunk = Arc<[Arc<Event>]>;
 /// How long recording goes on after the last subscriber leaves, so a client
 /// that reconnects (a laptop waking, a proxy's idle cut) resumes with no gap.
 pub const LINGER: Duration = Duration::from_secs(300);
@@ -40,7 +47,7 @@ struct Inner {
     recent: Mutex<Recent>,
     /// Live fan-out: each subscriber's receiver is its bounded queue, and a
     /// send never waits for any of them.
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Chunk>,
     /// Where state changes come from.
     feed: Feed,
     /// Wakes the pump when the first subscriber starts a recording.
@@ -76,7 +83,7 @@ struct Recent {
     idle_since: Option<Instant>,
 }
 
-/// A subscriber fell [`CLIENT_QUEUE`] events behind.
+/// A subscriber fell about [`CLIENT_QUEUE`] events behind.
 #[derive(Debug)]
 pub struct Lagged;
 
@@ -109,7 +116,7 @@ impl Hub {
                     pending: None,
                     idle_since: None,
                 }),
-                tx: broadcast::channel(CLIENT_QUEUE).0,
+                tx: broadcast::channel(CLIENT_QUEUE / SEND_CHUNK).0,
                 feed,
                 started: Notify::new(),
                 subscribers: AtomicUsize::new(0),
@@ -165,6 +172,7 @@ impl Hub {
         if !r.recording {
             return;
         }
+        let mut chunk = Vec::new();
         for kind in kinds {
             let e = Arc::new(Event::new(r.next_id, kind));
             r.next_id += 1;
@@ -172,8 +180,14 @@ impl Hub {
                 r.events.pop_front();
             }
             r.events.push_back(e.clone());
-            // No receiver is fine: nobody is connected right now.
-            let _ = self.inner.tx.send(e);
+            chunk.push(e);
+            if chunk.len() == SEND_CHUNK {
+                // No receiver is fine: nobody is connected right now.
+                let _ = self.inner.tx.send(std::mem::take(&mut chunk).into());
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = self.inner.tx.send(chunk.into());
         }
     }
 
@@ -252,7 +266,7 @@ pub struct Subscription {
     /// For its counters and a restart.
     hub: Hub,
     /// Its bounded queue of live events.
-    rx: broadcast::Receiver<Arc<Event>>,
+    rx: broadcast::Receiver<Chunk>,
     /// Buffered events to send first (a resume).
     pub backlog: Vec<Arc<Event>>,
     /// Set when a resume came too late: the id to give the `resync` sent first.
@@ -261,7 +275,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next live event.
-    pub async fn recv(&mut self) -> Result<Arc<Event>, Lagged> {
+    pub async fn recv(&mut self) -> Result<Chunk, Lagged> {
         loop {
             match self.rx.recv().await {
                 Ok(e) => return Ok(e),
@@ -273,7 +287,7 @@ impl Subscription {
     }
 
     /// An event already queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Result<Arc<Event>, Lagged>> {
+    pub fn try_recv(&mut self) -> Option<Result<Chunk, Lagged>> {
         match self.rx.try_recv() {
             Ok(e) => Some(Ok(e)),
             Err(broadcast::error::TryRecvError::Lagged(_)) => Some(Err(Lagged)),

@@ -17,4 +17,4 @@ mod hub;
 
 pub use activity::{Activity, ACTIVITY_SECONDS};
 pub use event::{frame, Event, Kind};
-pub use hub::{Hub, Lagged, StreamStats, Subscription, CLIENT_QUEUE, LINGER};
+pub use hub::{Chunk, Hub, Lagged, StreamStats, Subscription, CLIENT_QUEUE, LINGER, SEND_CHUNK};
