@@ -70,12 +70,22 @@ pub fn fresh_prefix(tag: &str) -> String {
 impl Running {
     /// Builds and serves an app that mirrors `fake`.
     pub async fn start(fake: &Sim, tag: &str) -> anyhow::Result<Self> {
+        Self::start_with(fake, tag, |_| {}).await
+    }
+
+    /// As [`start`](Self::start), with `tune` changing the settings last.
+    pub async fn start_with(
+        fake: &Sim,
+        tag: &str,
+        tune: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Self> {
         let prefix = fresh_prefix(tag);
         let mut s = Settings::embedded();
         s.ha_url = Some(fake.url());
         s.ha_token = Some(SecretString::from(TOKEN));
         s.redis_url = Some(SecretString::from(REDIS_URL));
         s.redis_prefix = prefix.clone();
+        tune(&mut s);
         let store = Arc::new(
             RedisStore::connect(REDIS_URL, &prefix)
                 .await

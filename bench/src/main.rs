@@ -13,6 +13,7 @@ mod figures;
 mod house;
 mod http;
 mod parse;
+mod reconcile;
 mod refs;
 mod report;
 mod soak;
@@ -107,6 +108,10 @@ struct Args {
     /// and without subscribers.
     #[arg(long, conflicts_with_all = ["quick", "no_ha", "only", "soak"])]
     stream: bool,
+    /// What one anti-entropy pass costs at 10,000 entities instead: bytes,
+    /// CPU per pass, GET latency while passes run (BENCHMARKS.md).
+    #[arg(long, conflicts_with_all = ["quick", "no_ha", "only", "soak", "stream"])]
+    reconcile: bool,
     /// Length of the soak.
     #[arg(long, value_name = "N", default_value_t = 10.0, requires = "soak", value_parser = positive)]
     minutes: f64,
@@ -189,15 +194,16 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    if args.stream {
+    if args.stream || args.reconcile {
         let r = match init_logs() {
-            Ok(()) => stream::run().await,
+            Ok(()) if args.stream => stream::run().await,
+            Ok(()) => reconcile::run().await,
             Err(e) => Err(e),
         };
         return match r {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("stream bench failed: {e:#}");
+                eprintln!("bench failed: {e:#}");
                 std::process::ExitCode::FAILURE
             }
         };
