@@ -369,3 +369,41 @@ both!(
     reconcile_memory,
     reconcile_redis
 );
+
+async fn an_event_during_a_reconcile_is_not_undone(kind: Kind) {
+    let sim = Sim::start_demo(TOKEN).await.unwrap();
+    let mut s = helpers::settings(&sim);
+    s.reconcile_interval = Duration::from_millis(200);
+    let h = Harness::start_with(sim, s, TestStore::new(kind).await).await;
+    h.synced().await;
+    let before = h.cached_state("light.bed_light").unwrap();
+    let after = if before == "on" { "off" } else { "on" };
+    // The next reconcile's snapshot is taken when it is asked for, and held.
+    h.sim.hold_snapshot(true);
+    let asked = h.sim.counters().get_states.load(Ordering::SeqCst);
+    wait_for("a reconcile to be asked for", || {
+        h.sim.counters().get_states.load(Ordering::SeqCst) > asked
+    })
+    .await;
+    // One is asked for at a time: any before it has been answered; let it land.
+    h.writer.flush().await;
+    let runs = || h.state.states.reconciled().map_or(0, |r| r.runs);
+    let done = runs();
+    h.sim.set("light.bed_light", after);
+    h.writer.flush().await;
+    assert_eq!(h.cached_state("light.bed_light"), Some(before), "held back");
+    h.sim.hold_snapshot(false);
+    wait_for("the held reconcile applied", || runs() > done).await;
+    h.writer.flush().await;
+    assert_eq!(
+        h.cached_state("light.bed_light").as_deref(),
+        Some(after),
+        "the event came after the reconcile's snapshot, so it stands"
+    );
+    h.finish().await;
+}
+both!(
+    an_event_during_a_reconcile_is_not_undone,
+    reconcile_event_memory,
+    reconcile_event_redis
+);
