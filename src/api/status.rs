@@ -47,7 +47,7 @@ pub struct Status {
 )]
 pub async fn status(State(app): State<Arc<AppState>>) -> Json<Status> {
     let summary = app.states.summary();
-    let (events_per_second, resyncs) = (app.stream.events_per_second(), app.stream.resyncs());
+    let (events_per_second, resyncs) = (app.stream.events_per_second(), app.states.resyncs());
     let (redis, mysql) = tokio::join!(redis(&app), mysql(&app));
     Json(Status {
         websocket: websocket(&app),

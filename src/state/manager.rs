@@ -129,6 +129,14 @@ impl StateManager {
         self
     }
 
+    /// The recent snapshots applied, oldest first (none without a writer).
+    pub fn resyncs(&self) -> Vec<super::Resync> {
+        self.writer_stats
+            .as_ref()
+            .map(|w| w.recent_resyncs.lock().iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// What the periodic reconciles found, when a writer is wired.
     pub fn reconciled(&self) -> Option<super::Reconciled> {
         self.writer_stats

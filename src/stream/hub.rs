@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::{Activity, Event, Kind};
 use crate::fetchers::Engine;
 use crate::prompt::Prompts;
-use crate::state::{now_secs, Changed, Feed, Resync, Watcher, WriterStats};
+use crate::state::{now_secs, Changed, Feed, Watcher, WriterStats};
 
 /// Events one subscriber may fall behind by (a stalled reader, a slow link)
 /// before it is sent `resync` and continues from now. Each waiting event is a
@@ -60,8 +60,6 @@ struct Inner {
     closing: CancellationToken,
     /// Events per second, for the status view.
     activity: Mutex<Activity>,
-    /// The writer's counters and recent snapshots, once the pump runs.
-    writer: std::sync::OnceLock<Arc<WriterStats>>,
 }
 
 struct Recent {
@@ -123,7 +121,6 @@ impl Hub {
                 overflows: AtomicU64::new(0),
                 closing: CancellationToken::new(),
                 activity: Mutex::new(Activity::default()),
-                writer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -231,15 +228,6 @@ impl Hub {
         self.inner.activity.lock().per_second()
     }
 
-    /// The recent snapshots, oldest first.
-    pub fn resyncs(&self) -> Vec<Resync> {
-        self.inner
-            .writer
-            .get()
-            .map(|w| w.recent_resyncs.lock().iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// Starts the pump: state changes from the feed, fetcher and template
     /// reloads, and a sample of the writer's counters every second.
     pub fn spawn(
@@ -249,7 +237,6 @@ impl Hub {
         prompts: Arc<Prompts>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        let _ = self.inner.writer.set(stats.clone());
         let pump = Pump {
             hub: self.clone(),
             stats,
