@@ -204,6 +204,16 @@ async fn shown(c: &Client, css: &str) -> bool {
     }
 }
 
+/// Clicks `css`.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Replaces a field's value by typing, as a user would.
 async fn type_into(c: &Client, css: &str, value: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap();
@@ -266,12 +276,7 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(console_errors(&c, &[]).await, Vec::<String>::new());
 
     // Fetchers: list, run one, see JSON and compact text.
-    c.find(Locator::Css("#nav-fetchers"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#nav-fetchers").await;
     until("the fetcher table", APPEAR, || async {
         c.find(Locator::Css("#fetchers-table tr[data-name='ha_lights_on']"))
             .await
@@ -284,12 +289,7 @@ async fn the_console_works_in_a_real_browser() {
         .select_by_value("ha_lights_on")
         .await
         .unwrap();
-    c.find(Locator::Css("#run-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#run-button").await;
     let json_out = until("the run's JSON", APPEAR, || async {
         text(&c, "#run-json")
             .await
@@ -308,12 +308,7 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(console_errors(&c, &[]).await, Vec::<String>::new());
 
     // Prompts: a stored template renders; edits re-render; a broken one shows its line.
-    c.find(Locator::Css("#nav-prompts"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#nav-prompts").await;
     until("the template list", APPEAR, || async {
         c.find(Locator::Css("#prompt-pick option[value='home_status']"))
             .await
@@ -367,12 +362,7 @@ async fn the_console_works_in_a_real_browser() {
     );
 
     // States: the table fills, then follows the house live.
-    c.find(Locator::Css("#nav-states"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#nav-states").await;
     until("the states table", APPEAR, || async {
         text(&c, "#states-count")
             .await
@@ -428,12 +418,7 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(unlabelled, json!([]), "inputs without a label");
     c.set_window_size(390, 844).await.unwrap();
     for view in ["status", "fetchers", "prompts", "states"] {
-        c.find(Locator::Css(&format!("#nav-{view}")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, &format!("#nav-{view}")).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let overflow = c
             .execute(
@@ -502,12 +487,7 @@ async fn with_a_token_the_console_asks_for_it_and_the_api_refuses_without() {
         "nothing shows before a login"
     );
     type_into(&c, "#login-token", "wrong").await;
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#login-submit").await;
     until("the refusal", APPEAR, || async {
         text(&c, "#login-error")
             .await
@@ -516,12 +496,7 @@ async fn with_a_token_the_console_asks_for_it_and_the_api_refuses_without() {
     .await;
     shot(&c, "login").await;
     type_into(&c, "#login-token", TOKEN).await;
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#login-submit").await;
     until("the status view after login", APPEAR, || async {
         text(&c, "#status-link")
             .await
@@ -542,12 +517,7 @@ async fn with_a_token_the_console_asks_for_it_and_the_api_refuses_without() {
         "Some(Strict)",
         "SameSite=Strict"
     );
-    c.find(Locator::Css("#logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#logout").await;
     until("the login form after logout", APPEAR, || async {
         shown(&c, "#login-form").await.then_some(())
     })

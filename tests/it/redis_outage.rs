@@ -59,18 +59,7 @@ async fn redis_outage_under_read_load() {
             .unwrap_or(2),
     );
     let port = free_port();
-    let mut redis = start_redis(port);
-    let url = format!("redis://127.0.0.1:{port}");
-    let store = Arc::new(RedisStore::connect(&url, "outage:").await.unwrap());
-    let test_store = TestStore {
-        shared: store.clone(),
-        redis: Some(store.clone()),
-        prefix: None,
-    };
-    let sim = Sim::start_demo(TOKEN).await.unwrap();
-    let h = Harness::start_with(sim.clone(), settings(&sim), test_store).await;
-    h.synced().await;
-    h.assert_redis_matches_sim().await;
+    let (mut redis, store, sim, h) = whole_app(port, "outage:").await;
 
     // Readers hammer the API for the whole outage.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -136,21 +125,7 @@ async fn redis_outage_under_read_load() {
 
     let mut redis = start_redis(port);
     let back = tokio::time::Instant::now();
-    wait_for_async("Redis complete again", || async {
-        let ids = store.redis_ids().await.unwrap_or_default();
-        let mut ids: Vec<String> = ids.into_iter().collect();
-        ids.sort();
-        if ids != sim.ids() {
-            return false;
-        }
-        for id in &ids {
-            if store.redis_state(id).await.ok().flatten() != sim.state(id) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    wait_for_async("Redis complete again", || redis_is_whole(&store, &sim)).await;
     assert!(
         back.elapsed() < Duration::from_secs(5),
         "Redis complete {:?} after it came back",
@@ -194,11 +169,11 @@ async fn redis_is_whole(store: &RedisStore, sim: &Sim) -> bool {
     store.redis_meta().await.is_ok_and(|m| !m.is_empty())
 }
 
-/// A private Redis, the app on it, synced and whole.
-async fn whole_app(port: u16) -> (Child, Arc<RedisStore>, Sim, Harness) {
+/// A private Redis, the app on it (keys under `prefix`), synced and whole.
+async fn whole_app(port: u16, prefix: &str) -> (Child, Arc<RedisStore>, Sim, Harness) {
     let redis = start_redis(port);
     let url = format!("redis://127.0.0.1:{port}");
-    let store = Arc::new(RedisStore::connect(&url, "idle:").await.unwrap());
+    let store = Arc::new(RedisStore::connect(&url, prefix).await.unwrap());
     let test_store = TestStore {
         shared: store.clone(),
         redis: Some(store.clone()),
@@ -224,7 +199,7 @@ async fn whole_within_5s(store: &RedisStore, sim: &Sim, since: tokio::time::Inst
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_redis_restarted_empty_is_rewritten_within_5s() {
     let port = free_port();
-    let (mut redis, store, sim, h) = whole_app(port).await;
+    let (mut redis, store, sim, h) = whole_app(port, "idle:").await;
     // Nothing changes in the house from here on.
     redis.kill().unwrap();
     redis.wait().unwrap();
@@ -245,7 +220,7 @@ async fn an_idle_redis_restarted_empty_is_rewritten_within_5s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushdb_is_noticed_and_rewritten_within_5s() {
     let port = free_port();
-    let (mut redis, store, sim, h) = whole_app(port).await;
+    let (mut redis, store, sim, h) = whole_app(port, "idle:").await;
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
         .get_multiplexed_async_connection()
