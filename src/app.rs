@@ -158,8 +158,9 @@ impl Application {
         tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));
         // Templates read MySQL through the fetcher registry's pool: one pool per process.
         let pool = registry.pool().cloned();
-        let fetchers =
-            Engine::new(registry, states.clone()).with_render_memory(settings.render_memory_limit);
+        let fetchers = Engine::new(registry, states.clone())
+            .with_render_memory(settings.render_memory_limit)
+            .with_sql(settings.sql_database()?);
         let renderer = Arc::new(
             Renderer::new(states.clone(), Arc::new(fetchers.clone()))
                 .with_limits(settings.render_limits()),

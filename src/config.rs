@@ -69,6 +69,10 @@ pub struct Settings {
     /// MySQL/MariaDB URL for fetcher and template rows; without it they come from files.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
+    /// MySQL/MariaDB URL that `sql` fetchers read through, e.g. as a read-only
+    /// user; without it they use DATABASE_URL (on a pool of their own).
+    #[arg(long, env = "FETCHERS_SQL_URL", hide_env_values = true)]
+    pub fetchers_sql_url: Option<SecretString>,
     /// The repository folder of shipped fetcher and prompt definitions.
     #[arg(long, env = "FETCHERS_DIR", default_value = "fetchers")]
     pub fetchers_dir: PathBuf,
@@ -143,6 +147,20 @@ impl Settings {
         }
     }
 
+    /// The MySQL of `sql` fetchers: `FETCHERS_SQL_URL`, else `DATABASE_URL`;
+    /// `None` when neither is set (they then fail with a clear error, alone).
+    pub fn sql_database(&self) -> anyhow::Result<Option<crate::fetchers::sql::Database>> {
+        use anyhow::Context as _;
+        let (name, url) = match (&self.fetchers_sql_url, &self.database_url) {
+            (Some(u), _) => ("FETCHERS_SQL_URL", u),
+            (None, Some(u)) => ("DATABASE_URL", u),
+            (None, None) => return Ok(None),
+        };
+        crate::fetchers::sql::Database::connect_lazy(url.expose_secret())
+            .map(Some)
+            .with_context(|| format!("{name}: not a MySQL URL"))
+    }
+
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_ref().map(|s| s.expose_secret())
     }
@@ -160,6 +178,7 @@ impl Settings {
         s.ha_token = None;
         s.redis_url = None;
         s.database_url = None;
+        s.fetchers_sql_url = None;
         s.api_token = None;
         s.bind = ([127, 0, 0, 1], 0).into();
         s

@@ -68,6 +68,11 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let reg = open_registry(settings).await?;
     let (rows, mut problems) = reg.read_rows().await.context("reading fetcher rows")?;
     problems.extend(validate_all(&rows).1);
+    // `sql` rows are prepared against the live database, so an unknown table
+    // or column is named here, not at the first call.
+    if let Some(sql) = settings.sql_database()? {
+        problems.extend(db::check_sql_rows(&sql, &rows).await);
+    }
     for p in &problems {
         println!("{p}");
     }
@@ -147,7 +152,8 @@ pub(super) async fn fetch(
         _ => crate::app::open_store(settings).await?,
     };
     let engine = Engine::new(reg, StateManager::new(store, None))
-        .with_render_memory(settings.render_memory_limit);
+        .with_render_memory(settings.render_memory_limit)
+        .with_sql(settings.sql_database()?);
     let params: Map<String, Value> = params.into_iter().collect();
     let out = engine.run(FetchRequest { name, params }).await;
     println!(

@@ -22,7 +22,7 @@ pub struct Row {
     pub name: String,
     /// What the result holds, for authors.
     pub description: String,
-    /// Which built-in source runs (`entities`, `entity`, `summary`, `device_status`, `template`).
+    /// Which built-in source runs (`entities`, `entity`, `summary`, `device_status`, `template`, `sql`).
     pub source: String,
     /// JSON text of the default params.
     pub params: String,

@@ -13,6 +13,7 @@ use super::cache::ResultCache;
 use super::definition::{Definition, Problem};
 use super::registry::Registry;
 use super::sources::Context;
+use super::sql;
 use super::{FetchError, FetchOutcome, FetchRequest};
 use crate::bounds;
 use crate::jinja;
@@ -34,6 +35,8 @@ pub struct Engine {
     render_memory: usize,
     /// The one template language over `states`, built once.
     env: Arc<Environment<'static>>,
+    /// The MySQL `sql` fetchers read; without it they fail, alone.
+    sql: Option<sql::Database>,
 }
 
 impl Engine {
@@ -44,12 +47,19 @@ impl Engine {
             states,
             cache: Arc::default(),
             render_memory: bounds::DEFAULT_MEMORY,
+            sql: None,
         }
     }
 
     /// The same engine with another memory limit for template renders.
     pub fn with_render_memory(mut self, bytes: usize) -> Self {
         self.render_memory = bytes;
+        self
+    }
+
+    /// The same engine with a MySQL for `sql` fetchers.
+    pub fn with_sql(mut self, db: Option<sql::Database>) -> Self {
+        self.sql = db;
         self
     }
 
@@ -169,6 +179,7 @@ impl Engine {
             env: self.env.clone(),
             render_memory: self.render_memory,
             timeout: def.timeout,
+            sql: self.sql.clone(),
         };
         def.source.run(&cx, params).await
     }

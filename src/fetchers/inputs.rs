@@ -33,12 +33,20 @@ pub fn input_schema(def: &Definition) -> Value {
         .entry("properties")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(props) = props {
+        let fixed = kind.map_or(&[][..], |k| k.fixed());
         props.retain(|k, _| def.defaults.contains_key(k) || def.required.contains(k));
         props.values_mut().for_each(lean_property);
-        for (k, v) in &def.defaults {
-            let p = props
-                .entry(k.clone())
-                .or_insert_with(|| json!({"type": json_type(v)}));
+        for (k, v) in def
+            .defaults
+            .iter()
+            .filter(|(k, _)| !fixed.contains(&k.as_str()))
+        {
+            // A `null` default says "optional, any type" (a `sql` filter
+            // left open), not "must be null".
+            let p = props.entry(k.clone()).or_insert_with(|| match v {
+                Value::Null => json!({}),
+                _ => json!({"type": json_type(v)}),
+            });
             if let Value::Object(p) = p {
                 p.insert("default".into(), v.clone());
             }
@@ -139,6 +147,9 @@ mod tests {
     fn required_params_without_defaults_are_required() {
         let s = input_schema(&def("entity", "{}", r#"["entity_id"]"#));
         assert_eq!(s["required"], json!(["entity_id"]));
+        let q = r#"{"query": "SELECT :who AS w", "who": null}"#;
+        let s = input_schema(&def("sql", q, "[]"));
+        assert_eq!(s["properties"], json!({"who": {"default": null}}));
         let t = input_schema(&def("template", r#"{"n":3}"#, r#"["who"]"#));
         assert_eq!(
             t["properties"]["n"],

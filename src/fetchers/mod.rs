@@ -7,6 +7,7 @@
 //!   each with its own timeout and TTL cache; `Engine::exists(name)` and
 //!   `Engine::names()` tell templates what is known.
 //! - [`lean`]: a result as token-lean text, for LLM clients and the console.
+//! - [`sql`]: the `sql` source's read-only queries over the program's own MySQL data.
 
 mod cache;
 pub use cache::MAX_ENTRIES as MAX_CACHED_RESULTS;
@@ -19,6 +20,7 @@ mod inputs;
 pub mod lean;
 mod registry;
 mod sources;
+pub mod sql;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ mod console;
 mod events;
 mod fetchers_engine;
 mod fetchers_mysql;
+mod fetchers_sql;
 mod fuzz;
 mod fuzz_templates;
 mod mcp;

@@ -404,3 +404,60 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
     c.cancel().await.unwrap();
     sim.stop();
 }
+
+/// `DATABASE_URL` with the database of `pool` (a `sqlx::test` database).
+fn url_of(pool: &sqlx::MySqlPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the MySQL tests");
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(
+        pool.connect_options()
+            .get_database()
+            .expect("a test database"),
+    );
+    url.to_string()
+}
+
+#[sqlx::test(migrations = "mysql/schemas")]
+async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
+    sqlx::raw_sql(include_str!("../../mysql/examples/reminders.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
+        .await
+        .unwrap();
+    let mut s = settings(&sim);
+    s.api_token = Some(TOKEN.to_string().into());
+    s.database_url = Some(url_of(&pool).into());
+    let h = Harness::start_with(sim, s, TestStore::new(Kind::Memory).await).await;
+    h.synced().await;
+    let (c, _) = connect(&h.base, TOKEN).await;
+    let tools = c.list_all_tools().await.unwrap();
+    let t = tools
+        .iter()
+        .find(|t| t.name == "reminders_due_today")
+        .expect("the sql fetcher is a tool");
+    let props = &t.input_schema["properties"];
+    assert!(props.get("person").is_some(), "{props}");
+    assert!(
+        props.get("query").is_none(),
+        "the query is not an input: {props}"
+    );
+
+    let r = call(&c, "reminders_due_today", json!({"person": "ada"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let rows = &r.structured_content.clone().unwrap()["result"];
+    assert_eq!(rows[0]["title"], "Water the plants", "{rows}");
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert!(text(&r).contains("Call the plumber"), "{}", text(&r));
+    // A call may not swap the query.
+    let r = call(
+        &c,
+        "reminders_due_today",
+        json!({"query": "SELECT * FROM data_fetchers"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    c.cancel().await.unwrap();
+    h.finish().await;
+}

@@ -5,6 +5,7 @@
 mod device_status;
 mod entities;
 mod entity;
+mod sql;
 mod summary;
 mod template;
 
@@ -25,6 +26,7 @@ pub const ALL: &[&dyn Kind] = &[
     &summary::Summary,
     &device_status::DeviceStatus,
     &template::Template,
+    &sql::Sql,
 ];
 
 /// The names rows may use, in [`ALL`]'s order.
@@ -49,6 +51,11 @@ pub trait Kind: Sync {
     /// Whether rows of this source carry a template.
     fn takes_template(&self) -> bool {
         false
+    }
+    /// Params only the row sets: left out of a fetcher's input schema, and
+    /// refused when a call changes them (a `sql` fetcher's query).
+    fn fixed(&self) -> &'static [&'static str] {
+        &[]
     }
     /// The JSON Schema of its params type, for callers that describe a
     /// fetcher's inputs (the Model Context Protocol's tools); `None` when any
@@ -89,8 +96,11 @@ pub struct Context {
     pub env: Arc<Environment<'static>>,
     /// Bytes a template render may grow the process by.
     pub render_memory: usize,
-    /// The fetcher's timeout (a template render stops itself at it).
+    /// The fetcher's timeout (a template render stops itself at it, and a
+    /// `sql` query is stopped by the server just before it).
     pub timeout: Duration,
+    /// The MySQL `sql` fetchers read, when one is configured.
+    pub sql: Option<crate::fetchers::sql::Database>,
 }
 
 /// `params` as the source's params type; a mismatch is the caller's error.
