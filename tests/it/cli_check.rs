@@ -57,3 +57,46 @@ fn shipped_definitions_pass_and_bad_ones_are_named() {
     );
     assert_eq!(lines.len(), 3, "one line per problem: {out}");
 }
+
+#[sqlx::test(migrations = "mysql/schemas")]
+async fn check_prepares_sql_rows_on_the_live_database(pool: sqlx::MySqlPool) {
+    sqlx::raw_sql(include_str!("../../mysql/examples/reminders.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        r#"INSERT INTO data_fetchers (name, source, params) VALUES
+           ('overdue', 'sql', '{"query": "SELECT title FROM remindrs WHERE due_at < NOW()"}'),
+           ('writes', 'sql', '{"query": "DELETE FROM reminders"}')"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ha-fetchers"))
+        .arg("check")
+        .env(
+            "DATABASE_URL",
+            crate::helpers::services::mysql_url_of(&pool),
+        )
+        .env_remove("FETCHERS_SQL_URL")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per problem: {text}");
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("fetcher overdue: field params.query: MySQL: Table")
+                && l.contains("remindrs")
+        ),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("fetcher writes: field params.query: DELETE is not a read")),
+        "{text}"
+    );
+}

@@ -405,18 +405,6 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
     sim.stop();
 }
 
-/// `DATABASE_URL` with the database of `pool` (a `sqlx::test` database).
-fn url_of(pool: &sqlx::MySqlPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the MySQL tests");
-    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
-    url.set_path(
-        pool.connect_options()
-            .get_database()
-            .expect("a test database"),
-    );
-    url.to_string()
-}
-
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
     sqlx::raw_sql(include_str!("../../mysql/examples/reminders.sql"))
@@ -428,7 +416,7 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
         .unwrap();
     let mut s = settings(&sim);
     s.api_token = Some(TOKEN.to_string().into());
-    s.database_url = Some(url_of(&pool).into());
+    s.database_url = Some(crate::helpers::services::mysql_url_of(&pool).into());
     let h = Harness::start_with(sim, s, TestStore::new(Kind::Memory).await).await;
     h.synced().await;
     let (c, _) = connect(&h.base, TOKEN).await;
@@ -459,5 +447,39 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
     .await;
     assert_eq!(r.is_error, Some(true), "{}", text(&r));
     c.cancel().await.unwrap();
+
+    // The console's listing and run (the REST API) show it like any other.
+    let api = |path: &str| format!("{}{path}", h.base);
+    let list: Value = h
+        .http
+        .get(api("/api/v1/fetchers"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let def = list["fetchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "reminders_due_today")
+        .unwrap_or_else(|| panic!("listed: {list}"));
+    assert_eq!(def["source"], "sql", "{def}");
+    assert_eq!(def["origin"], "mysql", "{def}");
+    let run: Value = h
+        .http
+        .post(api("/api/v1/fetchers/reminders_due_today/run?text=true"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"person": "bob"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["result"][0]["title"], "Bins out", "{run}");
+    assert!(run["text"].as_str().unwrap().contains("Bins out"), "{run}");
     h.finish().await;
 }

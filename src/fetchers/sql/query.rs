@@ -294,6 +294,22 @@ mod tests {
     }
 
     #[test]
+    fn mysql_and_mariadb_reads_parse() {
+        for sql in [
+            "SELECT `when`, doc->>'$.title' AS t FROM notes WHERE doc->'$.tags' IS NOT NULL",
+            "SELECT /*+ MAX_EXECUTION_TIME(100) */ title FROM reminders LIMIT 5, 10",
+            "SELECT j.tag FROM notes, JSON_TABLE(notes.tags, '$[*]' COLUMNS (tag VARCHAR(20) PATH '$')) AS j",
+            "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < :upto) SELECT i FROM n",
+            "SELECT person, ROW_NUMBER() OVER (PARTITION BY person ORDER BY due_at) AS k FROM reminders",
+            "SELECT title FROM reminders WHERE due_at < NOW() + INTERVAL :days DAY GROUP BY title HAVING COUNT(*) > 1",
+            "SELECT DATE_FORMAT(due_at, '%H:%i') AS at, IFNULL(priority, 0) AS p FROM reminders # a comment",
+            "(SELECT title FROM reminders) UNION ALL (SELECT title FROM notes) ORDER BY title",
+        ] {
+            parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[test]
     fn every_kind_of_write_or_lock_is_refused() {
         for (sql, says) in [
             ("UPDATE reminders SET done = 1", "UPDATE is not a read"),
