@@ -19,7 +19,8 @@
 //! - [`config`]: typed settings from flags, environment and `.env`.
 //! - [`ha`]: protocol types, the WebSocket session, the REST fallback.
 //! - [`state`]: the store trait, its Redis and in-memory implementations, the writer and queries.
-//! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the engine.
+//! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the engine,
+//!   and the `sql` source's read-only queries over the program's own MySQL data.
 //! - [`jinja`]: the one template language: minijinja with HA's functions, output filters, limits.
 //! - [`prompt`]: prompt templates in that language, with `fetch()`, fed by fetchers.
 //! - [`api`]: the HTTP routes and `ApiError`.

@@ -13,6 +13,7 @@ mod figures;
 mod house;
 mod http;
 mod parse;
+mod pin;
 mod reconcile;
 mod refs;
 mod report;
@@ -112,6 +113,12 @@ struct Args {
     /// CPU per pass, GET latency while passes run (BENCHMARKS.md).
     #[arg(long, conflicts_with_all = ["quick", "no_ha", "only", "soak", "stream"])]
     reconcile: bool,
+    /// Internal: figure 3's subscribers, in a process of their own (run by `--stream`).
+    #[arg(long, hide = true, value_name = "ADDR")]
+    stream_clients: Option<std::net::SocketAddr>,
+    /// Internal: how many subscribers `--stream-clients` opens.
+    #[arg(long, hide = true, default_value_t = 100)]
+    clients: usize,
     /// Length of the soak.
     #[arg(long, value_name = "N", default_value_t = 10.0, requires = "soak", value_parser = positive)]
     minutes: f64,
@@ -180,6 +187,15 @@ fn or_failed(fig: &str, target: &str, r: anyhow::Result<Vec<Row>>) -> Vec<Row> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
+    if let Some(addr) = args.stream_clients {
+        return match stream::clients_main(addr, args.clients).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stream clients failed: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if args.soak {
         if let Err(e) = init_logs() {
             eprintln!("bench failed: {e:#}");

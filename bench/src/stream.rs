@@ -12,7 +12,13 @@
 //! this process, mirroring the simulated HA with a 10,000-entity house. The
 //! subscribers are hyper HTTP/1.1 client connections on a thread and
 //! current-thread runtime of their own; the driver and the app share the main
-//! runtime. Nothing is pinned: two cores leave nothing to pin to.
+//! runtime; figures 1 and 2 pin nothing (on one core the app's p99 grew from
+//! ~3 to ~10 ms). Figure 3 compares the app's ingest with and without
+//! clients, so the clients must not take the app's CPU: there this process
+//! (app, fake HA, driver) and Redis are pinned to CPU 0, the subscribers run
+//! in a process of their own (`bench --stream-clients`) on CPU 1, and the
+//! blasts of an app without subscribers and of one with them alternate, so
+//! the machine's drift falls on both alike.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,10 +33,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::app::{fake_ha, Running};
-use super::figures::{blast, RUNS};
+use super::app::{fake_ha, Running, REDIS_URL};
+use super::figures::blast;
 use super::house::House;
 use super::http::Latencies;
+use super::pin;
 use super::report::{self, Row};
 
 /// Entities in the house, as in the other figures.
@@ -43,6 +50,8 @@ const RATE: f64 = 1_000.0;
 const DRIVE: Duration = Duration::from_secs(10);
 /// Time for the last events to arrive after the driver stops.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Rounds of figure 3: one blast of each app per round.
+const ROUNDS: usize = 5;
 /// Events per ingest blast, as in the ingest figure.
 const BLAST: usize = 200_000;
 /// The stalled subscriber's socket receive buffer.
@@ -54,6 +63,11 @@ const STALL_READ_LIMIT: Duration = Duration::from_secs(60);
 const CATCH_UP_RECV_BUFFER: libc::c_int = 4 << 20;
 /// The longest connecting the subscribers may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+/// The core the clients run on; the app, the fake HA, the driver and Redis
+/// run on [`APP_CPU`].
+const CLIENT_CPU: usize = 1;
+/// The app side's core.
+const APP_CPU: usize = 0;
 /// Goal of figure 1.
 const P99_GOAL_MS: f64 = 5.0;
 /// Goal of the ingest figure: with subscribers ÷ without.
@@ -457,45 +471,181 @@ fn describe(what: &str, p: &Paced, subscribers: usize) {
     );
 }
 
-/// Figure 3: a fresh app (and sim) per call; `subscribers` read throughout
-/// [`RUNS`] blasts. Returns the blasts' rates, what the subscribers saw, and
-/// the app's overflow count.
-async fn ingest_with(
+/// `bench --stream-clients ADDR --clients N`: figure 3's subscribers in a
+/// process of their own, pinned to CPU 1. Prints `ready` once all are
+/// connected, reads until a line (or EOF) arrives on stdin, then prints what
+/// they saw as one JSON line.
+pub async fn clients_main(addr: SocketAddr, n: usize) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let _pinned = pin::this_process(CLIENT_CPU)?;
+    let subs = Subscribers::spawn(addr, n, None);
+    let deadline = Instant::now() + CONNECT_LIMIT;
+    while subs.connected.load(Ordering::Acquire) < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "subscribers did not connect in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("ready");
+    let mut line = String::new();
+    tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await?;
+    let t = subs.finish().await;
+    println!(
+        "{}",
+        serde_json::json!({"states": t.states, "overflows": t.overflows, "failed": t.failed, "cpu_s": t.cpu.as_secs_f64()})
+    );
+    Ok(())
+}
+
+/// Figure 3's subscribers: `bench --stream-clients` as a child process.
+struct ClientsChild {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl ClientsChild {
+    /// Starts `n` subscribers on `addr`; returns once all are connected.
+    async fn start(addr: SocketAddr, n: usize) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args([
+                "--stream-clients",
+                &addr.to_string(),
+                "--clients",
+                &n.to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let out = child.stdout.take().expect("piped stdout");
+        let mut lines = tokio::io::BufReader::new(out).lines();
+        let first = tokio::time::timeout(CONNECT_LIMIT * 2, lines.next_line()).await??;
+        anyhow::ensure!(first.as_deref() == Some("ready"), "clients said {first:?}");
+        Ok(Self { child, lines })
+    }
+
+    /// Stops them and returns what they saw.
+    async fn finish(mut self) -> anyhow::Result<Tally> {
+        let mut stdin = self.child.stdin.take().expect("piped stdin");
+        stdin.write_all(b"stop\n").await?;
+        drop(stdin);
+        let line = self.lines.next_line().await?.unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        self.child.wait().await?;
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        Ok(Tally {
+            states: n("states"),
+            overflows: n("overflows"),
+            failed: n("failed"),
+            cpu: Duration::from_secs_f64(v["cpu_s"].as_f64().unwrap_or(0.0)),
+            ..Tally::default()
+        })
+    }
+}
+
+/// Redis's process id (`INFO server`), when it runs on this machine.
+async fn redis_pid() -> anyhow::Result<u32> {
+    let client = redis::Client::open(REDIS_URL)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await?;
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("INFO server has no process_id"))?;
+    Ok(pid)
+}
+
+/// One of figure 3's apps: fresh, with its own fake HA, and (when asked)
+/// subscribers in a pinned child process.
+struct IngestApp {
+    fake: ha_fetchers::sim::Sim,
+    app: Running,
+    subs: Option<ClientsChild>,
+    /// Its blasts' rates.
+    rates: Vec<f64>,
+}
+
+impl IngestApp {
+    async fn start(house: &House, subscribers: usize, tag: &str) -> anyhow::Result<Self> {
+        let fake = fake_ha(&house.snapshot_json()).await?;
+        let app = Running::start(&fake, tag).await?;
+        app.wait_resync(1).await?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], app.port));
+        let subs = match subscribers {
+            0 => None,
+            n => {
+                let s = ClientsChild::start(addr, n).await?;
+                let deadline = Instant::now() + CONNECT_LIMIT;
+                while app.state.stream.stats().subscribers < n {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "the app did not count the subscribers"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Some(s)
+            }
+        };
+        Ok(Self {
+            fake,
+            app,
+            subs,
+            rates: Vec::new(),
+        })
+    }
+
+    async fn blast(&mut self, house: &mut House) -> anyhow::Result<()> {
+        let r = blast(&self.app, &self.fake, house, BLAST).await?;
+        self.rates.push(r);
+        Ok(())
+    }
+
+    /// Stops it; what its subscribers saw and its overflow count.
+    async fn stop(self) -> anyhow::Result<(Tally, u64)> {
+        let tally = match self.subs {
+            Some(s) => {
+                tokio::time::sleep(SETTLE).await;
+                s.finish().await?
+            }
+            None => Tally::default(),
+        };
+        let overflows = self.app.state.stream.stats().overflows;
+        self.app.stop().await;
+        self.fake.stop();
+        Ok((tally, overflows))
+    }
+}
+
+/// Figure 3: an app without subscribers and one with `subscribers`, their
+/// blasts alternating (the order swapped each round) for [`ROUNDS`] rounds.
+async fn ingest_pairs(
     house: &mut House,
     subscribers: usize,
-) -> anyhow::Result<(Vec<f64>, Tally, u64)> {
-    let fake = fake_ha(&house.snapshot_json()).await?;
-    let app = Running::start(&fake, "stream-ingest").await?;
-    app.wait_resync(1).await?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], app.port));
-    let subs = (subscribers > 0).then(|| Subscribers::spawn(addr, subscribers, None));
-    if let Some(s) = &subs {
-        s.wait(&app, subscribers, subscribers).await?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let mut rates = Vec::new();
-    let mut result = Ok(());
-    for _ in 0..RUNS {
-        match blast(&app, &fake, house, BLAST).await {
-            Ok(r) => rates.push(r),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, Tally, u64)> {
+    let mut none = IngestApp::start(house, 0, "stream-ingest-none").await?;
+    let mut with = IngestApp::start(house, subscribers, "stream-ingest-with").await?;
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            none.blast(house).await?;
+            with.blast(house).await?;
+        } else {
+            with.blast(house).await?;
+            none.blast(house).await?;
         }
     }
-    let tally = match subs {
-        Some(s) => {
-            tokio::time::sleep(SETTLE).await;
-            s.finish().await
-        }
-        None => Tally::default(),
-    };
-    let overflows = app.state.stream.stats().overflows;
-    app.stop().await;
-    fake.stop();
-    result?;
-    Ok((rates, tally, overflows))
+    let (without, with_rates) = (none.rates.clone(), with.rates.clone());
+    none.stop().await?;
+    let (tally, overflows) = with.stop().await?;
+    Ok((without, with_rates, tally, overflows))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -521,7 +671,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "bench --stream at {started}, load average {}; {ENTITIES} entities, Redis store, \
          {SUBSCRIBERS} subscribers (hyper HTTP/1.1, own thread + current-thread runtime), \
-         driver at {RATE:.0} sim.set/s for {DRIVE:?} on the app's runtime; nothing pinned (2 cores)",
+         driver at {RATE:.0} sim.set/s for {DRIVE:?} on the app's runtime",
         loadavg()
     );
     let mut house = House::new(ENTITIES);
@@ -625,27 +775,44 @@ pub async fn run() -> anyhow::Result<()> {
     fake.stop();
 
     println!(
-        "3. ingest: none (fresh app), {SUBSCRIBERS} subscribers (fresh app), none (fresh app)…"
+        "3. ingest: two fresh apps, one with {SUBSCRIBERS} subscribers, their blasts alternating for {ROUNDS} rounds…"
     );
-    let (none_a, _, _) = ingest_with(&mut house, 0).await?;
-    let (with, seen, overflows) = ingest_with(&mut house, SUBSCRIBERS).await?;
-    let (none_b, _, _) = ingest_with(&mut house, 0).await?;
-    let without: Vec<f64> = none_a.iter().chain(&none_b).copied().collect();
+    // The app side (this process and Redis) on one core, the clients on the
+    // other: what is compared is what the stream costs the app.
+    let cpus = pin::cpus();
+    anyhow::ensure!(
+        cpus >= 2,
+        "figure 3 pins the clients apart from the app: it needs 2 CPUs, not {cpus}"
+    );
+    let _me = pin::this_process(APP_CPU)?;
+    let redis_pinned = match redis_pid().await {
+        Ok(pid) => pin::process(pid, APP_CPU).map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let pinning = match &redis_pinned {
+        Ok(_) => "this process (app, fake HA, driver) and Redis on CPU 0; the subscribers on CPU 1".to_string(),
+        Err(e) => format!("this process (app, fake HA, driver) on CPU 0, Redis not pinned ({e}); the subscribers on CPU 1"),
+    };
+    println!("  pinned: {pinning}");
+    let (without, with, seen, overflows) = ingest_pairs(&mut house, SUBSCRIBERS).await?;
+    drop(redis_pinned);
+    drop(_me);
     let (base, ours) = (median(&without), median(&with));
     let ratio = ours / base;
+    let pairs: Vec<f64> = with.iter().zip(&without).map(|(w, n)| w / n).collect();
     println!(
-        "  none: {}; with {SUBSCRIBERS}: {} ({} state events read, {} overflow resyncs, app overflows {overflows}; the subscribers' thread used {:.2} s of CPU); none again: {}",
-        list(&none_a),
+        "  none: {}; with {SUBSCRIBERS}: {} ({} state events read, {} overflow resyncs, app overflows {overflows}; the subscribers' process used {:.2} s of CPU on CPU 1); round ratios {}",
+        list(&without),
         list(&with),
         seen.states,
         seen.overflows,
         seen.cpu.as_secs_f64(),
-        list(&none_b)
+        pairs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
     );
     rows.push(
         Row::new(
             &format!(
-                "ingest with {SUBSCRIBERS} subscribers reading (median of {RUNS}: {}; they read {} state events, {} overflow resyncs)",
+                "ingest with {SUBSCRIBERS} subscribers reading (median of {ROUNDS}: {}; they read {} state events, {} overflow resyncs; {pinning}; blasts alternating with the other app's)",
                 list(&with),
                 seen.states,
                 seen.overflows
@@ -656,10 +823,8 @@ pub async fn run() -> anyhow::Result<()> {
         )
         .with_ref(
             format!(
-                "none, fresh apps, median of {}: {base:.0}/s ({} before; {} after)",
-                without.len(),
-                list(&none_a),
-                list(&none_b)
+                "no subscribers, median of {ROUNDS}: {base:.0}/s ({})",
+                list(&without)
             ),
             ratio,
         ),
