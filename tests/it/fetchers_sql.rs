@@ -399,3 +399,42 @@ async fn mysql_down_fails_this_fetcher_only(pool: MySqlPool) {
     let err = run(&e, "mine", json!({})).await.unwrap_err();
     assert!(err.1.contains("FETCHERS_SQL_URL"), "{err:?}");
 }
+
+#[sqlx::test(migrations = "mysql/schemas")]
+async fn a_read_only_user_as_the_readme_grants_it(pool: MySqlPool) {
+    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    // The README's two statements, with this test's names.
+    let user = format!("r{}", &db[db.len() - 12..]).to_lowercase();
+    sqlx::raw_sql(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'change-me';
+         GRANT SELECT ON `{db}`.reminders TO '{user}'@'%';"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    add(
+        &pool,
+        "peek",
+        json!({"query": "SELECT name FROM data_fetchers"}),
+        1000,
+    )
+    .await;
+    let reader = (*pool.connect_options())
+        .clone()
+        .username(&user)
+        .password("change-me");
+    db::seed(&pool, &shipped_rows()).await.unwrap();
+    let reg = Arc::new(Registry::new(Backend::Mysql(pool.clone())));
+    reg.reload().await.unwrap();
+    let e = Engine::new(reg, StateManager::new(fixture_store().await, None))
+        .with_sql(Some(Database::with_options(reader)));
+    let v = run(&e, "reminders_due_today", json!({})).await.unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    let err = run(&e, "peek", json!({})).await.unwrap_err();
+    assert!(err.1.contains("denied"), "{err:?}");
+    sqlx::raw_sql(&format!("DROP USER '{user}'@'%'"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
