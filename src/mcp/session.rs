@@ -28,6 +28,9 @@ use crate::state::Changed;
 
 /// The least time between two updates of one resource: at most four a second.
 pub const MIN_GAP: Duration = Duration::from_millis(250);
+/// The most often a subscribed fetcher whose data changes unseen (`sql`) is
+/// run again to see whether it changed; its TTL, when longer, sets the pace.
+pub const UNSEEN_POLL: Duration = Duration::from_secs(2);
 /// How often the tool and prompt lists are compared with what the client was
 /// last told: well inside `RELOAD_INTERVAL`, and a hash of a few rows each time.
 pub const LIST_CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -71,6 +74,8 @@ struct Pending {
     sent: HashMap<String, Instant>,
     /// A hash of each fetcher resource's last result, so an unchanged one is not sent.
     results: HashMap<String, u64>,
+    /// When each polled fetcher resource (see [`UNSEEN_POLL`]) was last looked at.
+    polled: HashMap<String, Instant>,
 }
 
 /// Until the client goes away or the session ends.
@@ -93,7 +98,7 @@ async fn watch(
         tokio::select! {
             _ = stop.cancelled() => break,
             c = feed.next() => match c {
-                Some(c) => p.mark(&subs.lock(), &c),
+                Some(c) => p.mark(&app, &subs.lock(), &c),
                 None => break,
             },
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
@@ -105,6 +110,7 @@ async fn watch(
                 if peer.is_transport_closed() {
                     break;
                 }
+                p.poll(&app, &subs.lock());
                 let r = app.fetchers.registry().current().revision;
                 if r != revision {
                     revision = r;
@@ -130,19 +136,50 @@ async fn watch(
 
 impl Pending {
     /// Schedules every subscribed resource `c` may have changed.
-    fn mark(&mut self, subs: &HashSet<String>, c: &Changed) {
+    fn mark(&mut self, app: &AppState, subs: &HashSet<String>, c: &Changed) {
         let now = Instant::now();
         for uri in subs {
             let touched = match Target::parse(uri) {
                 Ok(Target::Entity(id)) => c.touches(&id),
                 Ok(Target::Domain(d)) => c.touches_domain(&d),
-                // Which entities a fetcher reads is known only by running it.
-                Ok(Target::Fetcher(_)) => true,
+                // Which entities a fetcher reads is known only by running it;
+                // one that reads no states is polled instead.
+                Ok(Target::Fetcher(name)) => app
+                    .fetchers
+                    .registry()
+                    .get(&name)
+                    .is_none_or(|d| d.source.follows_states()),
                 Err(_) => false,
             };
             if touched && !self.due.contains_key(uri) {
                 let at = self.sent.get(uri).map_or(now, |s| (*s + MIN_GAP).max(now));
                 self.due.insert(uri.clone(), at);
+            }
+        }
+    }
+
+    /// Schedules the subscribed fetchers whose data changes unseen, each once
+    /// per its TTL (at least [`UNSEEN_POLL`]); an unchanged result is not sent.
+    fn poll(&mut self, app: &AppState, subs: &HashSet<String>) {
+        let now = Instant::now();
+        for uri in subs {
+            let Ok(Target::Fetcher(name)) = Target::parse(uri) else {
+                continue;
+            };
+            let Some(def) = app.fetchers.registry().get(&name) else {
+                continue;
+            };
+            if def.source.follows_states() || self.due.contains_key(uri) {
+                continue;
+            }
+            // The first look only takes the baseline (see `result_changed`).
+            let due = self
+                .polled
+                .get(uri)
+                .is_none_or(|last| now.duration_since(*last) >= def.ttl.max(UNSEEN_POLL));
+            if due {
+                self.polled.insert(uri.clone(), now);
+                self.due.insert(uri.clone(), now);
             }
         }
     }
@@ -186,7 +223,12 @@ impl Pending {
             Ok(v) => hash_of(&**v),
             Err(e) => hash_of(e),
         };
-        self.results.insert(uri.to_string(), h) != Some(h)
+        match self.results.insert(uri.to_string(), h) {
+            Some(before) => before != h,
+            // A polled fetcher's first result is its baseline; any other's
+            // first look follows a change that touched it.
+            None => !self.polled.contains_key(uri),
+        }
     }
 }
 

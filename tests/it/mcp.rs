@@ -417,9 +417,10 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
     let mut s = settings(&sim);
     s.api_token = Some(TOKEN.to_string().into());
     s.database_url = Some(crate::helpers::services::mysql_url_of(&pool).into());
+    s.reload_interval = Duration::from_millis(200);
     let h = Harness::start_with(sim, s, TestStore::new(Kind::Memory).await).await;
     h.synced().await;
-    let (c, _) = connect(&h.base, TOKEN).await;
+    let (c, mut heard) = connect(&h.base, TOKEN).await;
     let tools = c.list_all_tools().await.unwrap();
     let t = tools
         .iter()
@@ -446,6 +447,33 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
     )
     .await;
     assert_eq!(r.is_error, Some(true), "{}", text(&r));
+
+    // Its resource: state changes are not news to it (it reads no states);
+    // a change in MySQL is, found by polling at its TTL (at least 2 s).
+    sqlx::query("UPDATE data_fetchers SET ttl_seconds = 0 WHERE name = 'reminders_due_today'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await; // the 200 ms reload, twice over
+    #[allow(deprecated)]
+    c.subscribe(SubscribeRequestParams::new(
+        "ha://fetcher/reminders_due_today",
+    ))
+    .await
+    .unwrap();
+    h.sim.set("light.bed_light", "off");
+    h.sim.set("light.bed_light", "on");
+    let quiet = tokio::time::timeout(Duration::from_millis(2600), heard.recv()).await;
+    assert!(quiet.is_err(), "no update without a change: {quiet:?}");
+    sqlx::query("INSERT INTO reminders (person, title, due_at) VALUES ('bob', 'Feed the cat', CURDATE() + INTERVAL 21 HOUR)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let uri = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("an update within two polls")
+        .unwrap();
+    assert_eq!(uri, "ha://fetcher/reminders_due_today");
     c.cancel().await.unwrap();
 
     // The console's listing and run (the REST API) show it like any other.

@@ -79,6 +79,12 @@ pub trait Kind: Sync {
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// Its kind's name.
     fn kind(&self) -> &'static str;
+    /// Whether its result changes only with the states, so a state change is
+    /// the moment to look again; `false` for data that changes unseen (a
+    /// `sql` query), which watchers poll instead.
+    fn follows_states(&self) -> bool {
+        true
+    }
     /// Computes the result for `params` (the row's defaults with the
     /// caller's on top) and says which domains it read.
     async fn run(

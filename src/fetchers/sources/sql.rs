@@ -126,6 +126,10 @@ impl Source for Ready {
         "sql"
     }
 
+    fn follows_states(&self) -> bool {
+        false
+    }
+
     async fn run(
         &self,
         cx: &Context,
