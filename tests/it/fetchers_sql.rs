@@ -136,12 +136,12 @@ async fn mysql_types_come_back_as_json(pool: MySqlPool) {
             b TINYINT(1), i INT, n BIGINT UNSIGNED, y YEAR, f FLOAT, d DOUBLE,
             m DECIMAL(10,2), big DECIMAL(30,10), dt DATETIME(3), ts TIMESTAMP NULL,
             day DATE, t TIME, j JSON, bin VARBINARY(8), blb BLOB, e ENUM('a','b'),
-            s VARCHAR(20), nothing INT
+            s VARCHAR(20), nothing INT, bits BIT(10), small TINYINT
          );
          INSERT INTO kinds VALUES (1, -7, 18446744073709551615, 2026, 0.5, 0.1,
             12.50, 12345678901234567890.0123456789, '2026-11-30 07:30:00.250',
             '2026-11-30 07:30:00', '2026-11-30', '-838:59:59', '{\"a\": [1, 2]}',
-            X'00FF', 'hi', 'b', 'é', NULL);",
+            X'00FF', 'hi', 'b', 'é', NULL, b'1000000001', -3);",
     )
     .execute(&pool)
     .await
@@ -162,7 +162,8 @@ async fn mysql_types_come_back_as_json(pool: MySqlPool) {
             "m": 12.5, "big": "12345678901234567890.0123456789",
             "dt": "2026-11-30T07:30:00.250", "ts": "2026-11-30T07:30:00",
             "day": "2026-11-30", "t": "-838:59:59", "j": {"a": [1, 2]},
-            "bin": "AP8=", "blb": "hi", "e": "b", "s": "é", "nothing": null
+            "bin": "AP8=", "blb": "hi", "e": "b", "s": "é", "nothing": null,
+            "bits": 513, "small": -3
         })
     );
 }
