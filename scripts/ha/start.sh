@@ -24,7 +24,28 @@ if [ "$(code /api/)" = 000 ]; then
 fi
 if [ ! -s "$CONF/token" ]; then
   "$VENV/bin/python" "$HERE/onboard.py" "$URL" > "$CONF/token.tmp"
+  # HA saves its auth store a moment later: a stop before that (the restart
+  # test stops HA soon after this) would leave a token the next start refuses.
+  # The token's `iss` is its refresh token's id; wait until the store has it.
+  iss=$("$VENV/bin/python" -c 'import base64,json,sys; p=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["iss"])' "$(cat "$CONF/token.tmp")")
+  for _ in $(seq 1 60); do
+    grep -q "$iss" "$CONF/.storage/auth" 2>/dev/null && break; sleep 1
+  done
+  grep -q "$iss" "$CONF/.storage/auth" || { echo "home assistant did not save the new token; see $CONF/hass.out" >&2; exit 1; }
   mv "$CONF/token.tmp" "$CONF/token"
 fi
+# Until HA says RUNNING its integrations (the demo's lights) are still being
+# set up, and a stop now may be lost. A 401 means a token this HA never saved.
+auth=(-H "Authorization: Bearer $(cat "$CONF/token")")
+state=""
+for _ in $(seq 1 240); do
+  body=$(curl -s -w '\n%{http_code}' "${auth[@]}" "$URL/api/config" 2>/dev/null || true)
+  case "${body##*$'\n'}" in
+    401) echo "home assistant refuses the token in $CONF/token; delete $CONF to start over" >&2; exit 1 ;;
+    200) case "$body" in *'"state":"RUNNING"'*|*'"state": "RUNNING"'*) state=RUNNING; break ;; esac ;;
+  esac
+  sleep 1
+done
+[ "$state" = RUNNING ] || { echo "home assistant did not reach RUNNING; see $CONF/hass.out" >&2; exit 1; }
 echo "HA_URL=$URL"
 echo "HA_TOKEN=$(cat "$CONF/token")"
