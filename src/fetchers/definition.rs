@@ -96,10 +96,15 @@ pub struct Definition {
 }
 
 impl Definition {
-    /// Defaults overlaid with the caller's params, checked against `required`.
+    /// Defaults overlaid with the caller's params, checked against `required`
+    /// and against the source's fixed params, which only the row sets.
     pub fn merge(&self, params: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+        let fixed = sources::find(self.source.kind()).map_or(&[][..], |k| k.fixed());
         let mut merged = self.defaults.clone();
         for (k, v) in params {
+            if fixed.contains(&k.as_str()) && self.defaults.get(k) != Some(v) {
+                return Err(format!("{k} is set by the fetcher's row, not by a call"));
+            }
             merged.insert(k.clone(), v.clone());
         }
         for r in &self.required {
@@ -285,5 +290,21 @@ mod tests {
         let mut p = Map::new();
         p.insert("entity_id".into(), "light.a".into());
         assert_eq!(d.merge(&p).unwrap()["entity_id"], "light.a");
+    }
+
+    #[test]
+    fn merge_refuses_a_call_that_changes_a_fixed_param() {
+        let d = validate(&row("s", "sql", r#"{"query": "SELECT 1 AS one"}"#)).unwrap();
+        let mut p = Map::new();
+        p.insert("query".into(), "SELECT 1 AS one".into());
+        assert!(d.merge(&p).is_ok(), "the row's own value is no change");
+        p.insert("query".into(), "SELECT * FROM data_fetchers".into());
+        assert!(d
+            .merge(&p)
+            .unwrap_err()
+            .contains("query is set by the fetcher's row"));
+        let mut p = Map::new();
+        p.insert("json_columns".into(), serde_json::json!(["a"]));
+        assert!(d.merge(&p).is_err());
     }
 }

@@ -16,7 +16,8 @@ use crate::fetchers::FetchError;
 use crate::state::Read;
 use crate::telemetry::Escaped;
 
-/// Params the row sets and callers cannot change.
+/// Params the row sets and callers cannot change (`Definition::merge`
+/// refuses a call that does).
 const FIXED: &[&str] = &["query", "json_columns"];
 
 /// What a run says when no MySQL is configured.
@@ -31,10 +32,6 @@ pub struct Sql;
 struct Ready {
     /// The fetcher's name, for the capped-result log line and metric.
     name: String,
-    /// The author's text, as the row gives it (a call must not change it).
-    text: Value,
-    /// `json_columns`, as the row gives it.
-    json_value: Option<Value>,
     /// The rewritten query.
     query: Query,
     /// Text columns to read as JSON.
@@ -86,8 +83,6 @@ impl Kind for Sql {
         }
         Ok(Arc::new(Ready {
             name: name.to_string(),
-            text: text.into(),
-            json_value: probe.get("json_columns").cloned(),
             query,
             json,
         }))
@@ -139,13 +134,6 @@ impl Source for Ready {
             .sql
             .as_ref()
             .ok_or_else(|| FetchError::Failed(NO_DATABASE.into()))?;
-        if params.get("query") != Some(&self.text)
-            || params.get("json_columns") != self.json_value.as_ref()
-        {
-            return Err(FetchError::BadParams(
-                "query and json_columns are set by the fetcher's row, not by a call".into(),
-            ));
-        }
         if let Some(why) = unused(params, &self.query) {
             return Err(FetchError::BadParams(why));
         }
