@@ -1,7 +1,5 @@
 //! MySQL: migrations, seeding from `fetchers/`, and reading the rows.
 
-use std::time::Duration;
-
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::Row as _;
@@ -11,8 +9,7 @@ use super::definition::{Problem, Row};
 /// The numbered files in `mysql/schemas/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./mysql/schemas");
 
-/// How long taking a pooled connection may wait; keeps reloads and health snappy when MySQL is down.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+pub use super::ACQUIRE_TIMEOUT;
 
 /// MySQL failures.
 #[derive(Debug, thiserror::Error)]

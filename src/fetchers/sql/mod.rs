@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 pub use query::{parse, Query};
 
-use super::FetchError;
+use super::{FetchError, ACQUIRE_TIMEOUT};
 
 /// Rows a `sql` fetcher returns unless its `limit` says otherwise.
 pub const DEFAULT_ROWS: u64 = 200;
@@ -32,9 +32,6 @@ pub const MAX_CONNECTIONS: u32 = 4;
 /// The server's limit is this share of the fetcher's `timeout_ms`, so the
 /// server stops the query (and says so) just before the engine gives up.
 const SERVER_SHARE: f64 = 0.9;
-
-/// How long taking a connection may wait (as the registry's pool).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Which server: they spell the statement time limit differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
