@@ -60,10 +60,7 @@ fn shipped_definitions_pass_and_bad_ones_are_named() {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn check_prepares_sql_rows_on_the_live_database(pool: sqlx::MySqlPool) {
-    sqlx::raw_sql(include_str!("../../mysql/examples/reminders.sql"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    crate::helpers::fixtures::reminders_example(&pool).await;
     sqlx::raw_sql(
         r#"INSERT INTO data_fetchers (name, source, params) VALUES
            ('overdue', 'sql', '{"query": "SELECT title FROM remindrs WHERE due_at < NOW()"}'),

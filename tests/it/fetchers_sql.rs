@@ -13,10 +13,9 @@ use ha_fetchers::state::StateManager;
 use serde_json::{json, Map, Value};
 use sqlx::MySqlPool;
 
-use crate::helpers::fixtures::{fixture_store, row, shipped_rows};
-
-/// The example file, as an admin pipes it into `mysql`.
-const EXAMPLE: &str = include_str!("../../mysql/examples/reminders.sql");
+use crate::helpers::fixtures::{
+    fixture_store, reminders_example, row, shipped_rows, REMINDERS_SQL,
+};
 
 /// A `Database` on the test's own database (a pool of its own, as in the app).
 fn sql_db(pool: &MySqlPool) -> Database {
@@ -75,13 +74,13 @@ async fn reminders(pool: &MySqlPool) -> i64 {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn the_reminders_example_works_as_documented(pool: MySqlPool) {
-    let insert = &EXAMPLE[EXAMPLE.rfind("INSERT INTO data_fetchers").unwrap()..];
+    let insert = &REMINDERS_SQL[REMINDERS_SQL.rfind("INSERT INTO data_fetchers").unwrap()..];
     let docs = include_str!("../../docs/fetchers.md");
     assert!(
         docs.contains(insert.trim()),
         "docs/fetchers.md lacks:\n{insert}"
     );
-    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    reminders_example(&pool).await;
     let e = engine(&pool).await;
     assert!(e.problems().is_empty(), "{:?}", e.problems());
 
@@ -170,7 +169,7 @@ async fn mysql_types_come_back_as_json(pool: MySqlPool) {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn params_are_bound_never_spliced(pool: MySqlPool) {
-    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    reminders_example(&pool).await;
     add(
         &pool,
         "echo",
@@ -209,7 +208,7 @@ async fn params_are_bound_never_spliced(pool: MySqlPool) {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn every_refused_statement_kind_is_a_row_problem(pool: MySqlPool) {
-    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    reminders_example(&pool).await;
     let refused = [
         ("w_update", "UPDATE reminders SET done = 1"),
         ("w_delete", "DELETE FROM reminders"),
@@ -248,7 +247,7 @@ async fn every_refused_statement_kind_is_a_row_problem(pool: MySqlPool) {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn the_read_only_transaction_holds_without_the_parser(pool: MySqlPool) {
-    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    reminders_example(&pool).await;
     let db = sql_db(&pool);
     let limits = Limits {
         rows: 10,
@@ -343,7 +342,7 @@ async fn a_huge_result_is_capped(pool: MySqlPool) {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn check_prepares_sql_rows_against_the_live_schema(pool: MySqlPool) {
-    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    reminders_example(&pool).await;
     let mut rows = vec![
         row(
             "no_table",
@@ -403,7 +402,7 @@ async fn mysql_down_fails_this_fetcher_only(pool: MySqlPool) {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn a_read_only_user_as_the_readme_grants_it(pool: MySqlPool) {
-    sqlx::raw_sql(EXAMPLE).execute(&pool).await.unwrap();
+    reminders_example(&pool).await;
     let db = pool.connect_options().get_database().unwrap().to_string();
     // The README's two statements, with this test's names.
     let user = format!("r{}", &db[db.len() - 12..]).to_lowercase();

@@ -407,10 +407,7 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
-    sqlx::raw_sql(include_str!("../../mysql/examples/reminders.sql"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    crate::helpers::fixtures::reminders_example(&pool).await;
     let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
         .await
         .unwrap();
@@ -478,16 +475,11 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
 
     // The console's listing and run (the REST API) show it like any other.
     let api = |path: &str| format!("{}{path}", h.base);
-    let list: Value = h
-        .http
-        .get(api("/api/v1/fetchers"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = |req: reqwest::RequestBuilder| async move {
+        let r = req.bearer_auth(TOKEN).send().await.unwrap();
+        r.json::<Value>().await.unwrap()
+    };
+    let list = answer(h.http.get(api("/api/v1/fetchers"))).await;
     let def = list["fetchers"]
         .as_array()
         .unwrap()
@@ -496,17 +488,12 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
         .unwrap_or_else(|| panic!("listed: {list}"));
     assert_eq!(def["source"], "sql", "{def}");
     assert_eq!(def["origin"], "mysql", "{def}");
-    let run: Value = h
-        .http
-        .post(api("/api/v1/fetchers/reminders_due_today/run?text=true"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"person": "bob"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = answer(
+        h.http
+            .post(api("/api/v1/fetchers/reminders_due_today/run?text=true"))
+            .json(&json!({"person": "bob"})),
+    )
+    .await;
     assert_eq!(run["result"][0]["title"], "Bins out", "{run}");
     assert!(run["text"].as_str().unwrap().contains("Bins out"), "{run}");
     h.finish().await;

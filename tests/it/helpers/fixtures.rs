@@ -90,3 +90,15 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// `mysql/examples/reminders.sql`, as an admin pipes it into `mysql`.
+pub const REMINDERS_SQL: &str = include_str!("../../../mysql/examples/reminders.sql");
+
+/// Runs [`REMINDERS_SQL`] as is on `pool`: the `reminders` table, its rows and
+/// the `reminders_due_today` fetcher.
+pub async fn reminders_example(pool: &sqlx::MySqlPool) {
+    sqlx::raw_sql(REMINDERS_SQL)
+        .execute(pool)
+        .await
+        .expect("mysql/examples/reminders.sql runs");
+}
