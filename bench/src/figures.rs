@@ -199,11 +199,7 @@ pub async fn get_one(
     get_ref: Option<RedisRef>,
 ) -> anyhow::Result<Vec<Row>> {
     let ours = Target::parse(&format!("http://127.0.0.1:{}", app.port), None)?;
-    let paths: Vec<String> = house
-        .entities
-        .iter()
-        .map(|e| format!("/api/v1/states/{}", e.id))
-        .collect();
+    let paths = house.state_paths();
     let dur = sz.load;
     let us = tokio::task::spawn_blocking(move || run_load(ours, paths, CONNECTIONS, dur)).await?;
     println!(
@@ -596,11 +592,7 @@ pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
     let child = ServeChild::start(&fake, n, "rss").await?;
     // Steady traffic first, so the figure includes what serving costs.
     fake.send_frames(house.event_frames(sz.events / 4, EVENTS_PER_FRAME));
-    let paths: Vec<String> = house
-        .entities
-        .iter()
-        .map(|e| format!("/api/v1/states/{}", e.id))
-        .collect();
+    let paths = house.state_paths();
     let dur = RSS_LOAD.min(sz.load);
     let t = child.target.clone();
     let _ = tokio::task::spawn_blocking(move || run_load(t, paths, CONNECTIONS, dur)).await?;

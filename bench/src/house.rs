@@ -183,6 +183,14 @@ impl House {
         Self::render(e, &e.state, &ts(self.clock))
     }
 
+    /// `GET /api/v1/states/{id}` of every entity: the read load's paths.
+    pub fn state_paths(&self) -> Vec<String> {
+        self.entities
+            .iter()
+            .map(|e| format!("/api/v1/states/{}", e.id))
+            .collect()
+    }
+
     /// Ids of one domain.
     pub fn ids_of(&self, domain: &str) -> Vec<String> {
         let prefix = format!("{domain}.");

@@ -50,11 +50,7 @@ async fn measure(
     tokio::time::sleep(IDLE).await;
     let (cpu, passes) = (process_cpu() - cpu0, runs() - runs0);
     let target = Target::parse(&format!("http://127.0.0.1:{}", app.port), None)?;
-    let paths: Vec<String> = house
-        .entities
-        .iter()
-        .map(|e| format!("/api/v1/states/{}", e.id))
-        .collect();
+    let paths = house.state_paths();
     let load =
         tokio::task::spawn_blocking(move || run_load(target, paths, CONNECTIONS, LOAD)).await?;
     let get = [load.pct_ms(50.0), load.pct_ms(99.0), load.rps()];
