@@ -264,6 +264,136 @@ mod tests {
         );
     }
 
+    /// Every nesting shape a template can make, each grown in a loop far past
+    /// any stack: each ends in a clear error (or a bounded value), on a thread
+    /// with tokio's default 2 MiB stack, and printing, serialising, comparing,
+    /// sorting and dropping what was built never overflows it.
+    #[test]
+    fn deep_values_are_refused_where_they_are_built() {
+        let grow = |body: &str, tail: &str| {
+            format!(
+                "{{% set ns = namespace(v=[]) %}}{{% for i in range(20000) %}}{body}{{% endfor %}}{tail}"
+            )
+        };
+        let too_deep = "nested more than 64 levels deep";
+        let cases = [
+            (grow("{% set ns.v = [ns.v] %}", "{{ ns.v }}"), too_deep),
+            (
+                grow("{% set ns.v = {'a': ns.v} %}", "{{ ns.v | tojson }}"),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = dict(a=ns.v) %}", "{{ ns.v | string }}"),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = [ns.v] + [1] %}", "{{ ns.v | pprint }}"),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = [ns.v] | batch(1) | list %}", ""),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = {'a': ns.v} | items | list %}", ""),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = {'a': ns.v} | dictsort %}", ""),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = [ns.v] %}{% set c = ns.v == ns.v %}", ""),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = [ns.v] | unique | list %}", ""),
+                too_deep,
+            ),
+            (grow("{% set ns.v = [ns.v] | sort %}", ""), too_deep),
+            (
+                grow("{% set ns.v = [ns.v] | map('list') | list %}", ""),
+                too_deep,
+            ),
+            (
+                grow("{% set ns.v = namespace(a=ns.v) %}", ""),
+                "cannot hold another namespace",
+            ),
+            (
+                grow("{% set ns.v = [ns] %}", ""),
+                "cannot hold another namespace",
+            ),
+            (
+                grow("{% set ns.v = {'x': [ns]} %}", ""),
+                "cannot hold another namespace",
+            ),
+        ];
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                for (src, expected) in cases {
+                    let err = render(&src, 64 * MIB, Duration::from_secs(10))
+                        .unwrap_or_else(|stop| panic!("{src}: stopped: {stop}"))
+                        .expect_err(&src);
+                    assert!(err.to_string().contains(expected), "{src}: {err}");
+                }
+            })
+            .unwrap();
+        handle.join().unwrap();
+    }
+
+    /// The deepest values a template can still make (64 levels built, a
+    /// namespace inside holding 64 more, and macros chained through a
+    /// namespace) print, serialise, compare, sort and drop on a 2 MiB stack.
+    #[test]
+    fn the_deepest_allowed_values_print_and_drop_on_a_small_stack() {
+        let wrap = "{% set ns.v = [ns.v] %}";
+        let srcs = [
+            // 62 lists around a namespace, then 62 more inside it: printed,
+            // serialised and compared; building around it is refused.
+            format!(
+                "{{% set ns = namespace(v=1) %}}{{% set outer = {open}ns{close} %}}\
+                 {{% for i in range(62) %}}{wrap}{{% endfor %}}\
+                 {{{{ outer | length }}}}{{{{ outer | tojson | length }}}}{{{{ outer | string | length }}}}\
+                 {{{{ outer | pprint | length }}}}{{{{ outer == outer }}}}{{{{ outer < outer }}}}\
+                 {{% set refused = [outer] %}}",
+                open = "[".repeat(62),
+                close = "]".repeat(62),
+            ),
+            // A chain of 20,000 macros, each holding the one before: drop only.
+            "{% set ns = namespace(v=1) %}{% for i in range(20000) %}{% set prev = ns.v %}\
+             {% macro m() %}{{ prev }}{% endmacro %}{% set ns.v = m %}{% endfor %}done"
+                .to_string(),
+        ];
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let [deep, macros] = srcs;
+                let out = render(&deep, 64 * MIB, Duration::from_secs(10)).unwrap();
+                let err = out.expect_err("wrapping it is refused").to_string();
+                assert!(err.contains("nested more than 64"), "{err}");
+                let out = render(&macros, 64 * MIB, Duration::from_secs(10)).unwrap();
+                assert_eq!(out.unwrap(), "done");
+            })
+            .unwrap();
+        handle.join().unwrap();
+    }
+
+    /// A value shared many times over (`[v, v]`, doubling) is walked within
+    /// the render's deadline, not for 2^depth steps.
+    #[test]
+    fn walking_a_shared_value_stops_at_the_deadline() {
+        let src = "{% set ns = namespace(v=1) %}{% for i in range(60) %}{% set ns.v = [ns.v, ns.v] %}{% endfor %}{{ [ns.v] | length }}";
+        let started = Instant::now();
+        let out = render(src, 64 * MIB, Duration::from_millis(300));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(out.is_err() || out.unwrap().is_err());
+    }
+
     #[test]
     fn small_renders_pass_and_budgets_nest() {
         let ok = render("{{ 'a' ~ 'b' }}", MIB, Duration::from_secs(1));

@@ -38,6 +38,15 @@ ttl_seconds = 0
 template = '''{% set s = "a" * 10000000 %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s | length }}'''
 "#;
 
+/// A template fetcher that nests a list 20,000 deep and prints it: a
+/// ~150-byte template that overflowed the worker's stack and aborted the process.
+const DEEP: &str = r#"description = "Nests a list without bound."
+source = "template"
+timeout_ms = 2000
+ttl_seconds = 0
+template = '''{% set ns = namespace(v=[]) %}{% for i in range(20000) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ns.v }}'''
+"#;
+
 struct Demo {
     child: Child,
     base: String,
@@ -60,6 +69,7 @@ impl Demo {
         copy_dir(shipped.as_ref(), dir.path());
         std::fs::write(dir.path().join("cpu_hog.toml"), CPU_HOG).unwrap();
         std::fs::write(dir.path().join("memory_hog.toml"), MEMORY_HOG).unwrap();
+        std::fs::write(dir.path().join("deep_hog.toml"), DEEP).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ha-fetchers"))
             .args(["demo", "--bind", "127.0.0.1:0"])
             .env("FETCHERS_DIR", dir.path())
@@ -307,4 +317,73 @@ async fn fetch_calls_in_comments_cost_nothing_and_distinct_calls_are_capped() {
         message(&body).contains("more than 64 distinct fetch() calls"),
         "{body}"
     );
+}
+
+/// The one-request crash: a value nested 20,000 deep, printed, serialised,
+/// compared or dropped, through an inline render, a template fetcher and deep
+/// JSON variables. Each is a clear error naming the limit; the process stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn deeply_nested_values_are_refused_and_the_process_stays_up() {
+    let _alone = serial::alone().await;
+    let demo = Demo::start();
+    let grow = |body: &str, tail: &str| {
+        format!("{{% set ns = namespace(v=[]) %}}{{% for i in range(20000) %}}{body}{{% endfor %}}{tail}")
+    };
+    let templates = [
+        grow("{% set ns.v = [ns.v] %}", "{{ ns.v }}"),
+        grow("{% set ns.v = {'k': ns.v} %}", "{{ ns.v | tojson }}"),
+        grow("{% set ns.v = dict(k=ns.v) %}", "{{ ns.v | string }}"),
+        grow(
+            "{% set ns.v = [ns.v] | batch(1) | list %}",
+            "{{ ns.v == ns.v }}",
+        ),
+        grow("{% set ns.v = {'k': ns.v} | items | list %}", ""),
+        grow("{% set ns.v = [ns] %}", "{{ ns }}"),
+    ];
+    for t in &templates {
+        let (status, body, _) = demo.render(t).await;
+        eprintln!(
+            "{}: {status} {}",
+            &t[t.len().saturating_sub(60)..],
+            message(&body)
+        );
+        assert_eq!(status, 422, "{t}: {body}");
+        let m = message(&body);
+        assert!(
+            m.contains("nested more than 64 levels deep")
+                || m.contains("cannot hold another namespace"),
+            "{body}"
+        );
+        assert!(demo.healthy().await, "the process is up");
+    }
+    let (_, body, _) = demo.post("/api/v1/fetchers/deep_hog/run", json!({})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nested more than 64 levels deep")),
+        "{body}"
+    );
+    assert!(demo.healthy().await, "the process is up");
+    // Variables as deep as JSON parsing allows (serde_json stops at 128) print.
+    let deep_json: Value =
+        serde_json::from_str(&format!("{}1{}", "[".repeat(120), "]".repeat(120))).unwrap();
+    let (status, body, _) = demo
+        .post("/api/v1/render", json!({"body": "{{ v | length }}{{ v | tojson | length }}", "variables": {"v": deep_json}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let too_deep = format!(
+        "{{\"body\": \"x\", \"variables\": {{\"v\": {}1{}}}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let resp = demo
+        .http
+        .post(format!("{}/api/v1/render", demo.base))
+        .header("content-type", "application/json")
+        .body(too_deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(demo.healthy().await, "the process is up");
 }

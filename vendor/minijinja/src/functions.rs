@@ -459,6 +459,7 @@ mod builtins {
             {
                 for (key, value) in pairs {
                     if let Some(key) = key.as_str() {
+                        crate::value::depth::check_storable(&value)?;
                         ns.set_value(key, value);
                     }
                 }

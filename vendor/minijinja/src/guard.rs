@@ -22,6 +22,9 @@ use std::cell::Cell;
 
 use crate::error::Error;
 
+/// The deepest a value a template builds may nest (see `value::depth`).
+pub use crate::value::depth::MAX_DEPTH;
+
 /// The check: `bytes` is what the caller is about to allocate (0: none).
 pub type Guard = fn(bytes: usize) -> Result<(), Error>;
 

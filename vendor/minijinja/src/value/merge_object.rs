@@ -12,6 +12,11 @@ pub struct MergeDict {
 }
 
 impl MergeDict {
+    /// The maps merged, for the guard's depth walk.
+    pub(crate) fn parts(&self) -> &[Value] {
+        &self.values
+    }
+
     pub fn new(values: Vec<Value>) -> Self {
         Self {
             values: values.into_boxed_slice(),
@@ -61,6 +66,11 @@ impl fmt::Debug for MergeSeq {
 
 impl MergeSeq {
     pub(crate) const MAX_DEPTH: usize = 32;
+
+    /// The sequences joined, for the guard's depth walk.
+    pub(crate) fn parts(&self) -> &[Value] {
+        &self.values
+    }
 
     pub fn new(values: Vec<Value>) -> Self {
         Self::with_repr(values, ObjectRepr::Seq)

@@ -227,6 +227,7 @@ mod type_erase;
 mod argtypes;
 #[cfg(feature = "deserialization")]
 mod deserialize;
+pub(crate) mod depth;
 pub(crate) mod merge_object;
 pub(crate) mod namespace_object;
 mod object;

@@ -29,4 +29,10 @@ impl Namespace {
     pub(crate) fn set_value(&self, key: &str, value: Value) {
         self.data.lock().unwrap().insert(key.into(), value);
     }
+
+    /// Hands `f` the values held, for the depth walk.
+    pub(crate) fn values<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Value>) -> R) -> R {
+        let data = self.data.lock().unwrap();
+        f(&mut data.values())
+    }
 }

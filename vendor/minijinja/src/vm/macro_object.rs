@@ -62,6 +62,11 @@ impl Object for Macro {
         if args.len() > self.arg_spec.len() {
             return Err(Error::from(ErrorKind::TooManyArguments));
         }
+        // Recursion passes arguments down: each may hide a level in a lazy
+        // sequence (`f(x | batch(1))`), so they are measured as kept values.
+        for arg in args {
+            crate::value::depth::check_kept(arg)?;
+        }
 
         let mut kwargs_used = BTreeSet::new();
         let mut arg_values = Vec::with_capacity(self.arg_spec.len());

@@ -12,6 +12,7 @@ use crate::environment::Environment;
 use crate::error::{Error, ErrorKind};
 use crate::output::{CaptureMode, Output};
 use crate::utils::{untrusted_size_hint, write_escaped, AutoEscape, UndefinedBehavior};
+use crate::value::depth;
 use crate::value::namespace_object::Namespace;
 use crate::value::{
     ops, value_map_with_capacity, Kwargs, ObjectRepr, UndefinedType, Value, ValueMap, ValueRepr,
@@ -373,6 +374,7 @@ impl<'env> Vm<'env> {
                     b = stack.pop();
                     a = stack.pop();
                     if let Some(ns) = b.downcast_object_ref::<Namespace>() {
+                        ctx_ok!(depth::check_storable(&a));
                         ns.set_value(name, a);
                     } else {
                         bail!(Error::new(
@@ -410,7 +412,9 @@ impl<'env> Vm<'env> {
                         let value = stack.pop();
                         map.insert(key, value);
                     }
-                    stack.push(Value::from_object(map))
+                    let map = Value::from_object(map);
+                    ctx_ok!(depth::check_kept(&map));
+                    stack.push(map)
                 }
                 Instruction::BuildKwargs(pair_count) => {
                     let mut map = value_map_with_capacity(*pair_count);
@@ -420,7 +424,9 @@ impl<'env> Vm<'env> {
                         let value = stack.pop();
                         map.insert(key, value);
                     }
-                    stack.push(Kwargs::wrap(map))
+                    let kwargs = Kwargs::wrap(map);
+                    ctx_ok!(depth::check_kept(&kwargs));
+                    stack.push(kwargs)
                 }
                 Instruction::MergeKwargs(count) => {
                     let mut kwargs_sources = Vec::from_iter((0..*count).map(|_| stack.pop()));
@@ -434,7 +440,9 @@ impl<'env> Vm<'env> {
                         v.push(stack.pop());
                     }
                     v.reverse();
-                    stack.push(Value::from_object(v))
+                    let list = Value::from_object(v);
+                    ctx_ok!(depth::check_kept(&list));
+                    stack.push(list)
                 }
                 Instruction::UnpackList(count) => {
                     ctx_ok!(self.unpack_list(&mut stack, *count));
@@ -632,6 +640,7 @@ impl<'env> Vm<'env> {
                     let args = stack.get_call_args(*arg_count);
                     let arg_count = args.len();
                     a = ctx_ok!(filter.call(state, args));
+                    ctx_ok!(depth::check(&a));
                     stack.drop_top(arg_count);
                     stack.push(a);
                 }
@@ -684,6 +693,7 @@ impl<'env> Vm<'env> {
                             format!("{name} is unknown"),
                         ));
                     };
+                    ctx_ok!(depth::check(&rv));
                     let arg_count = args.len();
                     stack.drop_top(arg_count);
                     stack.push(rv);
@@ -692,6 +702,7 @@ impl<'env> Vm<'env> {
                     let args = stack.get_call_args(*arg_count);
                     let arg_count = args.len();
                     a = ctx_ok!(args[0].call_method(state, name, &args[1..]));
+                    ctx_ok!(depth::check(&a));
                     stack.drop_top(arg_count);
                     stack.push(a);
                 }
@@ -699,6 +710,7 @@ impl<'env> Vm<'env> {
                     let args = stack.get_call_args(*arg_count);
                     let arg_count = args.len();
                     a = ctx_ok!(args[0].call(state, &args[1..]));
+                    ctx_ok!(depth::check(&a));
                     stack.drop_top(arg_count);
                     stack.push(a);
                 }
