@@ -113,7 +113,7 @@ impl std::io::Write for Counter {
 }
 
 /// The JSON length of `v`, or `None` when it exceeds `limit`.
-fn json_len(v: &Value, limit: usize) -> Option<usize> {
+pub fn json_len(v: &Value, limit: usize) -> Option<usize> {
     let mut c = Counter { n: 0, limit };
     serde_json::to_writer(&mut c, v).ok().map(|_| c.n)
 }

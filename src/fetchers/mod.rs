@@ -11,7 +11,9 @@
 
 mod cache;
 pub use cache::MAX_ENTRIES as MAX_CACHED_RESULTS;
-pub use cache::{MAX_BYTES as MAX_CACHED_BYTES, MAX_ENTRY_BYTES as MAX_CACHED_ENTRY_BYTES};
+pub use cache::{
+    json_len, MAX_BYTES as MAX_CACHED_BYTES, MAX_ENTRY_BYTES as MAX_CACHED_ENTRY_BYTES,
+};
 pub mod db;
 mod definition;
 mod engine;

@@ -10,6 +10,7 @@ use minijinja::{Error, ErrorKind, State};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Map;
+use sha2::{Digest, Sha256};
 
 use super::refs::MAX_FETCH_CALLS;
 use super::source::FetcherSource;
@@ -55,27 +56,62 @@ pub struct FetchFailure {
 /// its value instead of converting the JSON again, which was a large part of
 /// a warm "home status" render at 10,000 entities. One entry per key the
 /// templates asked for, replaced when the result changes.
+///
+/// Keys come from templates and callers, so they are kept as digests and the
+/// whole is bounded in bytes as well as count: keyed by the params' text,
+/// 400 renders of a 3 MB param held +1.7 GB.
 #[derive(Default)]
-pub(super) struct Values(Mutex<HashMap<String, (Arc<serde_json::Value>, Value)>>);
+pub(super) struct Values(Mutex<ValuesInner>);
+
+/// The entries and their size, under one lock.
+#[derive(Default)]
+pub(super) struct ValuesInner {
+    /// The result each value was converted from, the value, and the result's
+    /// JSON length, by key digest.
+    map: HashMap<[u8; 32], (Arc<serde_json::Value>, Value, usize)>,
+    /// The results' JSON length, summed: the values are about as big.
+    bytes: usize,
+}
 
 impl Values {
     /// Bounds the keys: `fetch()` params come from templates and callers.
     const MAX: usize = crate::fetchers::MAX_CACHED_RESULTS;
+    /// Bounds the bytes, as the engine's own cache does.
+    const MAX_BYTES: usize = crate::fetchers::MAX_CACHED_BYTES;
 
     fn of(&self, key: &str, json: Arc<serde_json::Value>) -> Value {
-        if let Some((seen, v)) = self.0.lock().get(key) {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some((seen, v, _)) = self.0.lock().map.get(&digest) {
             if Arc::ptr_eq(seen, &json) {
                 return v.clone();
             }
         }
         // Converted without the lock, so concurrent renders do not wait on it.
         let v = Value::from_serialize(&*json);
-        let mut map = self.0.lock();
-        if map.len() >= Self::MAX {
-            map.clear();
+        // A result too big for the engine to cache comes back as a new `Arc`
+        // each time, so keeping its value would only hold memory.
+        let Some(bytes) = crate::fetchers::json_len(&json, crate::fetchers::MAX_CACHED_ENTRY_BYTES)
+        else {
+            return v;
+        };
+        let mut inner = self.0.lock();
+        if let Some((_, _, old)) = inner.map.remove(&digest) {
+            inner.bytes -= old;
         }
-        map.insert(key.to_string(), (json, v.clone()));
+        if inner.map.len() >= Self::MAX || inner.bytes + bytes > Self::MAX_BYTES {
+            inner.map.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += bytes;
+        inner.map.insert(digest, (json, v.clone(), bytes));
         v
+    }
+
+    /// Entries and bytes held, for tests.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> (usize, usize) {
+        let inner = self.0.lock();
+        (inner.map.len(), inner.bytes)
     }
 }
 
@@ -241,4 +277,43 @@ pub(super) fn fetch_fn(state: &State<'_, '_>, name: &str, kwargs: Kwargs) -> Res
         params.insert(k, json);
     }
     ctx.fetch(name, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys from callers cost a digest each, and the values held are bounded
+    /// in bytes, whatever the params' length or the results' size.
+    #[test]
+    fn the_value_cache_is_bounded_in_bytes_and_count() {
+        let values = Values::default();
+        let huge_param = "Zn_".repeat(1_000_000);
+        for i in 0..200 {
+            let key = format!("ha_search_pattern?{{\"state\":\"{huge_param}{i}\"}}");
+            values.of(&key, Arc::new(serde_json::json!([])));
+        }
+        let (n, bytes) = values.held();
+        assert_eq!((n, bytes), (200, 400), "the keys are digests");
+
+        let big = Arc::new(serde_json::Value::String("x".repeat(4 * 1024 * 1024)));
+        for i in 0..100 {
+            values.of(&format!("k{i}"), big.clone());
+            let (n, bytes) = values.held();
+            assert!(
+                n <= Values::MAX && bytes <= Values::MAX_BYTES,
+                "{n} {bytes}"
+            );
+        }
+        // Too big for the engine to cache: converted, not kept.
+        let huge = Arc::new(serde_json::Value::String(
+            "x".repeat(crate::fetchers::MAX_CACHED_ENTRY_BYTES + 1),
+        ));
+        let before = values.held();
+        assert_eq!(
+            values.of("huge", huge).as_str().map(str::len),
+            Some(crate::fetchers::MAX_CACHED_ENTRY_BYTES + 1)
+        );
+        assert_eq!(values.held(), before);
+    }
 }
