@@ -35,6 +35,8 @@ pub struct Application {
     shutdown_deadline: Duration,
     /// The `Host` names `/mcp` answers to (empty: any).
     mcp_hosts: Vec<String>,
+    /// `/mcp` sessions kept at once.
+    mcp_max_sessions: usize,
 }
 
 /// The longest a shutdown takes, from the signal to `run_until_stopped`
@@ -196,6 +198,7 @@ impl Application {
             tasks,
             shutdown_deadline: SHUTDOWN_DEADLINE,
             mcp_hosts: crate::mcp::allowed_hosts(&settings),
+            mcp_max_sessions: settings.mcp_max_sessions as usize,
         })
     }
 
@@ -236,11 +239,17 @@ impl Application {
             tasks,
             shutdown_deadline,
             mcp_hosts,
+            mcp_max_sessions,
         } = self;
         let limits = state.limits.clone();
         let reserve = CLEANUP_RESERVE.min(shutdown_deadline / 2);
-        let doors = crate::mcp::router(Arc::new(state.clone()), mcp_hosts, shutdown.clone())
-            .merge(crate::console::router());
+        let doors = crate::mcp::router(
+            Arc::new(state.clone()),
+            mcp_hosts,
+            mcp_max_sessions,
+            shutdown.clone(),
+        )
+        .merge(crate::console::router());
         let began = api::serve(
             listener,
             api::router_with(state, doors),

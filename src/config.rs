@@ -122,6 +122,10 @@ pub struct Settings {
     /// own name. Empty: loopback names and the `BIND` address. `*`: any host.
     #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub mcp_allowed_hosts: Vec<String>,
+    /// `/mcp` sessions kept at once (each ~60 KiB); a new one past this closes
+    /// the least recently used, whose client starts again on its next request.
+    #[arg(long, env = "MCP_MAX_SESSIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mcp_max_sessions: u32,
 }
 
 impl Settings {

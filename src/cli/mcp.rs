@@ -15,7 +15,9 @@ use crate::Settings;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Local::start(settings).await?;
-    let service = Mcp::new(std::sync::Arc::new(app.state.clone()))
+    let state = std::sync::Arc::new(app.state.clone());
+    let lists = crate::mcp::lists(&state, tokio_util::sync::CancellationToken::new());
+    let service = Mcp::new(state, lists)
         .serve(rmcp::transport::stdio())
         .await
         .context("the MCP client did not initialize over stdio")?;

@@ -11,7 +11,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use super::session::Session;
+use super::session::{Lists, Session, MAX_SUBSCRIPTIONS};
 use super::{prompts, resources, tools};
 use crate::api::AppState;
 
@@ -30,10 +30,11 @@ pub struct Mcp {
 }
 
 impl Mcp {
-    pub fn new(app: Arc<AppState>) -> Self {
+    /// A client's server; `lists` tells its watcher when the tool or prompt list changed.
+    pub fn new(app: Arc<AppState>, lists: Lists) -> Self {
         Self {
             app,
-            session: Session::default(),
+            session: Session::new(lists),
         }
     }
 }
@@ -136,7 +137,12 @@ impl ServerHandler for Mcp {
     ) -> Result<(), ErrorData> {
         resources::Target::parse(&r.uri)?;
         self.session.start(&self.app, cx.peer);
-        self.session.subscribe(r.uri);
+        if !self.session.subscribe(r.uri) {
+            return Err(ErrorData::invalid_request(
+                format!("a session may hold at most {MAX_SUBSCRIPTIONS} subscriptions; unsubscribe from one first"),
+                None,
+            ));
+        }
         Ok(())
     }
 

@@ -10,10 +10,9 @@
 //! proxies and simple clients read without an SSE parser.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -25,14 +24,14 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use super::handler::Mcp;
+use super::sessions::{Sessions, SESSION_IDLE};
 use crate::api::{ApiError, AppState};
 use crate::config::Settings;
 
 /// Where the endpoint is mounted.
 pub const PATH: &str = "/mcp";
-/// A session with no traffic for this long is closed (rmcp's own default is 5
-/// minutes): a subscriber may sit silent for hours while nothing changes.
-pub const SESSION_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The header naming a session (the Streamable HTTP transport's).
+const SESSION_ID: &str = "mcp-session-id";
 /// The largest single answer [`json_reply`] buffers (a tool result is capped
 /// well below: a live context at 64 KiB).
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -61,10 +60,15 @@ pub fn allowed_hosts(s: &Settings) -> Vec<String> {
 }
 
 /// The `/mcp` route, serving `app` until `shutdown`.
-pub fn router(app: Arc<AppState>, hosts: Vec<String>, shutdown: CancellationToken) -> Router {
+pub fn router(
+    app: Arc<AppState>,
+    hosts: Vec<String>,
+    max_sessions: usize,
+    shutdown: CancellationToken,
+) -> Router {
     let app_limit = app.limits.max_body_bytes;
     let mut config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(shutdown)
+        .with_cancellation_token(shutdown.clone())
         .with_max_request_body_bytes(app.limits.max_body_bytes);
     config = if hosts.is_empty() {
         config.disable_allowed_hosts()
@@ -84,18 +88,50 @@ pub fn router(app: Arc<AppState>, hosts: Vec<String>, shutdown: CancellationToke
             .with_allowed_hosts(hosts)
             .with_allowed_origins(origins)
     };
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    let mut manager = LocalSessionManager::default();
+    // rmcp's own idle close is the backstop; `Sessions` closes idle ones first.
+    manager.session_config.keep_alive = Some(SESSION_IDLE + SESSION_IDLE / 2);
+    let manager = Arc::new(manager);
+    let sessions = Sessions::new(manager.clone(), max_sessions, shutdown.clone());
+    let lists = super::session::lists(&app, shutdown);
     let service = StreamableHttpService::new(
-        move || Ok(Mcp::new(app.clone())),
-        Arc::new(sessions),
+        move || Ok(Mcp::new(app.clone(), lists.clone())),
+        manager,
         config,
     );
     let limit = BodyLimit(app_limit);
     Router::new()
         .route_service(PATH, service)
         .layer(middleware::from_fn(json_reply))
+        .layer(middleware::from_fn_with_state(sessions, track))
         .layer(axum::Extension(limit))
+}
+
+/// Keeps [`Sessions`] current: a request naming a session uses it, an
+/// `initialize` (no session yet) first makes room, and the session id it
+/// gets back, or a `DELETE`, opens or closes one.
+async fn track(State(sessions): State<Arc<Sessions>>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let delete = req.method() == Method::DELETE;
+    match &id {
+        Some(id) => sessions.touch(id),
+        None if req.method() == Method::POST => sessions.make_room().await,
+        None => {}
+    }
+    let resp = next.run(req).await;
+    match (
+        id,
+        resp.headers().get(SESSION_ID).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(id), _) if delete => sessions.closed(&id),
+        (None, Some(new)) => sessions.opened(new),
+        _ => {}
+    }
+    resp
 }
 
 /// Checks a POSTed body is a JSON-RPC message (rmcp answers anything else

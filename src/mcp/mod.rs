@@ -12,6 +12,7 @@
 //! - [`prompts`]: prompt templates as MCP prompts.
 //! - [`resources`]: `ha://entity/…`, `ha://domain/…`, `ha://fetcher/…`.
 //! - [`session`]: per-client watcher: resource updates and list changes.
+//! - [`sessions`]: the `/mcp` sessions kept: a cap, least recently used first out, an idle timeout.
 //! - [`http`]: `/mcp` (Streamable HTTP) with its Host check and plain JSON
 //!   answers; `ha-fetchers mcp` serves the same over stdio (`crate::cli`).
 
@@ -23,7 +24,10 @@ mod prompts;
 mod reply;
 mod resources;
 mod session;
+mod sessions;
 mod tools;
 
 pub use handler::Mcp;
 pub use http::{allowed_hosts, router, PATH};
+pub use session::{lists, Lists};
+pub use sessions::SESSION_IDLE;

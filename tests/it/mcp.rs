@@ -498,3 +498,86 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
     assert!(run["text"].as_str().unwrap().contains("Bins out"), "{run}");
     h.finish().await;
 }
+
+/// Sessions are capped (`MCP_MAX_SESSIONS`): past the cap the least recently
+/// used is closed, and its client gets 404 (the protocol's cue to start a new
+/// one); the rest keep working. A session's subscriptions are capped too.
+#[tokio::test]
+async fn sessions_and_subscriptions_are_capped() {
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
+        .await
+        .unwrap();
+    let mut s = settings(&sim);
+    s.mcp_max_sessions = 8;
+    let h = Harness::start_with(sim, s, TestStore::new(Kind::Memory).await).await;
+    let url = format!("{}/mcp", h.base);
+    let http = reqwest::Client::new();
+    let post = |session: Option<&str>, body: Value| {
+        let mut r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body.to_string());
+        if let Some(id) = session {
+            r = r.header("mcp-session-id", id);
+        }
+        r.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let r = post(None, init.clone()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+        assert_eq!(
+            post(Some(&id), initialized.clone()).await.unwrap().status(),
+            202
+        );
+        ids.push(id);
+    }
+    let mut live = 0;
+    for id in &ids {
+        let status = post(Some(id), list.clone()).await.unwrap().status();
+        assert!(status == 200 || status == 404, "{status}");
+        live += usize::from(status == 200);
+    }
+    assert_eq!(
+        live, 8,
+        "the 8 most recent sessions answer, the rest were closed"
+    );
+    assert_eq!(
+        post(Some(&ids[0]), list.clone()).await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        post(Some(&ids[19]), list.clone()).await.unwrap().status(),
+        200
+    );
+
+    let id = &ids[19];
+    let sub = |n: usize| {
+        json!({"jsonrpc": "2.0", "id": 10 + n, "method": "resources/subscribe",
+            "params": {"uri": format!("ha://entity/light.x{n}")}})
+    };
+    for n in 0..256 {
+        let body: Value = post(Some(id), sub(n)).await.unwrap().json().await.unwrap();
+        assert!(body.get("result").is_some(), "{body}");
+    }
+    let body: Value = post(Some(id), sub(256))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most 256 subscriptions")),
+        "{body}"
+    );
+    h.finish().await;
+}
