@@ -197,7 +197,7 @@ impl Application {
             shutdown,
             tasks,
             shutdown_deadline: SHUTDOWN_DEADLINE,
-            mcp_hosts: crate::mcp::allowed_hosts(&settings),
+            mcp_hosts: crate::api::allowed_hosts(&settings),
             mcp_max_sessions: settings.mcp_max_sessions as usize,
         })
     }

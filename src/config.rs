@@ -117,9 +117,14 @@ pub struct Settings {
     #[arg(long, env = "EVENTS_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub events_buffer: u32,
 
-    /// Host names `/mcp` answers to (comma-separated), against DNS rebinding:
-    /// a web page on another site cannot reach a loopback server through its
-    /// own name. Empty: loopback names and the `BIND` address. `*`: any host.
+    /// Host names every route answers to (comma-separated), checked against
+    /// `Host` and `Origin`, against DNS rebinding: a web page on another site
+    /// cannot reach a LAN or loopback server through its own name. Empty:
+    /// `MCP_ALLOWED_HOSTS`, else loopback names and the `BIND` address. `*`: any host.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// The older name of `ALLOWED_HOSTS` (it once covered `/mcp` alone), read
+    /// when `ALLOWED_HOSTS` is empty.
     #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub mcp_allowed_hosts: Vec<String>,
     /// `/mcp` sessions kept at once (each ~60 KiB); a new one past this closes

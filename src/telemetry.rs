@@ -69,16 +69,75 @@ impl<T: fmt::Display> fmt::Display for Escaped<T> {
 pub fn init() {
     let filter = env_filter(&std::env::var("RUST_LOG").unwrap_or_default());
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    // Colour codes only for a terminal; log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colour codes only for a terminal; log files and journald get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(OneLine { ansi });
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Writes each log event as one line on stderr, with the control characters
+/// inside it escaped (`\n` as `\\n`): every value a client sent (a `fetch()`
+/// param name, a header, a template) reaches the log escaped, whether or not
+/// the code that logged it remembered [`Escaped`]. The formatter hands over
+/// each event whole, ending in its newline. With colours on (a terminal),
+/// ESC is the formatter's own and is kept.
+#[derive(Clone, Copy)]
+struct OneLine {
+    /// Whether the formatter writes colour codes.
+    ansi: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLine {
+    type Writer = OneLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+impl std::io::Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut err = std::io::stderr().lock();
+        if !body.iter().any(|&b| escape_in_log(b, self.ansi)) {
+            err.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        err.write_all(&escape_line(body, self.ansi))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Whether `b` is escaped in a log line: control bytes but tab (and ESC when
+/// the formatter writes colour codes itself).
+fn escape_in_log(b: u8, ansi: bool) -> bool {
+    (b < 0x20 && b != b'\t' && !(ansi && b == 0x1b)) || b == 0x7f
+}
+
+/// `body` as one line ending in a newline, control bytes escaped.
+fn escape_line(body: &[u8], ansi: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if escape_in_log(b, ansi) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.push(b'\n');
+    out
 }
 
 use std::sync::OnceLock;
@@ -138,4 +197,18 @@ pub fn prometheus() -> &'static PrometheusHandle {
         metrics::gauge!("ha_entities").set(0.0);
         handle
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_keeps_to_one_line() {
+        let line = escape_line(b"fetch param a\nFAKE 2026 INFO forged\r\x1b[31m", false);
+        assert_eq!(line, b"fetch param a\\nFAKE 2026 INFO forged\\r\\x1b[31m\n");
+        assert!(!escape_in_log(b'\t', false));
+        assert!(!escape_in_log(0x1b, true));
+        assert!(escape_in_log(0x1b, false));
+    }
 }

@@ -38,7 +38,9 @@ pub enum ErrorCode {
     NotFound,
     BadRequest,
     Unauthorized,
+    Forbidden,
     MethodNotAllowed,
+    TooManyRequests,
     Unavailable,
     BadGateway,
     Unprocessable,
@@ -59,8 +61,16 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The request came under a name or from a page this server does not
+    /// answer to (`ALLOWED_HOSTS`); the message says which.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// Too many failed attempts from this peer: try again after this many
+    /// seconds (429 with `Retry-After`).
+    #[error("too many failed logins from this address; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("{0}")]
     Unavailable(String),
     /// Home Assistant answered, but with something unusable (502).
@@ -93,7 +103,9 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, C::BadRequest),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, C::Forbidden),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, C::TooManyRequests),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, C::BadGateway),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::Unprocessable),
@@ -187,6 +199,10 @@ impl IntoResponse for ApiError {
             Self::Overloaded => {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            Self::TooManyRequests(secs) => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             // RFC 6750: a 401 names the scheme; MCP clients read it to know a token is wanted.
             Self::Unauthorized => {

@@ -33,6 +33,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// The largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    /// The `Host` names (and `Origin` hosts) every route answers to; empty: any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -50,6 +52,7 @@ impl Limits {
             request_timeout: s.request_timeout,
             header_read_timeout: s.header_read_timeout,
             max_body_bytes: s.max_body_bytes,
+            allowed_hosts: super::hosts::allowed_hosts(s),
         }
     }
 }
@@ -62,6 +65,8 @@ pub(super) struct Guard {
     max: usize,
     /// A request's deadline.
     timeout: Duration,
+    /// The names requests may come under ([`super::hosts`]).
+    hosts: Vec<String>,
 }
 
 impl Guard {
@@ -70,6 +75,7 @@ impl Guard {
             in_flight: AtomicUsize::new(0),
             max: limits.max_concurrent_requests,
             timeout: limits.request_timeout,
+            hosts: limits.allowed_hosts.clone(),
         }))
     }
 
@@ -101,7 +107,8 @@ pub(super) fn sheddable(path: &str) -> bool {
     !health
 }
 
-/// Sheds a request when every slot is taken (health excepted), and answers
+/// Refuses a request under a name not in `ALLOWED_HOSTS` (403), sheds one
+/// when every slot is taken (health excepted), and answers
 /// 504 when the handler outlives the deadline (the handler is dropped).
 ///
 /// A tower layer with its own future rather than `middleware::from_fn`: every
@@ -146,12 +153,16 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        if let Some(why) = super::hosts::refused(&self.guard.hosts, &req) {
+            metrics::counter!("ha_http_wrong_host_total").increment(1);
+            return Guarded::Refused { why: Some(why) };
+        }
         let slot = if sheddable(req.uri().path()) {
             match self.guard.enter() {
                 Some(s) => Some(s),
                 None => {
                     metrics::counter!("ha_http_shed_total").increment(1);
-                    return Guarded::Shed;
+                    return Guarded::Refused { why: None };
                 }
             }
         } else {
@@ -171,7 +182,8 @@ pin_project_lite::pin_project! {
     /// deadline timer made on its first wait.
     #[project = GuardedProj]
     pub(super) enum Guarded<F> {
-        Shed,
+        // Shed (`why` empty: every slot taken), or under a name not allowed.
+        Refused { why: Option<String> },
         Running {
             #[pin]
             inner: F,
@@ -187,7 +199,11 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Guarded<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            GuardedProj::Shed => Poll::Ready(Ok(ApiError::Overloaded.into_response())),
+            GuardedProj::Refused { why } => Poll::Ready(Ok(match why.take() {
+                Some(why) => ApiError::Forbidden(why),
+                None => ApiError::Overloaded,
+            }
+            .into_response())),
             GuardedProj::Running {
                 inner,
                 timeout,

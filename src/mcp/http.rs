@@ -1,7 +1,8 @@
 //! `/mcp`: the Streamable HTTP transport, mounted in the API's router behind
 //! its token check and guard.
 //!
-//! rmcp checks `Host` and `Origin` against [`allowed_hosts`] (DNS rebinding:
+//! rmcp checks `Host` and `Origin` against `crate::api::allowed_hosts`, as the
+//! API's guard does for every route (DNS rebinding:
 //! a web page on another site must not reach a loopback server under its own
 //! name) and caps bodies at `MAX_BODY_BYTES` (413). Sessions stay on, since
 //! subscriptions and list changes travel on a session's stream; rmcp then
@@ -26,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 use super::handler::Mcp;
 use super::sessions::{Sessions, SESSION_IDLE};
 use crate::api::{ApiError, AppState};
-use crate::config::Settings;
 
 /// Where the endpoint is mounted.
 pub const PATH: &str = "/mcp";
@@ -35,29 +35,6 @@ const SESSION_ID: &str = "mcp-session-id";
 /// The largest single answer [`json_reply`] buffers (a tool result is capped
 /// well below: a live context at 64 KiB).
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
-
-/// The `Host` names `/mcp` answers to: `MCP_ALLOWED_HOSTS`, or loopback and
-/// the bind address. Empty means any (`MCP_ALLOWED_HOSTS=*`).
-pub fn allowed_hosts(s: &Settings) -> Vec<String> {
-    if s.mcp_allowed_hosts.iter().any(|h| h.trim() == "*") {
-        return Vec::new();
-    }
-    let given: Vec<String> = s
-        .mcp_allowed_hosts
-        .iter()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .collect();
-    if !given.is_empty() {
-        return given;
-    }
-    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    let ip = s.bind.ip();
-    if !ip.is_unspecified() && !ip.is_loopback() {
-        hosts.push(ip.to_string());
-    }
-    hosts
-}
 
 /// The `/mcp` route, serving `app` until `shutdown`.
 pub fn router(
@@ -267,17 +244,5 @@ mod tests {
             Some(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
         );
         assert_eq!(first_message(Body::from("data:\n\n")).await, None);
-    }
-
-    #[test]
-    fn hosts_default_to_loopback_and_the_bind_address() {
-        let mut s = Settings::embedded();
-        assert_eq!(allowed_hosts(&s), ["localhost", "127.0.0.1", "::1"]);
-        s.bind = "192.0.2.7:8080".parse().unwrap();
-        assert!(allowed_hosts(&s).contains(&"192.0.2.7".to_string()));
-        s.mcp_allowed_hosts = vec!["ha.example".into()];
-        assert_eq!(allowed_hosts(&s), ["ha.example"]);
-        s.mcp_allowed_hosts = vec!["*".into()];
-        assert!(allowed_hosts(&s).is_empty());
     }
 }

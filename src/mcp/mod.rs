@@ -28,6 +28,6 @@ mod sessions;
 mod tools;
 
 pub use handler::Mcp;
-pub use http::{allowed_hosts, router, PATH};
+pub use http::{router, PATH};
 pub use session::{lists, Lists};
 pub use sessions::SESSION_IDLE;

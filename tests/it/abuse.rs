@@ -25,11 +25,11 @@ use crate::helpers::serial;
 use crate::helpers::{Harness, Kind, Logs, TestStore, TOKEN};
 
 /// A request whose headers never end: what a slow-loris client sends.
-const HALF_HEADER: &[u8] = b"GET /api/v1/summary HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+const HALF_HEADER: &[u8] = b"GET /api/v1/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
 
 /// A request whose body never arrives in full: it holds a request slot
 /// (the handler waits for the body) until the client goes or the deadline hits.
-const HALF_BODY: &[u8] = b"POST /api/v1/render HTTP/1.1\r\nHost: x\r\n\
+const HALF_BODY: &[u8] = b"POST /api/v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\n\
 content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"body\": \"";
 
 /// The app serving on a free port, and how to stop it.
@@ -150,7 +150,11 @@ async fn slow_loris_connections_are_closed_while_health_answers() {
     }
     // One that sends nothing, one that idles after a complete request.
     conns.push(partial(app.port, b"").await);
-    let mut keep_alive = partial(app.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut keep_alive = partial(
+        app.port,
+        b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
     let mut buf = [0u8; 512];
     assert!(keep_alive.read(&mut buf).await.unwrap() > 0, "answered");
     conns.push(keep_alive);
@@ -286,7 +290,7 @@ async fn shutdown_with_ten_slow_clients_keeps_its_deadline() {
     // One request in flight that completes during the drain gets its answer.
     let body = br#"{"body": "hello"}"#;
     let head = format!(
-        "POST /api/v1/render HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /api/v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     let mut finishing = partial(app.port, head.as_bytes()).await;
@@ -422,7 +426,7 @@ async fn a_body_over_the_limit_is_413() {
     // Chunked, so no content-length to refuse it by: cut at the limit while reading.
     let mut c = partial(
         app.port,
-        b"POST /api/v1/render HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"POST /api/v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
     )
     .await;
     let (mut rd, mut wr) = c.split();

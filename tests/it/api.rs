@@ -267,3 +267,43 @@ async fn a_console_login_is_a_cookie_the_api_accepts_until_logout() {
     let (status, _) = send(&app, with_cookie("/api/v1/states", Method::GET)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "logged out");
 }
+
+/// DNS rebinding: a page on another site that points its own name at this
+/// server reads nothing, on any route; loopback names and their pages do.
+#[tokio::test]
+async fn every_route_answers_only_the_allowed_host_names() {
+    use crate::helpers::api::{request, send_json};
+    let app = demo_app(None).await;
+    let with = |host: &str, origin: Option<&str>| {
+        let mut r = request(Method::GET, "/api/v1/states/lock.front_door", None);
+        r.headers_mut().insert("host", host.parse().unwrap());
+        if let Some(o) = origin {
+            r.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        r
+    };
+    let (status, v) = send_json(&app, with("127.0.0.1:8080", None)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, _) = send_json(&app, with("localhost:8080", Some("http://localhost:5173"))).await;
+    assert_eq!(status, StatusCode::OK);
+    for (host, origin) in [
+        ("attacker.example:8080", None),
+        ("127.0.0.1:8080", Some("http://attacker.example")),
+    ] {
+        let (status, v) = send_json(&app, with(host, origin)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host} {origin:?}: {v}");
+        assert_error(&v, "forbidden");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ALLOWED_HOSTS"),
+            "{v}"
+        );
+    }
+    let mut health = request(Method::GET, "/api/health", None);
+    health
+        .headers_mut()
+        .insert("host", "attacker.example".parse().unwrap());
+    assert_eq!(send_json(&app, health).await.0, StatusCode::FORBIDDEN);
+}
