@@ -135,7 +135,14 @@ pub async fn stream(
         ));
     }
     let backlog = std::mem::take(&mut sub.backlog);
+    // Opened with a console cookie (not the bearer token): it ends with the
+    // login, at logout or expiry.
+    let login = match app.api_token {
+        Some(_) if !super::bearer_ok(&app, &headers) => app.sessions.lease(&headers),
+        _ => None,
+    };
     let client = Client {
+        login,
         closing: app.stream.closing(),
         sub,
         filter,
@@ -159,6 +166,9 @@ pub async fn stream(
 
 /// One connected client.
 struct Client {
+    /// The console login the stream was opened with: when it expires, and a
+    /// token cancelled at logout. The stream ends with it.
+    login: Option<(std::time::Instant, tokio_util::sync::CancellationToken)>,
     /// Cancelled at shutdown: the stream ends so the connection can close.
     closing: tokio_util::sync::CancellationToken,
     /// Its queue.
@@ -193,9 +203,22 @@ impl Client {
             if let Some(b) = self.ready.pop_front() {
                 return Some((Ok(b), self));
             }
+            let login_ends = async {
+                match &self.login {
+                    Some((expires, ended)) => {
+                        let at = tokio::time::Instant::from_std(*expires);
+                        tokio::select! {
+                            _ = ended.cancelled() => {}
+                            _ = tokio::time::sleep_until(at) => {}
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let got = tokio::select! {
                 biased;
                 _ = self.closing.cancelled() => return None,
+                _ = login_ends => return None,
                 r = self.sub.recv() => r,
                 _ = self.heartbeat.tick() => {
                     return Some((Ok(Bytes::from_static(b": ping\n\n")), self));

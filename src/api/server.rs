@@ -87,6 +87,11 @@ pub async fn serve(
     began
 }
 
+/// The address a request's connection came from, in its extensions: what
+/// per-peer limits (failed logins) count by.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// One connection, holding its slot until it ends.
 async fn connection(
     stream: TcpStream,
@@ -97,10 +102,20 @@ async fn connection(
     _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(Peer);
+    let service = tower::ServiceExt::map_request(
+        router,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
+            req
+        },
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(Polled).header_read_timeout(header_read_timeout);
     let conn = http
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(conn);
     // The header-read deadline is checked only when hyper is polled (see

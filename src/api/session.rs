@@ -4,6 +4,7 @@
 //! takes the bearer header.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,15 +12,18 @@ use axum::extract::State;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use parking_lot::Mutex;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::extract::Json as JsonBody;
+use super::server::Peer;
 use super::{ApiError, AppState};
 
 /// The cookie's name.
@@ -29,11 +33,40 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Logins kept at once; the oldest goes first, so a login loop cannot grow memory.
 const MAX_SESSIONS: usize = 1024;
 
-/// Live console sessions: random ids and when each expires.
+/// Failed logins one peer may make per [`FAILURE_WINDOW`]; past them it gets
+/// 429 with `Retry-After` until the window ends.
+const MAX_FAILURES: u32 = 5;
+/// The window [`MAX_FAILURES`] counts over.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Peers whose failures are remembered at once; the oldest is forgotten first.
+const MAX_PEERS: usize = 4096;
+
+/// One login.
+#[derive(Debug)]
+struct Live {
+    /// When it ends.
+    expires: Instant,
+    /// Cancelled when it ends (logout, expiry, eviction): streams opened with
+    /// its cookie end with it.
+    ended: CancellationToken,
+}
+
+/// One peer's recent failed logins.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    /// How many in the window.
+    count: u32,
+    /// When the window began.
+    since: Instant,
+}
+
+/// Live console sessions, and the failed logins of each peer.
 #[derive(Debug, Default)]
 pub struct Sessions {
     /// By id (64 hex digits of randomness).
-    live: Mutex<HashMap<String, Instant>>,
+    live: Mutex<HashMap<String, Live>>,
+    /// By peer address (`None`: a request that came with none, in-process).
+    failures: Mutex<HashMap<Option<IpAddr>, Failures>>,
 }
 
 impl Sessions {
@@ -44,31 +77,89 @@ impl Sessions {
             .collect();
         let now = Instant::now();
         let mut live = self.live.lock();
-        live.retain(|_, exp| *exp > now);
+        live.retain(|_, l| {
+            let keep = l.expires > now;
+            if !keep {
+                l.ended.cancel();
+            }
+            keep
+        });
         if live.len() >= MAX_SESSIONS {
-            if let Some(oldest) = live.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
-                live.remove(&oldest);
+            let oldest = live
+                .iter()
+                .min_by_key(|(_, l)| l.expires)
+                .map(|(k, _)| k.clone());
+            if let Some(l) = oldest.and_then(|k| live.remove(&k)) {
+                l.ended.cancel();
             }
         }
-        live.insert(id.clone(), now + SESSION_TTL);
+        live.insert(
+            id.clone(),
+            Live {
+                expires: now + SESSION_TTL,
+                ended: CancellationToken::new(),
+            },
+        );
         id
     }
 
     /// Whether the request carries a live session's cookie.
     pub fn valid(&self, headers: &HeaderMap) -> bool {
-        let Some(id) = cookie(headers) else {
-            return false;
-        };
-        self.live
-            .lock()
-            .get(id)
-            .is_some_and(|exp| *exp > Instant::now())
+        self.lease(headers).is_some()
+    }
+
+    /// The live session the request's cookie names: when it expires, and a
+    /// token cancelled when it ends sooner.
+    pub fn lease(&self, headers: &HeaderMap) -> Option<(Instant, CancellationToken)> {
+        let id = cookie(headers)?;
+        let live = self.live.lock();
+        let l = live.get(id).filter(|l| l.expires > Instant::now())?;
+        Some((l.expires, l.ended.clone()))
     }
 
     fn remove(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers) {
-            self.live.lock().remove(id);
+            if let Some(l) = self.live.lock().remove(id) {
+                l.ended.cancel();
+            }
         }
+    }
+
+    /// Seconds until `peer` may try again, if it has failed too often.
+    fn locked_out(&self, peer: Option<IpAddr>) -> Option<u64> {
+        let f = *self.failures.lock().get(&peer)?;
+        let left = FAILURE_WINDOW.saturating_sub(f.since.elapsed());
+        (f.count >= MAX_FAILURES && !left.is_zero()).then(|| left.as_secs().max(1))
+    }
+
+    /// Counts a failed login of `peer`; says whether this one locked it out.
+    fn failed(&self, peer: Option<IpAddr>) -> bool {
+        let now = Instant::now();
+        let mut failures = self.failures.lock();
+        if failures.len() >= MAX_PEERS && !failures.contains_key(&peer) {
+            failures.retain(|_, f| now.duration_since(f.since) < FAILURE_WINDOW);
+            if failures.len() >= MAX_PEERS {
+                let oldest = failures
+                    .iter()
+                    .min_by_key(|(_, f)| f.since)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    failures.remove(&k);
+                }
+            }
+        }
+        let f = failures.entry(peer).or_insert(Failures {
+            count: 0,
+            since: now,
+        });
+        if now.duration_since(f.since) >= FAILURE_WINDOW {
+            *f = Failures {
+                count: 0,
+                since: now,
+            };
+        }
+        f.count += 1;
+        f.count == MAX_FAILURES
     }
 }
 
@@ -134,14 +225,21 @@ pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Json<S
     request_body(content = Login, content_type = "application/json"),
     responses(
         (status = 200, description = "Logged in (with `Set-Cookie`), or refused (`authenticated: false` and `error`)", body = SessionView),
+        (status = 429, description = "Too many wrong tokens from this address (5 a minute); `Retry-After` says when to try again", body = ErrorBody),
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "JSON, but not a login", body = ErrorBody),
     )
 )]
 pub async fn login(
     State(app): State<Arc<AppState>>,
+    peer: Option<Extension<Peer>>,
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(Peer(a))| a.ip());
+    if let Some(secs) = app.sessions.locked_out(peer) {
+        metrics::counter!("api_login_failures_total").increment(1);
+        return Err(ApiError::TooManyRequests(secs));
+    }
     let Some(want) = &app.api_token else {
         return Ok(Json(SessionView {
             auth_required: false,
@@ -157,7 +255,15 @@ pub async fn login(
             .ct_eq(want.expose_secret().as_bytes()),
     ) {
         metrics::counter!("api_login_failures_total").increment(1);
-        tracing::info!("Console login refused: wrong token");
+        // A count, not a line per guess: one line when a peer is locked out.
+        if app.sessions.failed(peer) {
+            tracing::warn!(
+                peer = ?peer,
+                failures = MAX_FAILURES,
+                "Console logins from this address refused for {} s after repeated wrong tokens (api_login_failures_total counts them)",
+                FAILURE_WINDOW.as_secs()
+            );
+        }
         return Ok(Json(SessionView {
             auth_required: true,
             authenticated: false,
@@ -225,5 +331,29 @@ mod tests {
         let mut other = HeaderMap::new();
         other.insert(COOKIE, HeaderValue::from_static("hf_session=nope"));
         assert!(!s.valid(&other));
+    }
+
+    #[test]
+    fn logout_ends_the_lease_and_failures_lock_a_peer_out() {
+        let s = Sessions::default();
+        let id = s.create();
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("{SESSION_COOKIE}={id}")).unwrap(),
+        );
+        let (_, ended) = s.lease(&h).unwrap();
+        assert!(!ended.is_cancelled());
+        s.remove(&h);
+        assert!(ended.is_cancelled(), "streams on this cookie end");
+
+        let a = Some("192.0.2.1".parse().unwrap());
+        let b = Some("192.0.2.2".parse().unwrap());
+        for n in 1..=MAX_FAILURES {
+            assert_eq!(s.locked_out(a), None);
+            assert_eq!(s.failed(a), n == MAX_FAILURES);
+        }
+        assert!(s.locked_out(a).is_some_and(|secs| (1..=60).contains(&secs)));
+        assert_eq!(s.locked_out(b), None, "per peer");
     }
 }

@@ -307,3 +307,86 @@ async fn every_route_answers_only_the_allowed_host_names() {
         .insert("host", "attacker.example".parse().unwrap());
     assert_eq!(send_json(&app, health).await.0, StatusCode::FORBIDDEN);
 }
+
+/// Logout ends the event streams opened with that cookie, and wrong tokens
+/// are limited per address: the sixth in a minute is 429 with `Retry-After`.
+#[tokio::test]
+async fn logout_ends_the_cookies_streams_and_guesses_are_limited() {
+    use crate::helpers::api::empty_app;
+    use axum::body::Body;
+    use axum::http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    let app = empty_app(Some("s3cret"));
+    let login = |token: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/session")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({ "token": token }).to_string(),
+            ))
+            .unwrap()
+    };
+    let resp = tower::ServiceExt::oneshot(app.clone(), login("s3cret"))
+        .await
+        .unwrap();
+    let cookie = resp.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let with_cookie = |uri: &str, method: Method| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let stream =
+        tower::ServiceExt::oneshot(app.clone(), with_cookie("/api/v1/events", Method::GET))
+            .await
+            .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut body = stream.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|d| d.starts_with(b"retry:")));
+    let resp =
+        tower::ServiceExt::oneshot(app.clone(), with_cookie("/api/v1/session", Method::DELETE))
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let end = tokio::time::timeout(std::time::Duration::from_secs(2), body.frame()).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "the stream ended at logout: {end:?}"
+    );
+
+    for _ in 0..5 {
+        let resp = tower::ServiceExt::oneshot(app.clone(), login("guess"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = tower::ServiceExt::oneshot(app.clone(), login("guess"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let secs: u64 = resp.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_error(&v, "too_many_requests");
+    // The right token too waits out the window: a guesser cannot tell it found it.
+    let resp = tower::ServiceExt::oneshot(app.clone(), login("s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+}
