@@ -16,9 +16,14 @@ use crate::Settings;
 pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Local::start(settings).await?;
     let state = std::sync::Arc::new(app.state.clone());
+    let state_limit = state.limits.max_body_bytes;
     let lists = crate::mcp::lists(&state, tokio_util::sync::CancellationToken::new());
     let service = Mcp::new(state, lists)
-        .serve(rmcp::transport::stdio())
+        .serve(crate::mcp::stdio::guarded(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            state_limit,
+        ))
         .await
         .context("the MCP client did not initialize over stdio")?;
     let reason = service.waiting().await;

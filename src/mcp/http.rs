@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handler::Mcp;
 use super::sessions::{Sessions, SESSION_IDLE};
+use super::wire;
 use crate::api::{ApiError, AppState};
 
 /// Where the endpoint is mounted.
@@ -170,18 +171,9 @@ async fn checked(req: Request) -> Result<Request, Response> {
             .into_response()
     })?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| rpc_error(-32700, &format!("Parse error: {e}")))?;
-    let one_message = |m: &serde_json::Value| {
-        m.get("jsonrpc").and_then(|j| j.as_str()) == Some("2.0")
-            && (m.get("method").is_some_and(|x| x.is_string())
-                || m.get("result").is_some()
-                || m.get("error").is_some())
-    };
-    if !one_message(&v) {
-        return Err(rpc_error(
-            -32600,
-            "Invalid Request: expected one JSON-RPC 2.0 message (jsonrpc \"2.0\" and a method)",
-        ));
+        .map_err(|e| rpc_error(wire::PARSE_ERROR, &format!("Parse error: {e}")))?;
+    if !wire::one_message(&v) {
+        return Err(rpc_error(wire::INVALID_REQUEST, wire::NOT_ONE_MESSAGE));
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
@@ -192,11 +184,7 @@ struct BodyLimit(usize);
 
 /// A JSON-RPC error with no id (the request could not be read), as 400.
 fn rpc_error(code: i32, message: &str) -> Response {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": {"code": code, "message": message},
-    });
+    let body = wire::error(code, message, serde_json::Value::Null);
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 

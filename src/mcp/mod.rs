@@ -13,6 +13,8 @@
 //! - [`resources`]: `ha://entity/…`, `ha://domain/…`, `ha://fetcher/…`.
 //! - [`session`]: per-client watcher: resource updates and list changes.
 //! - [`sessions`]: the `/mcp` sessions kept: a cap, least recently used first out, an idle timeout.
+//! - [`stdio`]: the stdio transport's line check: a bad or oversized line gets a JSON-RPC error.
+//! - [`wire`]: what one JSON-RPC message is, and the error for what is not.
 //! - [`http`]: `/mcp` (Streamable HTTP) with its Host check and plain JSON
 //!   answers; `ha-fetchers mcp` serves the same over stdio (`crate::cli`).
 
@@ -25,7 +27,9 @@ mod reply;
 mod resources;
 mod session;
 mod sessions;
+pub mod stdio;
 mod tools;
+mod wire;
 
 pub use handler::Mcp;
 pub use http::{router, PATH};

@@ -6,6 +6,7 @@ use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTempla
 use rmcp::ErrorData;
 use serde_json::Map;
 
+use super::reply::{too_large, MAX_REPLY_BYTES};
 use super::{live, tools};
 use crate::api::AppState;
 use crate::fetchers::lean;
@@ -91,6 +92,9 @@ pub fn list(app: &AppState) -> Vec<Resource> {
 pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, ErrorData> {
     let text = match Target::parse(uri)? {
         Target::Entity(id) => match app.states.get(&id).await {
+            Ok(s) if s.raw.len() > MAX_REPLY_BYTES => {
+                return Err(ErrorData::invalid_request(too_large(s.raw.len()), None))
+            }
             Ok(s) => {
                 return Ok(ReadResourceResult::new(vec![ResourceContents::text(
                     s.raw.to_string(),
@@ -141,6 +145,9 @@ pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, Error
             }
         }
     };
+    if text.len() > MAX_REPLY_BYTES {
+        return Err(ErrorData::invalid_request(too_large(text.len()), None));
+    }
     Ok(ReadResourceResult::new(vec![ResourceContents::text(
         text, uri,
     )

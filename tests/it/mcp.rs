@@ -402,6 +402,53 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
     let r = call(&c, "live_context", json!({"domain": "light"})).await;
     assert!(text(&r).contains("- light.bed_light"), "{}", text(&r));
     c.cancel().await.unwrap();
+
+    // Raw lines: one past MAX_BODY_BYTES and one not JSON are answered with
+    // JSON-RPC errors, and the session goes on.
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ha-fetchers"));
+    cmd.arg("mcp")
+        .env_clear()
+        .env("HA_URL", sim.url().as_str())
+        .env("HA_TOKEN", crate::helpers::harness::TOKEN)
+        .env(
+            "FETCHERS_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fetchers"),
+        )
+        .env("MAX_BODY_BYTES", "65536")
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(10 << 20)
+    );
+    let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"});
+    let input = format!("{init}\n{big}\n{{not json\n{ping}\n");
+    tokio::spawn(async move {
+        let _ = stdin.write_all(input.as_bytes()).await;
+        let _ = stdin.flush().await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut answers = Vec::new();
+    while answers.len() < 4 {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("every line is answered")
+            .unwrap()
+            .expect("stdout is open");
+        answers.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[1]["error"]["code"], -32600, "{}", answers[1]);
+    assert_eq!(answers[2]["error"]["code"], -32700, "{}", answers[2]);
+    assert_eq!(answers[3]["id"], 3, "the session goes on: {}", answers[3]);
     sim.stop();
 }
 
