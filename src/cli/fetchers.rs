@@ -73,6 +73,13 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     if let Some(sql) = settings.sql_database()? {
         problems.extend(db::check_sql_rows(&sql, &rows).await);
     }
+    let sql_rows = rows.iter().filter(|r| r.source == "sql").count();
+    if sql_rows > 0 && settings.fetchers_sql_url.is_none() && settings.database_url.is_some() {
+        eprintln!(
+            "warning: {sql_rows} sql fetcher rows read with DATABASE_URL's credentials, which can write the registry; \
+             set FETCHERS_SQL_URL to a read-only user (README, \"Fetchers over your own MySQL data\")"
+        );
+    }
     for p in &problems {
         println!("{p}");
     }

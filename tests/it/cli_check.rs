@@ -96,4 +96,11 @@ async fn check_prepares_sql_rows_on_the_live_database(pool: sqlx::MySqlPool) {
             .any(|l| l.starts_with("fetcher writes: field params.query: DELETE is not a read")),
         "{text}"
     );
+    // The registry's own credentials read these rows: check says so.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sql fetcher rows read with DATABASE_URL's credentials")
+            && err.contains("set FETCHERS_SQL_URL to a read-only user"),
+        "{err}"
+    );
 }
