@@ -160,6 +160,8 @@ impl Application {
         tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));
         // Templates read MySQL through the fetcher registry's pool: one pool per process.
         let pool = registry.pool().cloned();
+        // Process-wide, as the memory it bounds is.
+        crate::bounds::set_total(settings.render_memory_total);
         let fetchers = Engine::new(registry, states.clone())
             .with_render_memory(settings.render_memory_limit)
             .with_sql(settings.sql_database()?);

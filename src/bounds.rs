@@ -9,16 +9,39 @@
 //! passed. What the thread holds comes from the counting allocator in
 //! [`crate::memory`]. A stopped render unwinds normally: nothing is left
 //! running and its memory is freed.
+//!
+//! Two totals sit above the one render's thread:
+//!
+//! - An [`Account`] per render, shared by every thread that renders for it:
+//!   a template fetcher it calls runs on a thread of its own, under the
+//!   caller's account (carried by a task-local into the engine), so 64
+//!   fetchers in one render share its budget instead of having 64 each.
+//! - The process's total (`RENDER_MEMORY_TOTAL`, [`set_total`]): all renders
+//!   together. A render starting while it is spent waits up to [`ADMIT_WAIT`],
+//!   then is refused ([`Stop::Total`], a 503); one growing past it is stopped.
+//!
+//! Threads report what they hold to both in steps of [`REPORT_STEP`], so the
+//! shared counters are touched every quarter MiB, not every instruction.
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use minijinja::{Error, ErrorKind};
 
 /// How much one render may grow the process by default (`RENDER_MEMORY_LIMIT`).
 pub const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
+/// How much all renders together may grow the process by default
+/// (`RENDER_MEMORY_TOTAL`): four renders at their whole limit.
+pub const DEFAULT_TOTAL: usize = 4 * DEFAULT_MEMORY;
+/// How long a render starting while the total is spent waits for room
+/// before it is refused.
+pub const ADMIT_WAIT: Duration = Duration::from_millis(250);
+/// How far a thread's holding may move before it is reported to its account
+/// and the total.
+const REPORT_STEP: usize = 256 * 1024;
 /// How long one prompt render may take by default (`RENDER_TIMEOUT`),
 /// fetchers included; a fetcher's own timeout bounds its template.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +101,60 @@ pub enum Stop {
     Memory(usize),
     #[error("it ran past its time limit of {} ms", .0.as_millis())]
     Deadline(Duration),
+    /// The renders running together hold the process's whole render memory.
+    #[error("the renders running at once hold all of RENDER_MEMORY_TOTAL ({} MiB); retry shortly", .0 / (1024 * 1024))]
+    Total(usize),
+}
+
+/// What all renders together may hold (`RENDER_MEMORY_TOTAL`).
+static TOTAL_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_TOTAL);
+/// What all renders together report holding.
+static TOTAL_HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets what all renders together may hold (`RENDER_MEMORY_TOTAL`).
+pub fn set_total(bytes: usize) {
+    TOTAL_LIMIT.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// What all renders together hold now, as reported.
+pub fn total_held() -> usize {
+    TOTAL_HELD.load(Ordering::Relaxed)
+}
+
+/// One render's memory, shared by the threads rendering for it.
+#[derive(Debug)]
+pub struct Account {
+    /// Its budget in bytes.
+    limit: usize,
+    /// What its threads report holding.
+    held: AtomicUsize,
+}
+
+tokio::task_local! {
+    /// The account of the render a fetch runs for: set around the fetches a
+    /// render waits on, read by the template source before its own thread.
+    static CALLER: Arc<Account>;
+}
+
+/// The account of the render on this thread, for the fetches it starts.
+pub fn account() -> Option<Arc<Account>> {
+    ACCOUNT.with(|a| a.take().inspect(|acct| a.set(Some(acct.clone()))))
+}
+
+/// Runs `fut` (fetches a render waits on) with `account` as their caller's.
+pub async fn for_caller<F: std::future::Future>(
+    account: Option<Arc<Account>>,
+    fut: F,
+) -> F::Output {
+    match account {
+        Some(a) => CALLER.scope(a, fut).await,
+        None => fut.await,
+    }
+}
+
+/// The account of the render whose fetch runs in this task, if any.
+pub fn caller() -> Option<Arc<Account>> {
+    CALLER.try_with(Arc::clone).ok()
 }
 
 /// The budget of the render running on this thread.
@@ -85,8 +162,8 @@ pub enum Stop {
 struct Active {
     /// The thread's allocation balance when the render started.
     base: isize,
-    /// The budget in bytes.
-    memory: usize,
+    /// What this thread last reported to its account and the total.
+    reported: usize,
     /// The deadline on the coarse clock, in nanoseconds.
     deadline_ns: u64,
     /// The budget's length, for the error.
@@ -97,30 +174,75 @@ struct Active {
 
 thread_local! {
     static ACTIVE: Cell<Option<Active>> = const { Cell::new(None) };
+    /// The account `ACTIVE` reports to (apart, since `Active` is copied on every check).
+    static ACCOUNT: Cell<Option<Arc<Account>>> = const { Cell::new(None) };
 }
 
-/// Runs `f` under `budget`. Nested runs (a template fetcher inside a render
-/// on the same thread) get their own budget and restore the outer one.
+/// Runs `f` under `budget`, on an account of its own. Nested runs (a template
+/// fetcher inside a render on the same thread) get their own budget and
+/// restore the outer one.
 pub fn run<T>(budget: Budget, f: impl FnOnce() -> T) -> Result<T, Stop> {
+    run_for(None, budget, f)
+}
+
+/// [`run`], for the render that owns `caller` when given: this thread's
+/// holding counts against that render's budget, not a budget of its own.
+pub fn run_for<T>(
+    caller: Option<Arc<Account>>,
+    budget: Budget,
+    f: impl FnOnce() -> T,
+) -> Result<T, Stop> {
     quiet_stopped_panics();
+    let account = match caller {
+        Some(a) => a,
+        None => {
+            admit(budget.deadline)?;
+            Arc::new(Account {
+                limit: budget.memory,
+                held: AtomicUsize::new(0),
+            })
+        }
+    };
     let left = budget.deadline.saturating_duration_since(Instant::now());
     let active = Active {
         base: crate::memory::thread_balance(),
-        memory: budget.memory,
+        reported: 0,
         deadline_ns: coarse_now_ns().saturating_add(left.as_nanos() as u64),
         timeout: budget.timeout,
         stopped: None,
     };
     let outer = ACTIVE.with(|a| a.replace(Some(active)));
+    let outer_account = ACCOUNT.with(|a| a.replace(Some(account.clone())));
     let outer_guard = minijinja::guard::set_guard(Some(guard));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
-    let stopped = ACTIVE.with(|a| a.replace(outer)).and_then(|a| a.stopped);
+    let ended = ACTIVE.with(|a| a.replace(outer));
+    ACCOUNT.with(|a| a.replace(outer_account));
     minijinja::guard::set_guard(outer_guard);
-    match (result, stopped) {
+    // What this thread reported is handed back: its values are dropped by now.
+    if let Some(a) = ended {
+        account.held.fetch_sub(a.reported, Ordering::Relaxed);
+        TOTAL_HELD.fetch_sub(a.reported, Ordering::Relaxed);
+    }
+    match (result, ended.and_then(|a| a.stopped)) {
         (_, Some(stop)) => Err(stop),
         (Ok(v), None) => Ok(v),
         (Err(panic), None) => panic::resume_unwind(panic),
     }
+}
+
+/// Waits (up to [`ADMIT_WAIT`], and never past `deadline`) until the renders
+/// running hold less than the total, else refuses.
+fn admit(deadline: Instant) -> Result<(), Stop> {
+    let limit = TOTAL_LIMIT.load(Ordering::Relaxed);
+    let until = (Instant::now() + ADMIT_WAIT).min(deadline);
+    while TOTAL_HELD.load(Ordering::Relaxed) >= limit {
+        if Instant::now() >= until {
+            metrics::counter!("render_memory_total_refused_total").increment(1);
+            return Err(Stop::Total(limit));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// Time left for the render on this thread, if one runs.
@@ -144,7 +266,7 @@ pub fn stop_for_deadline() {
 /// The check minijinja calls: `bytes` is what it is about to allocate. With
 /// nothing announced, the render may hold half its budget, since the step
 /// after may double what it holds (a string or list growing); an announced
-/// allocation must fit the whole budget.
+/// allocation must fit the whole budget. The same holds for the total.
 fn guard(bytes: usize) -> Result<(), Error> {
     ACTIVE.with(|cell| {
         let Some(mut a) = cell.get() else {
@@ -154,12 +276,42 @@ fn guard(bytes: usize) -> Result<(), Error> {
             let held = crate::memory::thread_balance()
                 .saturating_sub(a.base)
                 .max(0) as usize;
+            let total_limit = TOTAL_LIMIT.load(Ordering::Relaxed);
+            // Taken out and put back, not cloned: this runs before every instruction.
+            let account = ACCOUNT.with(Cell::take);
+            let (render_held, limit, total_held) = match &account {
+                Some(account) => {
+                    // An announced allocation is reserved before it is made,
+                    // so renders checking at once cannot all pass on the same
+                    // room; drift is reported a step at a time.
+                    let target = held.saturating_add(bytes);
+                    if (bytes > 0 && target > a.reported)
+                        || held.abs_diff(a.reported) >= REPORT_STEP
+                    {
+                        report(account, a.reported, target);
+                        a.reported = target;
+                    }
+                    if bytes > 0 && TOTAL_HELD.load(Ordering::Relaxed) > total_limit {
+                        a.reported = wait_for_room(account, a.reported, held, a.deadline_ns);
+                    }
+                    (
+                        account.held.load(Ordering::Relaxed),
+                        account.limit,
+                        TOTAL_HELD.load(Ordering::Relaxed),
+                    )
+                }
+                None => (held.saturating_add(bytes), usize::MAX, 0),
+            };
+            ACCOUNT.with(|acct| acct.set(account));
             let over = match bytes {
-                0 => held > a.memory / 2,
-                n => held.saturating_add(n) > a.memory,
+                0 => render_held > limit / 2,
+                _ => render_held > limit,
             };
             if over {
-                a.stopped = Some(Stop::Memory(a.memory));
+                a.stopped = Some(Stop::Memory(limit));
+            } else if total_held > total_limit {
+                metrics::counter!("render_memory_total_stops_total").increment(1);
+                a.stopped = Some(Stop::Total(total_limit));
             } else if coarse_now_ns() >= a.deadline_ns {
                 a.stopped = Some(Stop::Deadline(a.timeout));
             }
@@ -173,6 +325,37 @@ fn guard(bytes: usize) -> Result<(), Error> {
             )),
         }
     })
+}
+
+/// An allocation of `reserved - held` bytes found the total spent: gives the
+/// reservation back and waits (up to [`ADMIT_WAIT`], never past the
+/// deadline) for other renders to end, then reserves again. Returns what is
+/// reported now; the caller stops the render if the total is still spent.
+fn wait_for_room(account: &Account, reserved: usize, held: usize, deadline_ns: u64) -> usize {
+    let limit = TOTAL_LIMIT.load(Ordering::Relaxed);
+    let bytes = reserved - held.min(reserved);
+    report(account, reserved, held);
+    let until = coarse_now_ns()
+        .saturating_add(ADMIT_WAIT.as_nanos() as u64)
+        .min(deadline_ns);
+    while TOTAL_HELD.load(Ordering::Relaxed).saturating_add(bytes) > limit
+        && coarse_now_ns() < until
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    report(account, held, reserved);
+    reserved
+}
+
+/// Moves this thread's share of `account` and the total from `before` to `now`.
+fn report(account: &Account, before: usize, now: usize) {
+    if now >= before {
+        account.held.fetch_add(now - before, Ordering::Relaxed);
+        TOTAL_HELD.fetch_add(now - before, Ordering::Relaxed);
+    } else {
+        account.held.fetch_sub(before - now, Ordering::Relaxed);
+        TOTAL_HELD.fetch_sub(before - now, Ordering::Relaxed);
+    }
 }
 
 /// A monotonic clock at tick resolution (a few ms), about five times cheaper

@@ -88,6 +88,11 @@ pub struct Settings {
     /// past it the render stops with an error naming the limit.
     #[arg(long, env = "RENDER_MEMORY_LIMIT", default_value_t = crate::bounds::DEFAULT_MEMORY)]
     pub render_memory_limit: usize,
+    /// Bytes all renders together (prompts and template fetchers, nested
+    /// fetches counted against the render that called them) may grow the
+    /// process by; a render starting while it is spent waits briefly, then 503.
+    #[arg(long, env = "RENDER_MEMORY_TOTAL", default_value_t = crate::bounds::DEFAULT_TOTAL)]
+    pub render_memory_total: usize,
 
     /// Address the HTTP API binds to.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]

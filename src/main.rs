@@ -9,6 +9,7 @@ const THREAD_STACK: usize = 4 * 1024 * 1024;
 
 fn main() -> std::process::ExitCode {
     ha_fetchers::cli::load_env();
+    ha_fetchers::memory::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK)

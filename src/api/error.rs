@@ -175,6 +175,11 @@ impl From<RenderError> for ApiError {
         match e {
             RenderError::NotFound(_) => Self::NotFound(e.to_string()),
             RenderError::FetcherFailed { .. } => Self::Unavailable(e.to_string()),
+            // The process's render memory is spent: the server's load, not the template.
+            RenderError::Stopped {
+                stop: crate::bounds::Stop::Total(_),
+                ..
+            } => Self::Unavailable(e.to_string()),
             RenderError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
             _ => Self::Unprocessable(e.to_string()),
         }

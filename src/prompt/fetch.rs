@@ -170,7 +170,11 @@ impl FetchCtx {
             .collect();
         // The wait ends with the render's deadline; each fetcher also has its own.
         let wait = bounds::remaining().unwrap_or(Duration::MAX);
-        let run = tokio::time::timeout(wait, self.source.run_many(requests));
+        // Template fetchers run on threads of their own, under this render's account.
+        let run = tokio::time::timeout(
+            wait,
+            bounds::for_caller(bounds::account(), self.source.run_many(requests)),
+        );
         let Ok(outcomes) = self.handle.block_on(run) else {
             bounds::stop_for_deadline();
             return Err(RenderError::Render {

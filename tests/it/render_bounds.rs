@@ -21,6 +21,9 @@ const LIMIT_MIB: u64 = 64;
 /// How far past its deadline a render may answer: the issue's 100 ms, plus
 /// the HTTP round trip on a loaded 2-core CI machine.
 const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+/// The deadline's slack when renders may first wait for room in the total
+/// (`bounds::ADMIT_WAIT`, inside the deadline) on a loaded machine.
+const ADMIT_SLACK: Duration = Duration::from_millis(1500);
 
 /// A template fetcher that spins: 10 MB copied per step, ~2.5 h of fuel.
 const CPU_HOG: &str = r#"description = "Copies a 10 MB string in a loop."
@@ -47,6 +50,16 @@ ttl_seconds = 0
 template = '''{% set ns = namespace(v=[]) %}{% for i in range(20000) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ns.v }}'''
 "#;
 
+/// A template fetcher that holds 20 MB while it runs: a render calling 64 of
+/// them had 64 budgets of 64 MiB before they shared the caller's.
+const HOLD: &str = r#"description = "Holds 20 MB."
+source = "template"
+timeout_ms = 5000
+ttl_seconds = 0
+template = '''{% set s = "a" * 20000000 %}{% for i in range(20000) %}{% endfor %}{{ s | length }}{{ n }}'''
+params = { n = 0 }
+"#;
+
 struct Demo {
     child: Child,
     base: String,
@@ -64,18 +77,25 @@ impl Drop for Demo {
 impl Demo {
     /// The demo on the shipped fetchers plus the two hogs.
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The demo with extra settings.
+    fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/fetchers");
         copy_dir(shipped.as_ref(), dir.path());
         std::fs::write(dir.path().join("cpu_hog.toml"), CPU_HOG).unwrap();
         std::fs::write(dir.path().join("memory_hog.toml"), MEMORY_HOG).unwrap();
         std::fs::write(dir.path().join("deep_hog.toml"), DEEP).unwrap();
+        std::fs::write(dir.path().join("hold.toml"), HOLD).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ha-fetchers"))
             .args(["demo", "--bind", "127.0.0.1:0"])
             .env("FETCHERS_DIR", dir.path())
             .env("RENDER_TIMEOUT", "1s")
             .env_remove("RENDER_MEMORY_LIMIT")
             .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -386,4 +406,72 @@ async fn deeply_nested_values_are_refused_and_the_process_stays_up() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     assert!(demo.healthy().await, "the process is up");
+}
+
+/// One memory budget for all renders: 24 renders at once each holding 25 MB
+/// (past RENDER_MEMORY_TOTAL = 128 MiB together) are each answered, by a
+/// result, a stop naming the total, or a 503, within the deadline; the
+/// process grows by about the total, not by 24 × 25 MB. And a render calling
+/// 64 template fetchers of 20 MB each stops at its own 64 MiB: they draw on
+/// the caller's budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn all_renders_share_one_memory_budget() {
+    let _alone = serial::alone().await;
+    let demo = Demo::start_with(&[("RENDER_MEMORY_TOTAL", "134217728")]);
+    let hold =
+        "{% set s = \"a\" * 25000000 %}{% for i in range(30000) %}{% endfor %}{{ s | length }}";
+    demo.reset_peak();
+    let before = demo.rss_kib();
+    let started = Instant::now();
+    let renders: Vec<_> = (0..24).map(|_| demo.render(hold)).collect();
+    let mut by_status = std::collections::BTreeMap::new();
+    let mut slowest = Duration::ZERO;
+    for (status, body, took) in futures::future::join_all(renders).await {
+        assert!(
+            status == 200 || status == 422 || status == 503,
+            "{status}: {body}"
+        );
+        if status != 200 {
+            let m = message(&body);
+            assert!(
+                m.contains("RENDER_MEMORY_TOTAL") || m.contains("time limit"),
+                "{status}: {body}"
+            );
+        }
+        *by_status.entry(status).or_insert(0) += 1;
+        slowest = slowest.max(took);
+    }
+    let grew = growth_mib(before, demo.peak_kib());
+    eprintln!(
+        "24 renders of 25 MB at once, total 128 MiB: {by_status:?}, slowest {slowest:?}, all in {:?}, peak RSS +{grew} MiB",
+        started.elapsed()
+    );
+    assert!(by_status.get(&200).copied().unwrap_or(0) >= 1, "some ran");
+    assert!(grew < 128 + 64, "grew {grew} MiB");
+    assert!(slowest < RENDER_TIMEOUT + ADMIT_SLACK, "{slowest:?}");
+    assert!(demo.healthy().await);
+
+    demo.reset_peak();
+    let before = demo.rss_kib();
+    let calls: String = (0..64)
+        .map(|i| format!("{{{{ fetch(\"hold\", n={i}) }}}}"))
+        .collect();
+    let (status, body, took) = demo.render(&calls).await;
+    let grew = growth_mib(before, demo.peak_kib());
+    let failed: Vec<&str> = body["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|f| f["message"].as_str()).collect())
+        .unwrap_or_default();
+    eprintln!(
+        "one render calling 64 fetchers of 20 MB: {status} in {took:?}, peak RSS +{grew} MiB, {} fetchers stopped: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !failed.is_empty() && failed.iter().all(|m| m.contains("memory limit of 64 MiB")),
+        "the fetchers share the render's 64 MiB: {body}"
+    );
+    assert!(grew < 2 * LIMIT_MIB, "grew {grew} MiB");
+    assert!(demo.healthy().await);
 }

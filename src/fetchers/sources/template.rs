@@ -59,10 +59,13 @@ impl Source for Compiled {
     ) -> Result<(Value, Vec<Read>), FetchError> {
         let (this, env, params) = (self.clone(), cx.env.clone(), params.clone());
         let budget = Budget::new(cx.render_memory, cx.timeout);
-        let ran =
-            tokio::task::spawn_blocking(move || bounds::run(budget, || this.render(&env, &params)))
-                .await
-                .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?;
+        // Called from a render: its memory counts against that render's budget.
+        let caller = bounds::caller();
+        let ran = tokio::task::spawn_blocking(move || {
+            bounds::run_for(caller, budget, || this.render(&env, &params))
+        })
+        .await
+        .map_err(|e| FetchError::Failed(format!("template task failed: {e}")))?;
         match ran {
             Ok(rendered) => rendered.map_err(FetchError::Failed),
             Err(Stop::Deadline(t)) => Err(FetchError::Timeout(t.as_millis() as u64)),
