@@ -14,6 +14,7 @@ mod fetchers_engine;
 mod fetchers_mysql;
 mod fetchers_sql;
 mod fuzz;
+mod fuzz_hostile;
 mod fuzz_templates;
 mod mcp;
 mod mcp_python;
