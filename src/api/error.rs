@@ -46,6 +46,7 @@ pub enum ErrorCode {
     Unprocessable,
     Overloaded,
     Timeout,
+    RequestTimeout,
     TooLarge,
     UnsupportedMediaType,
     PayloadTooLarge,
@@ -81,6 +82,9 @@ pub enum ApiError {
     /// Every request slot is taken: try again shortly (503 with `Retry-After`).
     #[error("the server is busy; retry in {RETRY_AFTER_SECS} s")]
     Overloaded,
+    /// The body did not arrive within `HEADER_READ_TIMEOUT` (408).
+    #[error("the request body did not arrive within {0:?} (HEADER_READ_TIMEOUT)")]
+    SlowBody(std::time::Duration),
     /// The request outlived `REQUEST_TIMEOUT`.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
@@ -111,6 +115,7 @@ impl ApiError {
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::Unprocessable),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, C::Overloaded),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, C::Timeout),
+            Self::SlowBody(_) => (StatusCode::REQUEST_TIMEOUT, C::RequestTimeout),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, C::TooLarge),
             Self::Rejected { status, .. } => (*status, rejection_code(*status)),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),

@@ -9,16 +9,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use super::server::{Busy, Conn};
 use super::ApiError;
 use crate::config::Settings;
 
 /// Routes under this prefix bypass load shedding: probes must keep answering
 /// while the API is saturated, or an orchestrator restarts a busy service.
 const HEALTH_PREFIX: &str = "/api/health";
+/// The Prometheus route, which bypasses load shedding too.
+const METRICS: &str = "/metrics";
 
 /// The HTTP limits, from settings (or defaults, for router tests).
 #[derive(Debug, Clone)]
@@ -67,6 +73,10 @@ pub(super) struct Guard {
     timeout: Duration,
     /// The names requests may come under ([`super::hosts`]).
     hosts: Vec<String>,
+    /// How long a body may take to arrive.
+    body_timeout: Duration,
+    /// The largest body.
+    max_body: usize,
 }
 
 impl Guard {
@@ -76,11 +86,13 @@ impl Guard {
             max: limits.max_concurrent_requests,
             timeout: limits.request_timeout,
             hosts: limits.allowed_hosts.clone(),
+            body_timeout: limits.header_read_timeout,
+            max_body: limits.max_body_bytes,
         }))
     }
 
     /// A slot, or `None` when every one is taken.
-    fn enter(self: &Arc<Self>) -> Option<Slot> {
+    pub(super) fn enter(self: &Arc<Self>) -> Option<Slot> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -99,12 +111,64 @@ impl Drop for Slot {
 }
 
 /// Whether a request to `path` may be shed (answered 503 `overloaded`):
-/// every route but the health probes. The OpenAPI document asks this too.
+/// every route but the health probes and `/metrics`, which must answer while
+/// the API is saturated. The OpenAPI document asks this too.
 pub(super) fn sheddable(path: &str) -> bool {
     let health = path
         .strip_prefix(HEALTH_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    !health
+    !health && path != METRICS
+}
+
+/// Whether `req` sends a body: then its slot is taken only once the body has
+/// arrived ([`body_first`]), so slow bodies cannot hold every slot.
+fn has_body(req: &Request) -> bool {
+    req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// A request whose slot waits for its body: what [`body_first`] needs.
+#[derive(Clone)]
+pub(super) struct Deferred {
+    /// The slots.
+    guard: Arc<Guard>,
+    /// How long the body may take.
+    body_timeout: Duration,
+    /// How large it may be.
+    max_body: usize,
+}
+
+/// Reads a deferred request's body (within `HEADER_READ_TIMEOUT` and
+/// `MAX_BODY_BYTES`), then takes its slot and marks its connection busy.
+/// Before that, a slow body holds neither, and its connection is among the
+/// first closed when the server needs room.
+pub(super) async fn body_first(mut req: Request, next: Next) -> Response {
+    let Some(d) = req.extensions_mut().remove::<Deferred>() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes =
+        match tokio::time::timeout(d.body_timeout, axum::body::to_bytes(body, d.max_body)).await {
+            Err(_) => return ApiError::SlowBody(d.body_timeout).into_response(),
+            Ok(Err(_)) => {
+                return ApiError::Rejected {
+                    status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    message: format!("the body exceeds {} bytes (MAX_BODY_BYTES)", d.max_body),
+                }
+                .into_response()
+            }
+            Ok(Ok(b)) => b,
+        };
+    let Some(_slot) = d.guard.enter() else {
+        metrics::counter!("ha_http_shed_total").increment(1);
+        return ApiError::Overloaded.into_response();
+    };
+    let _busy = parts.extensions.get::<Arc<Conn>>().map(Busy::new);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Refuses a request under a name not in `ALLOWED_HOSTS` (403), sheds one
@@ -157,7 +221,24 @@ where
             metrics::counter!("ha_http_wrong_host_total").increment(1);
             return Guarded::Refused { why: Some(why) };
         }
-        let slot = if sheddable(req.uri().path()) {
+        let mut req = req;
+        let shed = sheddable(req.uri().path());
+        if shed && has_body(&req) {
+            let deferred = Deferred {
+                guard: self.guard.clone(),
+                body_timeout: self.guard.body_timeout,
+                max_body: self.guard.max_body,
+            };
+            req.extensions_mut().insert(deferred);
+            return Guarded::Running {
+                inner: self.inner.call(req),
+                timeout: self.guard.timeout,
+                timer: None,
+                _slot: None,
+                busy: None,
+            };
+        }
+        let slot = if shed {
             match self.guard.enter() {
                 Some(s) => Some(s),
                 None => {
@@ -168,11 +249,13 @@ where
         } else {
             None
         };
+        let busy = req.extensions().get::<Arc<Conn>>().map(Busy::new);
         Guarded::Running {
             inner: self.inner.call(req),
             timeout: self.guard.timeout,
             timer: None,
             _slot: slot,
+            busy,
         }
     }
 }
@@ -190,6 +273,9 @@ pin_project_lite::pin_project! {
             timeout: Duration,
             timer: Option<Pin<Box<tokio::time::Sleep>>>,
             _slot: Option<Slot>,
+            // The connection is busy until the answer is made, or, for a
+            // stream, until its body ends.
+            busy: Option<Busy>,
         },
     }
 }
@@ -208,10 +294,11 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Guarded<F> {
                 inner,
                 timeout,
                 timer,
+                busy,
                 ..
             } => {
                 if let Poll::Ready(r) = inner.poll(cx) {
-                    return Poll::Ready(r);
+                    return Poll::Ready(r.map(|resp| keep_busy(resp, busy.take())));
                 }
                 let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
                 match timer.as_mut().poll(cx) {
@@ -223,5 +310,52 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Guarded<F> {
                 }
             }
         }
+    }
+}
+
+/// A streamed answer (`text/event-stream`) keeps its connection busy for as
+/// long as its body runs; any other is done once made.
+fn keep_busy(resp: Response, busy: Option<Busy>) -> Response {
+    let streams = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    match busy {
+        Some(busy) if streams => resp.map(|body| {
+            Body::new(Holding {
+                inner: body,
+                _busy: busy,
+            })
+        }),
+        _ => resp,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that holds its connection's [`Busy`] until it is dropped.
+    struct Holding {
+        #[pin]
+        inner: Body,
+        _busy: Busy,
+    }
+}
+
+impl hyper::body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -156,7 +156,9 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         Some(_) => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
         None => routes,
     };
-    routes.layer(guard)
+    routes
+        .layer(middleware::from_fn(limits::body_first))
+        .layer(guard)
 }
 
 /// Prometheus text exposition.

@@ -27,8 +27,9 @@ use crate::helpers::{Harness, Kind, Logs, TestStore, TOKEN};
 /// A request whose headers never end: what a slow-loris client sends.
 const HALF_HEADER: &[u8] = b"GET /api/v1/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
 
-/// A request whose body never arrives in full: it holds a request slot
-/// (the handler waits for the body) until the client goes or the deadline hits.
+/// A request whose body never arrives in full. Its request slot is taken
+/// only once the body is in, so it holds none; its connection is idle, and
+/// among the first closed when the server needs room.
 const HALF_BODY: &[u8] = b"POST /api/v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\n\
 content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"body\": \"";
 
@@ -188,6 +189,8 @@ async fn slow_loris_connections_are_closed_while_health_answers() {
     app.stop().await;
 }
 
+/// Past `MAX_CONNECTIONS`, a new connection closes the oldest one with
+/// nothing running: the server never holds more than the cap.
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_in_the_backlog() {
     let mut s = settings();
@@ -221,9 +224,14 @@ async fn saturation_sheds_with_retry_after_while_health_answers() {
     let mut s = settings();
     s.max_concurrent_requests = 4;
     let app = Running::start(s).await;
+    // Four renders that spin until their deadline hold the four slots.
     let mut holders = Vec::new();
     for _ in 0..4 {
-        holders.push(partial(app.port, HALF_BODY).await);
+        let (http, url) = (app.http.clone(), app.url("/api/v1/render"));
+        holders.push(tokio::spawn(async move {
+            let body = json!({"body": "{% set s = \"a\" * 10000000 %}{% for i in range(100000) %}{% set n = s ~ \"b\" %}{% endfor %}"});
+            let _ = http.post(url).json(&body).send().await;
+        }));
     }
     helpers::wait_for_async("the slots to fill", || async {
         app.get("/api/v1/summary").await.status() == 503
@@ -248,7 +256,9 @@ async fn saturation_sheds_with_retry_after_while_health_answers() {
     }
     eprintln!("saturation: 4 of 4 slots held, a 5th request got 503 + Retry-After in {took:?}, /api/health* answered");
 
-    drop(holders);
+    for h in holders {
+        h.abort();
+    }
     helpers::wait_for_async("slots to free", || async {
         app.get("/api/v1/summary").await.status() == 200
     })
@@ -695,4 +705,84 @@ async fn request_values_are_escaped_in_text_logs() {
     );
     assert!(text.contains(r"x\nERROR forged line\u{1b}[2J"), "{text}");
     eprintln!("escaped: {}", logs.lines_with(&["Fetcher failed"])[0]);
+}
+
+/// A flood of connections that trickle header bytes and reconnect when cut,
+/// past `MAX_CONNECTIONS`, and slow bodies on every request slot: health and
+/// `/metrics` answer at once, and so does a real request, since idle
+/// connections make room for new ones and a slow body holds no slot.
+#[tokio::test]
+async fn a_connection_flood_and_slow_bodies_leave_health_answering() {
+    let _alone = serial::alone().await;
+    let mut s = settings();
+    s.max_connections = 128;
+    s.max_concurrent_requests = 8;
+    let app = Running::start(s).await;
+    let port = app.port;
+    let stop = CancellationToken::new();
+    // 512 flooders (4x the cap), each reconnecting the moment it is cut and
+    // sending a header byte every 100 ms.
+    let mut flood = Vec::new();
+    for _ in 0..512 {
+        let stop = stop.clone();
+        flood.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                // A short pause before each reconnect keeps the churn from
+                // taking both cores from the rest of the test run.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)).await else {
+                    continue;
+                };
+                let _ = c.write_all(&HALF_HEADER[..20]).await;
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                    if c.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    // 64 slow bodies: more than the 8 request slots.
+    let mut bodies = Vec::new();
+    for _ in 0..64 {
+        bodies.push(partial(port, HALF_BODY).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut worst = Duration::ZERO;
+    for path in ["/api/health", "/metrics", "/api/v1/summary"] {
+        for _ in 0..5 {
+            let t = Instant::now();
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                reqwest::Client::new().get(app.url(path)).send(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{path} unanswered for 5 s under the flood"))
+            .expect("answers");
+            let took = t.elapsed();
+            worst = worst.max(took);
+            assert!(
+                matches!(r.status().as_u16(), 200 | 503),
+                "{path}: {}",
+                r.status()
+            );
+            if path == "/api/v1/summary" {
+                assert_eq!(r.status(), 200, "a slow body holds no request slot");
+            }
+        }
+    }
+    eprintln!(
+        "flood: 512 reconnecting slow-header clients on 128 connections and 64 slow bodies on 8 slots: health, /metrics and a GET answered within {worst:?}"
+    );
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    stop.cancel();
+    for f in flood {
+        let _ = f.await;
+    }
+    drop(bodies);
+    app.stop().await;
 }
