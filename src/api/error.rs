@@ -85,6 +85,10 @@ pub enum ApiError {
     /// The body did not arrive within `HEADER_READ_TIMEOUT` (408).
     #[error("the request body did not arrive within {0:?} (HEADER_READ_TIMEOUT)")]
     SlowBody(std::time::Duration),
+    /// The server is busy for the reason given (the renders running hold all
+    /// of `RENDER_MEMORY_TOTAL`): 503 `overloaded` with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
     /// The request outlived `REQUEST_TIMEOUT`.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
@@ -113,7 +117,7 @@ impl ApiError {
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, C::BadGateway),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::Unprocessable),
-            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, C::Overloaded),
+            Self::Overloaded | Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, C::Overloaded),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, C::Timeout),
             Self::SlowBody(_) => (StatusCode::REQUEST_TIMEOUT, C::RequestTimeout),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, C::TooLarge),
@@ -184,7 +188,7 @@ impl From<RenderError> for ApiError {
             RenderError::Stopped {
                 stop: crate::bounds::Stop::Total(_),
                 ..
-            } => Self::Unavailable(e.to_string()),
+            } => Self::Busy(e.to_string()),
             RenderError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
             _ => Self::Unprocessable(e.to_string()),
         }
@@ -206,7 +210,7 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(body)).into_response();
         match self {
-            Self::Overloaded => {
+            Self::Overloaded | Self::Busy(_) => {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }

@@ -5,8 +5,8 @@
 //! comparisons, recursive macros and `fetch()` calls; most parse, a few are
 //! cut short. One at a time and in batches of 8 at once, so the process-wide
 //! totals matter too. Every render answers 200, 422 with a message, or 503
-//! for the server's load (`overloaded`, or `unavailable` once the renders at
-//! once hold all of `RENDER_MEMORY_TOTAL`) within the deadline plus slack;
+//! `overloaded` for the server's load (every slot taken, or the renders at
+//! once holding all of `RENDER_MEMORY_TOTAL`) within the deadline plus slack;
 //! the process stays up and its peak RSS grows by less than
 //! [`GROWTH_BOUND_MIB`]. A failure prints the template as first found.
 //!
@@ -386,11 +386,7 @@ async fn run_batch(demo: &Demo, batch: &[String], tally: &RefCell<Tally>) -> Res
                     422 => !message.is_empty(),
                     // Shed, or stopped because the renders at once hold all of
                     // RENDER_MEMORY_TOTAL: the server's load, not the template.
-                    503 => {
-                        body["error"]["code"] == "overloaded"
-                            || (body["error"]["code"] == "unavailable"
-                                && message.contains("RENDER_MEMORY_TOTAL"))
-                    }
+                    503 => body["error"]["code"] == "overloaded",
                     _ => false,
                 };
                 if !clear {
