@@ -42,6 +42,10 @@ struct Filter {
     full: bool,
 }
 
+/// `domain=` and `entity_id=` filters one stream may give: each event is
+/// matched against every glob, for as long as the stream lasts.
+const MAX_FILTERS: usize = 64;
+
 impl Filter {
     fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut f = Self {
@@ -50,6 +54,11 @@ impl Filter {
             full: false,
         };
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if f.domains.len() + f.globs.len() >= MAX_FILTERS {
+                return Err(ApiError::BadRequest(format!(
+                    "more than {MAX_FILTERS} domain= and entity_id= filters; use a glob"
+                )));
+            }
             match &*k {
                 "domain" if is_domain(&v) => {
                     f.domains.insert(v.into_owned());
@@ -253,5 +262,23 @@ impl Client {
             }
             next = (n < MAX_PER_CHUNK).then(|| self.sub.try_recv()).flatten();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_capped() {
+        let q = |n: usize| {
+            (0..n)
+                .map(|i| format!("entity_id=light.{i}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(Filter::parse(Some(&q(MAX_FILTERS))).is_ok());
+        let err = Filter::parse(Some(&q(MAX_FILTERS + 1))).err().unwrap();
+        assert!(err.to_string().contains("more than 64"), "{err}");
     }
 }
