@@ -80,14 +80,15 @@ pub fn router(
     let limit = BodyLimit(app_limit);
     Router::new()
         .route_service(PATH, service)
-        .layer(middleware::from_fn(json_reply))
         .layer(middleware::from_fn_with_state(sessions, track))
+        .layer(middleware::from_fn(json_reply))
         .layer(axum::Extension(limit))
 }
 
 /// Keeps [`Sessions`] current: a request naming a session uses it, an
 /// `initialize` (no session yet) first makes room, and the session id it
-/// gets back, or a `DELETE`, opens or closes one.
+/// gets back, or a `DELETE`, opens or closes one. Inside [`json_reply`],
+/// which has read the body and marked an `initialize`.
 async fn track(State(sessions): State<Arc<Sessions>>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -97,7 +98,7 @@ async fn track(State(sessions): State<Arc<Sessions>>, req: Request, next: Next) 
     let delete = req.method() == Method::DELETE;
     match &id {
         Some(id) => sessions.touch(id),
-        None if req.method() == Method::POST => sessions.make_room().await,
+        None if req.extensions().get::<Initialize>().is_some() => sessions.make_room().await,
         None => {}
     }
     let resp = next.run(req).await;
@@ -175,8 +176,16 @@ async fn checked(req: Request) -> Result<Request, Response> {
     if !wire::one_message(&v) {
         return Err(rpc_error(wire::INVALID_REQUEST, wire::NOT_ONE_MESSAGE));
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    if v.get("method").and_then(|m| m.as_str()) == Some("initialize") {
+        req.extensions_mut().insert(Initialize);
+    }
+    Ok(req)
 }
+
+/// Marks a POST that is an `initialize` (read by [`checked`]): only it opens a session.
+#[derive(Clone, Copy)]
+struct Initialize;
 
 /// The body limit, for [`checked`]: put in the request by [`router`].
 #[derive(Clone, Copy)]
