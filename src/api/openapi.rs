@@ -1,8 +1,9 @@
 //! `GET /api/openapi.json`: the API contract, generated from the handlers'
 //! `#[utoipa::path]` annotations and the types they return, so it cannot
-//! drift from the code. The responses many routes share (401, 503
-//! `overloaded`, 504 `timeout`, and 413 and 415 for a request body) are
-//! declared once, in [`SHARED`], and added to each operation they apply to.
+//! drift from the code. The responses many routes share (401, 403 for a
+//! `Host` not allowed, 503 `overloaded`, 504 `timeout`, and 408, 413 and 415
+//! for a request body) are declared once, in [`SHARED`], and added to each
+//! operation they apply to.
 
 use std::collections::btree_map::Entry;
 
@@ -128,6 +129,21 @@ const SHARED: &[Shared] = &[
         name: "Unauthorized",
         description: "Missing or wrong bearer token (`unauthorized`)",
         applies_to: AppliesTo::Guarded,
+        retry_after: false,
+    },
+    Shared {
+        status: "403",
+        name: "Forbidden",
+        description:
+            "The `Host` or `Origin` is not one in ALLOWED_HOSTS (`forbidden`): DNS rebinding",
+        applies_to: AppliesTo::All,
+        retry_after: false,
+    },
+    Shared {
+        status: "408",
+        name: "SlowBody",
+        description: "The body did not arrive within HEADER_READ_TIMEOUT (`request_timeout`)",
+        applies_to: AppliesTo::WithBody,
         retry_after: false,
     },
     Shared {

@@ -212,7 +212,7 @@ async fn a_stalled_client_is_resynced_and_never_holds_up_the_others() {
     let addr = h.base.trim_start_matches("http://");
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
     stalled
-        .write_all(b"GET /api/v1/events?full=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /api/v1/events?full=1 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let mut reader = Sse::open(&h, "?entity_id=sensor.power_consumption", None).await;

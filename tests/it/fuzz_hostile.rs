@@ -32,8 +32,10 @@ use crate::helpers::serial;
 const CASES: u32 = 130;
 /// Templates sent at once in a batch.
 const BATCH: usize = 8;
-/// `RENDER_TIMEOUT` (1 s) plus the round trip on a loaded 2-core machine.
-const LATENCY_BOUND: Duration = Duration::from_millis(1500);
+/// `RENDER_TIMEOUT` (1 s), the wait for room in the render total (250 ms),
+/// and the round trip on a 2-core CI machine running other tests beside
+/// this one (1.5 s failed once in a whole-suite run; 1.04–1.31 s alone).
+const LATENCY_BOUND: Duration = Duration::from_millis(2500);
 /// The process-wide render budget (256 MiB by default) plus the server's own.
 const GROWTH_BOUND_MIB: u64 = 320;
 
