@@ -377,7 +377,6 @@ async fn demo_logging(
     env: &[(&str, &str)],
     stderr: std::process::Stdio,
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ha-fetchers"));
     cmd.args(["demo", "--bind", "127.0.0.1:0"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -389,21 +388,7 @@ async fn demo_logging(
     }
     let mut child = cmd.spawn().expect("the binary runs");
     let stdout = child.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        let mut base = None;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(b) = line.strip_prefix("API: ") {
-                base = Some(b.to_string());
-            }
-            if line.contains("Serving until Ctrl-C") {
-                break;
-            }
-        }
-        base
-    });
+    let base = tokio::task::spawn_blocking(move || crate::helpers::proc::demo_address(stdout));
     let base = tokio::time::timeout(Duration::from_secs(30), base)
         .await
         .expect("the demo starts")

@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use axum::Router;
 use serde_json::Value;
 
-use crate::helpers::api::{call, demo_app, post};
+use crate::helpers::api::{self as helpers, call, demo_app, login, post};
 
 const API_TOKEN: &str = "api-secret";
 
@@ -196,9 +196,7 @@ async fn inline_render_previews_and_names_what_is_wrong() {
 #[tokio::test]
 async fn a_console_login_is_a_cookie_the_api_accepts_until_logout() {
     use crate::helpers::api::{empty_app, request, send, send_json};
-    use axum::body::Body;
-    use axum::http::header::{COOKIE, SET_COOKIE};
-    use axum::http::Request;
+    use axum::http::header::SET_COOKIE;
     use http_body_util::BodyExt;
     let app = empty_app(Some("s3cret"));
     let (status, v) = send_json(&app, request(Method::GET, "/api/v1/session", None)).await;
@@ -208,16 +206,6 @@ async fn a_console_login_is_a_cookie_the_api_accepts_until_logout() {
         serde_json::json!({"auth_required": true, "authenticated": false})
     );
 
-    let login = |token: &str| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/api/v1/session")
-            .header("content-type", "application/json")
-            .body(Body::from(
-                serde_json::json!({ "token": token }).to_string(),
-            ))
-            .unwrap()
-    };
     let resp = tower::ServiceExt::oneshot(app.clone(), login("wrong"))
         .await
         .unwrap();
@@ -239,14 +227,7 @@ async fn a_console_login_is_a_cookie_the_api_accepts_until_logout() {
         assert!(cookie.contains(attr), "{cookie}");
     }
     let pair = cookie.split(';').next().unwrap().to_string();
-    let with_cookie = |uri: &str, method: Method| {
-        Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(COOKIE, &pair)
-            .body(Body::empty())
-            .unwrap()
-    };
+    let with_cookie = |uri: &str, method: Method| helpers::with_cookie(method, uri, &pair);
     let (status, _) = send(&app, with_cookie("/api/v1/states", Method::GET)).await;
     assert_eq!(status, StatusCode::OK, "the cookie opens the API");
     let (status, _) = send(
@@ -313,21 +294,9 @@ async fn every_route_answers_only_the_allowed_host_names() {
 #[tokio::test]
 async fn logout_ends_the_cookies_streams_and_guesses_are_limited() {
     use crate::helpers::api::empty_app;
-    use axum::body::Body;
-    use axum::http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
-    use axum::http::Request;
+    use axum::http::header::{RETRY_AFTER, SET_COOKIE};
     use http_body_util::BodyExt;
     let app = empty_app(Some("s3cret"));
-    let login = |token: &str| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/api/v1/session")
-            .header("content-type", "application/json")
-            .body(Body::from(
-                serde_json::json!({ "token": token }).to_string(),
-            ))
-            .unwrap()
-    };
     let resp = tower::ServiceExt::oneshot(app.clone(), login("s3cret"))
         .await
         .unwrap();
@@ -338,14 +307,7 @@ async fn logout_ends_the_cookies_streams_and_guesses_are_limited() {
         .next()
         .unwrap()
         .to_string();
-    let with_cookie = |uri: &str, method: Method| {
-        Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap()
-    };
+    let with_cookie = |uri: &str, method: Method| helpers::with_cookie(method, uri, &cookie);
     let stream =
         tower::ServiceExt::oneshot(app.clone(), with_cookie("/api/v1/events", Method::GET))
             .await

@@ -16,7 +16,6 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -68,18 +67,7 @@ impl Demo {
             .stderr(Stdio::null())
             .spawn()
             .expect("the binary runs");
-        let mut base = None;
-        for line in BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(b) = line.strip_prefix("API: ") {
-                base = Some(b.to_string());
-            }
-            if line.contains("Serving until Ctrl-C") {
-                break;
-            }
-        }
+        let base = crate::helpers::proc::demo_address(child.stdout.take().unwrap());
         // A hang shows as a timeout here, not a stuck test.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

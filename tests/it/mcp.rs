@@ -369,11 +369,8 @@ async fn raw_http_gets_the_spec_answers() {
     h.finish().await;
 }
 
-#[tokio::test]
-async fn the_mcp_command_serves_the_same_over_stdio() {
-    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
-        .await
-        .unwrap();
+/// `ha-fetchers mcp` against `sim`, with nothing else from the environment.
+fn mcp_command(sim: &ha_fetchers::sim::Sim) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ha-fetchers"));
     cmd.arg("mcp")
         .env_clear()
@@ -382,8 +379,17 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
         .env(
             "FETCHERS_DIR",
             concat!(env!("CARGO_MANIFEST_DIR"), "/fetchers"),
-        )
-        .env("RUST_LOG", "warn");
+        );
+    cmd
+}
+
+#[tokio::test]
+async fn the_mcp_command_serves_the_same_over_stdio() {
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)
+        .await
+        .unwrap();
+    let mut cmd = mcp_command(&sim);
+    cmd.env("RUST_LOG", "warn");
     let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
     let (tx, _) = mpsc::unbounded_channel();
     let c = Heard(tx)
@@ -406,16 +412,8 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
     // Raw lines: one past MAX_BODY_BYTES and one not JSON are answered with
     // JSON-RPC errors, and the session goes on.
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ha-fetchers"));
-    cmd.arg("mcp")
-        .env_clear()
-        .env("HA_URL", sim.url().as_str())
-        .env("HA_TOKEN", crate::helpers::harness::TOKEN)
-        .env(
-            "FETCHERS_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/fetchers"),
-        )
-        .env("MAX_BODY_BYTES", "65536")
+    let mut cmd = mcp_command(&sim);
+    cmd.env("MAX_BODY_BYTES", "65536")
         .env("RUST_LOG", "error")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

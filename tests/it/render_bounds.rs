@@ -4,7 +4,6 @@
 //! process stays up, grows by less than the limit, and leaves no thread
 //! burning CPU.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,16 +99,7 @@ impl Demo {
             .stderr(Stdio::null())
             .spawn()
             .expect("the binary runs");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut base = None;
-        for line in lines.map_while(Result::ok) {
-            if let Some(b) = line.strip_prefix("API: ") {
-                base = Some(b.to_string());
-            }
-            if line.contains("Serving until Ctrl-C") {
-                break;
-            }
-        }
+        let base = crate::helpers::proc::demo_address(child.stdout.take().unwrap());
         Self {
             child,
             base: base.expect("the demo prints its address"),

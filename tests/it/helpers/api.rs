@@ -59,6 +59,28 @@ pub fn request(method: Method, uri: &str, bearer: Option<&str>) -> Request<Body>
     req.body(Body::empty()).unwrap()
 }
 
+/// A console login with `token`.
+pub fn login(token: &str) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/session")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::json!({ "token": token }).to_string(),
+        ))
+        .unwrap()
+}
+
+/// A request carrying the session `cookie` (`name=value`).
+pub fn with_cookie(method: Method, uri: &str, cookie: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
 /// Sends `req`: the status and the body's bytes.
 pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Bytes) {
     let resp = app.clone().oneshot(req).await.unwrap();

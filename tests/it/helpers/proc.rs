@@ -15,3 +15,22 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
 pub fn rss_kib() -> u64 {
     status_kib(std::process::id(), "VmRSS:").unwrap_or(0)
 }
+
+/// The API address `ha-fetchers demo` prints on `stdout` (`API: http://…`),
+/// read until it says it serves; `None` if it exits first.
+pub fn demo_address(stdout: std::process::ChildStdout) -> Option<String> {
+    use std::io::BufRead;
+    let mut base = None;
+    for line in std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Some(b) = line.strip_prefix("API: ") {
+            base = Some(b.to_string());
+        }
+        if line.contains("Serving until Ctrl-C") {
+            break;
+        }
+    }
+    base
+}
