@@ -96,9 +96,13 @@ async fn track(State(sessions): State<Arc<Sessions>>, req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let delete = req.method() == Method::DELETE;
+    // Held until the new session is recorded below (or the request is dropped).
+    let mut _place = None;
     match &id {
         Some(id) => sessions.touch(id),
-        None if req.extensions().get::<Initialize>().is_some() => sessions.make_room().await,
+        None if req.extensions().get::<Initialize>().is_some() => {
+            _place = Some(sessions.make_room().await);
+        }
         None => {}
     }
     let resp = next.run(req).await;

@@ -8,6 +8,7 @@
 //! for as long as a flood's sessions lived.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub struct Sessions {
     seen: Mutex<HashMap<Arc<str>, Instant>>,
     /// The most kept (`MCP_MAX_SESSIONS`).
     max: usize,
+    /// `initialize` calls that made room and are not answered yet: counted
+    /// against the cap, or concurrent ones all pass it (260 of 256 were kept).
+    opening: AtomicUsize,
 }
 
 impl Sessions {
@@ -45,6 +49,7 @@ impl Sessions {
             manager,
             seen: Mutex::default(),
             max: max.max(1),
+            opening: AtomicUsize::new(0),
         });
         let sweeper = Arc::downgrade(&this);
         tokio::spawn(async move {
@@ -81,19 +86,24 @@ impl Sessions {
         metrics::gauge!("mcp_sessions").set(self.seen.lock().len() as f64);
     }
 
-    /// Before a new session: closes the least recently used while at the cap.
-    pub async fn make_room(&self) {
+    /// Before a new session: holds a place for it until the returned
+    /// [`Place`] is dropped (the `initialize` answered or abandoned), and
+    /// closes the least recently used while the sessions and the places
+    /// held pass the cap.
+    pub async fn make_room(self: &Arc<Self>) -> Place {
+        let opening = self.opening.fetch_add(1, Ordering::AcqRel) + 1;
+        let place = Place(self.clone());
         loop {
             let victim = {
                 let mut seen = self.seen.lock();
-                if seen.len() < self.max {
-                    return;
+                if seen.len() + opening <= self.max {
+                    return place;
                 }
                 let oldest = seen
                     .iter()
                     .min_by_key(|(_, at)| **at)
                     .map(|(id, _)| id.clone());
-                let Some(oldest) = oldest else { return };
+                let Some(oldest) = oldest else { return place };
                 seen.remove(&oldest);
                 oldest
             };
@@ -125,5 +135,14 @@ impl Sessions {
             let _ = self.manager.close_session(&id).await;
         }
         metrics::gauge!("mcp_sessions").set(self.seen.lock().len() as f64);
+    }
+}
+
+/// A place held for a session being opened; given back when dropped.
+pub struct Place(Arc<Sessions>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -602,6 +602,21 @@ async fn sessions_and_subscriptions_are_capped() {
         post(Some(&ids[19]), list.clone()).await.unwrap().status(),
         200
     );
+    // Opened 6 at once, they still make room for each other: 8 stay.
+    let opened = futures::future::join_all((0..6).map(|_| post(None, init.clone()))).await;
+    for r in opened {
+        ids.push(
+            r.unwrap().headers()["mcp-session-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut live = 0;
+    for id in &ids {
+        live += usize::from(post(Some(id), list.clone()).await.unwrap().status() == 200);
+    }
+    assert_eq!(live, 8, "concurrent initializes keep the cap");
 
     let id = &ids[19];
     let sub = |n: usize| {
