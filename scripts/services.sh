@@ -19,6 +19,11 @@ wait_for() { # wait_for NAME CHECK...
   echo "$name did not come up" >&2; exit 1
 }
 
+# The TLS tests (tests/it/tls.rs) make a CA with openssl and put socat in
+# front of the simulated Home Assistant.
+need openssl openssl
+need socat socat
+
 # Redis
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   need redis-server redis-server

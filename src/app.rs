@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -52,8 +51,16 @@ const CLEANUP_RESERVE: Duration = Duration::from_secs(2);
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     Ok(match settings.redis_url() {
         Some(url) => {
-            let store = RedisStore::connect(url, &settings.redis_prefix)
+            let trust = crate::tls::Trust {
+                ca_file: settings.redis_ca_file.clone(),
+                skip_verify: !settings.redis_tls_verify,
+            };
+            let store = RedisStore::connect_with(url, &settings.redis_prefix, &trust)
                 .await
+                .map_err(|e| match crate::tls::describe(&e) {
+                    Some(why) => anyhow::anyhow!("{why}"),
+                    None => anyhow::Error::new(e),
+                })
                 .context("REDIS_URL: could not connect to Redis")?;
             Arc::new(store)
         }
@@ -91,6 +98,7 @@ async fn open_prompts(
 impl Application {
     /// Builds every part from settings and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
         let store = open_store(&settings).await?;
         Self::build_with_store(settings, store).await
     }
@@ -116,25 +124,21 @@ impl Application {
             ),
         ];
 
-        let ha = match (&settings.ha_url, &settings.ha_token) {
-            (Some(url), Some(token)) => Some((url.clone(), token.clone())),
-            (Some(_), None) => anyhow::bail!("HA_TOKEN is not set but HA_URL is"),
-            _ => None,
-        };
+        let ha = settings.home_assistant()?;
         let mut fallback: Option<Arc<dyn Fallback>> = None;
-        if let Some((url, token)) = &ha {
-            let ws = crate::config::ws_url(url)
-                .map_err(anyhow::Error::msg)
-                .context("HA_URL")?;
-            anyhow::ensure!(!token.expose_secret().is_empty(), "HA_TOKEN is empty");
-            fallback = Some(Arc::new(HaRest::new(
-                url.clone(),
-                token.clone(),
+        if let Some(link) = &ha {
+            let tls = crate::tls::client_config(&link.trust).context("HA_CA_FILE")?;
+            fallback = Some(Arc::new(HaRest::with_tls(
+                link.rest.clone(),
+                link.token.clone(),
                 settings.ha_rest_timeout,
+                Some(tls.clone()),
             )));
+            tracing::info!(url = %crate::config::redacted(&link.ws), via = link.via, "Home Assistant");
             let cfg = SessionConfig {
-                url: ws,
-                token: token.clone(),
+                url: link.ws.clone(),
+                token: link.token.clone(),
+                tls: Some(tls),
                 max_frame: settings.ha_max_frame_bytes,
                 heartbeat: settings.ha_heartbeat.then_some((
                     settings.ha_heartbeat_interval,
@@ -156,7 +160,7 @@ impl Application {
             .with_writer_stats(writer.stats.clone());
         let registry = Registry::open(settings.database_url.as_ref(), &settings.fetchers_dir)
             .await
-            .context("DATABASE_URL: could not set up the fetcher registry")?;
+            .context("DATABASE_URL is set but cannot be used (the shipped files are not served in its place); fix it or unset it")?;
         tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));
         // Templates read MySQL through the fetcher registry's pool: one pool per process.
         let pool = registry.pool().cloned();
@@ -185,6 +189,14 @@ impl Application {
             prompts,
             states,
             ha_configured: ha.is_some(),
+            ha_tls: ha.as_ref().and_then(|l| {
+                let secure = matches!(l.ws.scheme(), "wss" | "https");
+                secure.then_some(if l.trust.skip_verify {
+                    "unverified"
+                } else {
+                    "verified"
+                })
+            }),
             cache_max_age: settings.cache_max_age,
             api_token: settings.api_token.clone().map(Arc::new),
             limits: api::Limits::from_settings(&settings),

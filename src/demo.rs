@@ -22,9 +22,7 @@ const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 /// `house` (a `/api/states` array, e.g. a dump of one's own HA) that house is
 /// served, as it is, instead of the recorded demo house and its changes.
 pub async fn run(
-    bind: SocketAddr,
-    fetchers_dir: std::path::PathBuf,
-    api_token: Option<SecretString>,
+    mut settings: Settings,
     house: Option<std::path::PathBuf>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -45,12 +43,30 @@ pub async fn run(
         tokio::spawn(demo_changes(sim.clone(), DEMO_TICK, stop.clone()));
     }
 
-    let mut settings = Settings::embedded();
+    let replaced: Vec<&str> = [
+        ("HA_URL", settings.ha_url.is_some()),
+        ("REDIS_URL", settings.redis_url.is_some()),
+        ("DATABASE_URL", settings.database_url.is_some()),
+        ("FETCHERS_SQL_URL", settings.fetchers_sql_url.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if !replaced.is_empty() {
+        tracing::warn!(
+            settings = replaced.join(", "),
+            "The demo stands its own house, in-memory state and fetcher files in for these"
+        );
+    }
     settings.ha_url = Some(sim.url());
     settings.ha_token = Some(SecretString::from(DEMO_TOKEN));
-    settings.fetchers_dir = fetchers_dir;
-    settings.bind = bind;
-    settings.api_token = api_token;
+    settings.ha_ca_file = None;
+    settings.ha_tls_verify = true;
+    settings.supervisor_token = None;
+    settings.redis_url = None;
+    settings.database_url = None;
+    settings.fetchers_sql_url = None;
+    let bind = settings.bind;
     let app = match Application::build(settings.clone()).await {
         Ok(app) => app,
         Err(e) if bind.port() != 0 => {

@@ -16,7 +16,8 @@
 //! `cli` sits above all of it; `scripts/check-cycles.py` (run by CI) keeps
 //! every import pointing down this pipe.
 //!
-//! - [`config`]: typed settings from flags, environment and `.env`.
+//! - [`config`]: typed settings from flags, environment and `.env`, checked at start.
+//! - [`tls`]: rustls for the links out (HA, Redis): the platform's roots, a CA file, or an opt-out.
 //! - [`ha`]: protocol types, the WebSocket session, the REST fallback.
 //! - [`state`]: the store trait, its Redis and in-memory implementations, the writer and queries.
 //! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the engine,
@@ -56,6 +57,7 @@ pub mod sim;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::Application;
 pub use config::Settings;

@@ -13,8 +13,12 @@ use super::AppState;
 /// The WebSocket link as health sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebsocketHealth {
-    /// Whether HA_URL and HA_TOKEN are set.
+    /// Whether HA_URL and HA_TOKEN (or an add-on's SUPERVISOR_TOKEN) are set.
     pub configured: bool,
+    /// Over TLS: `verified`, or `unverified` when `HA_TLS_VERIFY=false`
+    /// (anyone on the path can read the token); absent over plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<&'static str>,
     /// Authenticated and subscribed.
     pub connected: bool,
     /// Something (event or pong) came from HA within CACHE_MAX_AGE.
@@ -64,6 +68,7 @@ pub fn websocket(app: &AppState) -> WebsocketHealth {
         .is_some_and(|a| a <= app.cache_max_age.as_secs_f64());
     WebsocketHealth {
         configured: app.ha_configured,
+        tls: app.ha_tls,
         connected: meta.connected,
         fresh,
         ha_version: meta.ha_version,

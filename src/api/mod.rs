@@ -52,6 +52,8 @@ pub struct AppState {
     pub states: StateManager,
     /// Whether a Home Assistant is configured at all.
     pub ha_configured: bool,
+    /// HA's link over TLS: `verified`, or `unverified` with `HA_TLS_VERIFY=false`.
+    pub ha_tls: Option<&'static str>,
     /// With nothing from HA for this long, health reports stale.
     pub cache_max_age: Duration,
     /// When set, the bearer token every route but `/api/health` needs.
@@ -82,6 +84,7 @@ impl AppState {
             sessions: Arc::default(),
             states,
             ha_configured: false,
+            ha_tls: None,
             cache_max_age: Duration::from_secs(300),
             api_token: None,
             prompts: Arc::new(Prompts::new(renderer, Vec::new())),

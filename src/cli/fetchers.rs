@@ -147,16 +147,19 @@ pub(super) async fn fetch(
 ) -> anyhow::Result<ExitCode> {
     let reg = open_registry(settings).await?;
     reg.reload().await.context("loading fetcher definitions")?;
-    let store: SharedStore = match (&settings.ha_url, &settings.ha_token) {
-        (Some(url), Some(token)) => {
-            let rest = HaRest::new(url.clone(), token.clone(), settings.ha_rest_timeout);
-            let snapshot = rest.states().await.context("HA_URL: reading /api/states")?;
+    let store: SharedStore = match settings.home_assistant()? {
+        Some(link) => {
+            let tls = crate::tls::client_config(&link.trust).context("HA_CA_FILE")?;
+            let rest = HaRest::with_tls(link.rest, link.token, settings.ha_rest_timeout, Some(tls));
+            let snapshot = rest
+                .states()
+                .await
+                .with_context(|| format!("{}: reading /api/states", link.via))?;
             let mem = MemoryStore::new();
             mem.replace_all(snapshot).await?;
             Arc::new(mem)
         }
-        (Some(_), None) => anyhow::bail!("HA_TOKEN is not set but HA_URL is"),
-        _ => crate::app::open_store(settings).await?,
+        None => crate::app::open_store(settings).await?,
     };
     let engine = Engine::new(reg, StateManager::new(store, None))
         .with_render_memory(settings.render_memory_limit)

@@ -31,7 +31,7 @@ impl Local {
     /// (when HA is configured) for at most [`SNAPSHOT_WAIT`].
     pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
         settings.bind = ([127, 0, 0, 1], 0).into();
-        let wait_for_ha = settings.ha_url.is_some();
+        let wait_for_ha = settings.home_assistant()?.is_some();
         let app = Application::build(settings).await?;
         let state = app.state().clone();
         let stop = app.shutdown_token();

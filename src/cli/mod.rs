@@ -32,20 +32,16 @@ pub enum Command {
         #[command(flatten)]
         settings: Box<Settings>,
     },
-    /// Run the whole pipe on a built-in simulated house: no MySQL, Redis or HA needed.
+    /// Run the whole pipe on a built-in simulated house: no MySQL, Redis or HA
+    /// needed. It reads the same settings as `serve` (BIND, API_TOKEN, limits,
+    /// …) but its own house, in-memory state and fetcher files stand in for
+    /// HA_URL, REDIS_URL and DATABASE_URL. A busy BIND port is swapped for a free one.
     Demo {
-        /// Address the API binds to (a free port is taken if it is busy).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        bind: std::net::SocketAddr,
-        /// Folder of fetcher and prompt definitions.
-        #[arg(long, env = "FETCHERS_DIR", default_value = "fetchers")]
-        fetchers_dir: std::path::PathBuf,
-        /// When set, every route but /api/health needs `Authorization: Bearer <token>`.
-        #[arg(long, env = "API_TOKEN", hide_env_values = true)]
-        api_token: Option<secrecy::SecretString>,
         /// Serve this house instead: a JSON array of states as HA's `/api/states` answers.
         #[arg(long)]
         house: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        settings: Box<Settings>,
     },
     /// Apply mysql/schemas in order, then seed the shipped fetchers from fetchers/.
     Migrate {
@@ -88,6 +84,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The settings every command takes.
+    fn settings(&self) -> &Settings {
+        match self {
+            Command::Serve { settings }
+            | Command::Mcp { settings }
+            | Command::Demo { settings, .. } => settings,
+            Command::Migrate { settings }
+            | Command::Seed { settings }
+            | Command::Fetch { settings, .. }
+            | Command::Check { settings }
+            | Command::Render { settings, .. } => settings,
+        }
+    }
+}
+
 /// Loads `.env` and drops settings that are set but empty (`HA_URL=` in a
 /// copied `.env.example` means "unset", not "an empty URL"). Call it before
 /// any thread starts: it edits the process environment.
@@ -117,6 +129,11 @@ pub async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Every command reads its settings the same way and refuses, before
+    // touching anything, one that can never work (the demo's links are its own).
+    if !matches!(cli.command, Command::Demo { .. }) {
+        cli.command.settings().validate()?;
+    }
     match cli.command {
         Command::Serve { settings } => {
             let app = Application::build(*settings).await?;
@@ -129,19 +146,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo {
-            bind,
-            fetchers_dir,
-            api_token,
-            house,
-        } => {
+        Command::Demo { house, settings } => {
             let stop = tokio_util::sync::CancellationToken::new();
             let signal = stop.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 signal.cancel();
             });
-            crate::demo::run(bind, fetchers_dir, api_token, house, stop).await?;
+            crate::demo::run(*settings, house, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mcp { settings } => mcp::serve(*settings).await,

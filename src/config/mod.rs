@@ -13,6 +13,8 @@ use url::Url;
 
 use crate::state::CacheMode;
 
+mod check;
+
 /// Parses `30s`, `500ms`, `5m`.
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 500ms, 5m)"))
@@ -52,10 +54,29 @@ pub struct Settings {
     /// How long one REST call to HA may take.
     #[arg(long, env = "HA_REST_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub ha_rest_timeout: Duration,
+    /// A PEM file of the CA that signed HA's certificate (a private CA, a
+    /// self-signed HA), trusted instead of the platform's roots.
+    #[arg(long, env = "HA_CA_FILE")]
+    pub ha_ca_file: Option<PathBuf>,
+    /// `false` takes any certificate from HA: an explicit opt-out, warned of at
+    /// start and shown in `/api/health/websocket`.
+    #[arg(long, env = "HA_TLS_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ha_tls_verify: bool,
+    /// Set by the Supervisor inside a Home Assistant add-on: with `HA_URL`
+    /// unset, HA is reached through `http://supervisor/core` with this token.
+    #[arg(long, env = "SUPERVISOR_TOKEN", hide_env_values = true)]
+    pub supervisor_token: Option<SecretString>,
 
     /// Redis URL; without it, states live in memory.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// A PEM file of the CA that signed Redis's certificate (`rediss://`),
+    /// trusted instead of the platform's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// `false` takes any certificate from Redis (an explicit opt-out, warned of at start).
+    #[arg(long, env = "REDIS_TLS_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub redis_tls_verify: bool,
     /// Prefix of every Redis key, so several homes or test runs can share a Redis.
     #[arg(long, env = "REDIS_PREFIX", default_value = "ha:")]
     pub redis_prefix: String,
@@ -141,8 +162,43 @@ pub struct Settings {
 impl Settings {
     /// `ws(s)://host/api/websocket` from `HA_URL`.
     pub fn ws_url(&self) -> Option<Url> {
-        let base = self.ha_url.as_ref()?;
-        ws_url(base).ok()
+        self.home_assistant().ok().flatten().map(|l| l.ws)
+    }
+
+    /// Where Home Assistant is and how it is trusted: `HA_URL` and `HA_TOKEN`,
+    /// else the Supervisor's proxy inside an add-on; `None` when neither.
+    pub fn home_assistant(&self) -> anyhow::Result<Option<HaLink>> {
+        let trust = crate::tls::Trust {
+            ca_file: self.ha_ca_file.clone(),
+            skip_verify: !self.ha_tls_verify,
+        };
+        match (&self.ha_url, &self.ha_token, &self.supervisor_token) {
+            (Some(url), Some(token), _) => {
+                anyhow::ensure!(
+                    !token.expose_secret().is_empty(),
+                    "HA_TOKEN is empty: set it to a long-lived access token (HA: your profile → Security)"
+                );
+                let ws = ws_url(url).map_err(anyhow::Error::msg)?;
+                Ok(Some(HaLink {
+                    rest: url.clone(),
+                    ws,
+                    token: token.clone(),
+                    trust,
+                    via: "HA_URL",
+                }))
+            }
+            (Some(_), None, _) => anyhow::bail!(
+                "HA_TOKEN is not set but HA_URL is: set HA_TOKEN to a long-lived access token (HA: your profile → Security)"
+            ),
+            (None, _, Some(token)) if !token.expose_secret().is_empty() => Ok(Some(HaLink {
+                rest: Url::parse(SUPERVISOR_CORE).expect("a valid URL"),
+                ws: Url::parse(SUPERVISOR_WS).expect("a valid URL"),
+                token: token.clone(),
+                trust,
+                via: "SUPERVISOR_TOKEN",
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// The limits every render gets.
@@ -190,7 +246,12 @@ impl Settings {
         let mut s = <Only as clap::Parser>::parse_from(["x"]).s;
         s.ha_url = None;
         s.ha_token = None;
+        s.ha_ca_file = None;
+        s.ha_tls_verify = true;
+        s.supervisor_token = None;
         s.redis_url = None;
+        s.redis_ca_file = None;
+        s.redis_tls_verify = true;
         s.database_url = None;
         s.fetchers_sql_url = None;
         s.api_token = None;
@@ -199,13 +260,37 @@ impl Settings {
     }
 }
 
+/// Home Assistant's API through the Supervisor, as an add-on reaches it.
+pub const SUPERVISOR_CORE: &str = "http://supervisor/core";
+/// Home Assistant's WebSocket through the Supervisor (the add-on docs' path).
+pub const SUPERVISOR_WS: &str = "ws://supervisor/core/websocket";
+
+/// How to reach Home Assistant.
+#[derive(Clone, Debug)]
+pub struct HaLink {
+    /// The REST base (`https://ha.example:8123`).
+    pub rest: Url,
+    /// The WebSocket endpoint.
+    pub ws: Url,
+    /// The bearer for both.
+    pub token: SecretString,
+    /// What its certificate is checked against (https/wss only).
+    pub trust: crate::tls::Trust,
+    /// The setting it came from, for logs and errors.
+    pub via: &'static str,
+}
+
 /// Maps an HA base URL to its WebSocket endpoint.
 pub fn ws_url(base: &Url) -> Result<Url, String> {
     let mut u = base.clone();
     let scheme = match base.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
-        other => return Err(format!("HA_URL must be http or https, not {other}")),
+        other => {
+            return Err(format!(
+                "HA_URL must start with http:// or https://, not {other}:// (e.g. http://homeassistant.local:8123)"
+            ))
+        }
     };
     u.set_scheme(scheme)
         .map_err(|_| "HA_URL has an unusable scheme".to_string())?;

@@ -39,6 +39,27 @@ pub enum LoadError {
     Files { dir: String, error: std::io::Error },
 }
 
+impl LoadError {
+    /// A failure no retry heals: the settings are wrong (a refused TLS
+    /// handshake, a refused login, a database that does not exist), as
+    /// opposed to MySQL being down.
+    pub fn is_configuration(&self) -> bool {
+        let LoadError::Db(DbError::Sql(e)) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => true,
+            // A refused handshake arrives as the I/O error rustls raised.
+            sqlx::Error::Io(_) => crate::tls::describe(e).is_some(),
+            // Access denied (user, database) and unknown database.
+            sqlx::Error::Database(d) => d
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|m| matches!(m.number(), 1044 | 1045 | 1049)),
+            _ => false,
+        }
+    }
+}
+
 /// One validated set of definitions.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -119,6 +140,10 @@ impl Registry {
             Some(url) => {
                 let reg = Arc::new(Self::new(Backend::Mysql(db::pool(url.expose_secret())?)));
                 if let Err(e) = reg.reload().await {
+                    // No silent fallback to the files when the URL itself is wrong.
+                    if e.is_configuration() {
+                        return Err(e);
+                    }
                     tracing::warn!(error = %e, dir = %fetchers_dir.display(),
                         "MySQL unavailable at start; using the shipped fetcher files until it answers");
                     if let Ok((rows, pre)) = files::load_dir(fetchers_dir) {

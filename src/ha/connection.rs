@@ -1,10 +1,12 @@
 //! One WebSocket connection: frames in, text out.
 
+use std::sync::Arc;
+
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use super::HaError;
@@ -16,13 +18,28 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Opens the socket; frames up to `max_frame` bytes are accepted.
-    pub async fn connect(url: &Url, max_frame: usize) -> Result<Self, HaError> {
+    /// Opens the socket; frames up to `max_frame` bytes are accepted. A
+    /// `wss://` URL is checked against `tls` (the platform's roots when `None`).
+    pub async fn connect(
+        url: &Url,
+        max_frame: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, HaError> {
         let cfg = WebSocketConfig::default()
             .max_message_size(Some(max_frame))
             .max_frame_size(Some(max_frame));
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(cfg), false).await?;
+        let connector = tls.map(Connector::Rustls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            Some(cfg),
+            false,
+            connector,
+        )
+        .await
+        .map_err(|e| match crate::tls::describe(&e) {
+            Some(why) => HaError::Tls(why),
+            None => HaError::WebSocket(e),
+        })?;
         Ok(Self { ws })
     }
 

@@ -15,6 +15,10 @@ pub use session::{Session, SessionConfig};
 pub enum HaError {
     #[error("websocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The handshake failed: a certificate not trusted, expired or for
+    /// another name (`HA_CA_FILE`, `HA_TLS_VERIFY`); retried, as it may be fixed.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("auth_invalid: {0}")]
     AuthInvalid(String),
     #[error("protocol: {0}")]

@@ -25,6 +25,13 @@ fn truncate_at_char(s: &mut String, max: usize) {
     s.truncate(cut);
 }
 
+/// A request that got no answer: a TLS failure says which, in the words of
+/// the WebSocket's `last_error`.
+fn unreachable(e: reqwest::Error) -> FallbackError {
+    let why = crate::tls::describe(&e).unwrap_or_else(|| e.without_url().to_string());
+    FallbackError::Unreachable(why)
+}
+
 /// A REST client for one HA instance.
 #[derive(Clone)]
 pub struct HaRest {
@@ -38,11 +45,26 @@ pub struct HaRest {
 
 impl HaRest {
     pub fn new(base: Url, token: SecretString, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        Self::with_tls(base, token, timeout, None)
+    }
+
+    /// As [`new`](Self::new); an `https://` base is checked against `tls`,
+    /// the same trust as the WebSocket's.
+    pub fn with_tls(
+        base: Url,
+        token: SecretString,
+        timeout: Duration,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(timeout);
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls((*tls).clone());
+        }
+        let http = builder
             .build()
-            .expect("a client with only timeouts set always builds");
+            .expect("a client with timeouts and a rustls config always builds");
         Self { http, base, token }
     }
 
@@ -60,15 +82,12 @@ impl HaRest {
             .bearer_auth(self.token.expose_secret())
             .send()
             .await
-            .map_err(|e| FallbackError::Unreachable(e.without_url().to_string()))?;
+            .map_err(unreachable)?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| FallbackError::Unreachable(e.without_url().to_string()))?;
+        let body = resp.text().await.map_err(unreachable)?;
         if !status.is_success() {
             let mut message = body;
             truncate_at_char(&mut message, MAX_ERROR_BODY);

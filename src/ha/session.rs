@@ -37,6 +37,8 @@ pub struct SessionConfig {
     pub url: Url,
     /// The access token; never logged.
     pub token: SecretString,
+    /// What a `wss://` URL's certificate is checked against.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Largest frame accepted.
     pub max_frame: usize,
     /// Ping interval and pong timeout; `None` turns the heartbeat off.
@@ -125,7 +127,8 @@ impl Session {
     }
 
     async fn handshake(&self) -> Result<(Connection, String), HaError> {
-        let mut conn = Connection::connect(&self.cfg.url, self.cfg.max_frame).await?;
+        let mut conn =
+            Connection::connect(&self.cfg.url, self.cfg.max_frame, self.cfg.tls.clone()).await?;
         let first = conn.read_frame().await?.ok_or(HaError::Closed)?;
         expect_kind(&first, "auth_required")?;
         conn.send(out::auth(self.cfg.token.expose_secret())).await?;

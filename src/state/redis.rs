@@ -54,7 +54,29 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects and loads the mirror from what Redis already holds.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+        Self::connect_with(url, prefix, &crate::tls::Trust::default()).await
+    }
+
+    /// As [`connect`](Self::connect); a `rediss://` URL is checked against
+    /// `trust` (a CA file, or no check at all when it says so).
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        trust: &crate::tls::Trust,
+    ) -> Result<Self, StoreError> {
+        crate::tls::install_provider();
+        let client = match (&trust.ca_file, trust.skip_verify) {
+            (_, true) => redis::Client::open(format!("{url}#insecure"))?,
+            (Some(path), false) => {
+                let root_cert = std::fs::read(path).map_err(redis::RedisError::from)?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(url, certs)?
+            }
+            (None, false) => redis::Client::open(url)?,
+        };
         let cfg = ConnectionManagerConfig::new()
             .set_response_timeout(REDIS_RESPONSE_TIMEOUT)
             .set_connection_timeout(REDIS_CONNECT_TIMEOUT)

@@ -29,3 +29,4 @@ mod sim_cache_modes;
 mod sim_link;
 mod sim_mirror;
 mod sim_protocol;
+mod tls;

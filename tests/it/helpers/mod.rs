@@ -9,6 +9,7 @@
 //! - [`serial`]: one at a time for the tests that measure time, CPU or memory.
 //! - [`services`]: where Redis, MySQL and a real Home Assistant run.
 //! - [`real`]: a real Home Assistant for the conformance tests.
+//! - [`tls`]: a CA made by the run, and TLS endpoints (socat, Redis, MariaDB) it signed.
 
 pub mod api;
 pub mod fixtures;
@@ -18,6 +19,7 @@ pub mod proc;
 pub mod real;
 pub mod serial;
 pub mod services;
+pub mod tls;
 pub mod wait;
 
 pub(crate) use harness::both;
