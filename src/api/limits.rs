@@ -41,6 +41,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// The `Host` names (and `Origin` hosts) every route answers to; empty: any.
     pub allowed_hosts: Vec<String>,
+    /// Home Assistant's ingress proxy, whose requests skip the Host check
+    /// and the token ([`super::ingress`]).
+    pub ingress_proxy: Option<std::net::IpAddr>,
 }
 
 impl Default for Limits {
@@ -59,6 +62,7 @@ impl Limits {
             header_read_timeout: s.header_read_timeout,
             max_body_bytes: s.max_body_bytes,
             allowed_hosts: super::hosts::allowed_hosts(s),
+            ingress_proxy: s.ingress_proxy,
         }
     }
 }
@@ -73,6 +77,8 @@ pub(super) struct Guard {
     timeout: Duration,
     /// The names requests may come under ([`super::hosts`]).
     hosts: Vec<String>,
+    /// HA's ingress proxy: it sends HA's own host name.
+    ingress: Option<std::net::IpAddr>,
     /// How long a body may take to arrive.
     body_timeout: Duration,
     /// The largest body.
@@ -86,6 +92,7 @@ impl Guard {
             max: limits.max_concurrent_requests,
             timeout: limits.request_timeout,
             hosts: limits.allowed_hosts.clone(),
+            ingress: limits.ingress_proxy,
             body_timeout: limits.header_read_timeout,
             max_body: limits.max_body_bytes,
         }))
@@ -217,7 +224,11 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if let Some(why) = super::hosts::refused(&self.guard.hosts, &req) {
+        let refused = || match super::ingress::from_proxy(self.guard.ingress, &req) {
+            true => None,
+            false => super::hosts::refused(&self.guard.hosts, &req),
+        };
+        if let Some(why) = refused() {
             metrics::counter!("ha_http_wrong_host_total").increment(1);
             return Guarded::Refused { why: Some(why) };
         }

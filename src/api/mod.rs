@@ -8,6 +8,7 @@ mod extract;
 mod fetchers;
 mod health;
 mod hosts;
+mod ingress;
 mod limits;
 mod openapi;
 mod prompts;
@@ -155,9 +156,10 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
         .merge(doors);
-    let routes = match state.api_token {
-        Some(_) => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
-        None => routes,
+    let guarded = state.api_token.is_some() || state.limits.ingress_proxy.is_some();
+    let routes = match guarded {
+        true => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        false => routes,
     };
     routes
         .layer(middleware::from_fn(limits::body_first))
@@ -205,13 +207,15 @@ fn bearer_ok(app: &AppState, headers: &HeaderMap) -> bool {
     bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
 }
 
-/// The bearer header or a console session's cookie; never a token in a URL.
+/// The bearer header, a console session's cookie, or HA's ingress proxy;
+/// never a token in a URL.
 async fn require_token(
     State(app): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if !is_open(req.uri().path())
+        && !ingress::from_proxy(app.limits.ingress_proxy, &req)
         && !bearer_ok(&app, req.headers())
         && !app.sessions.valid(req.headers())
     {

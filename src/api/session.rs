@@ -203,11 +203,19 @@ pub struct Login {
     security(()),
     responses((status = 200, description = "The session", body = SessionView))
 )]
-pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Json<SessionView> {
+pub async fn get(
+    State(app): State<Arc<AppState>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Json<SessionView> {
+    let proxy = app.limits.ingress_proxy;
+    // HA's ingress proxy has authenticated the person already.
+    let via_ingress = super::ingress::is_proxy(proxy, peer.as_ref().map(|Extension(p)| p));
+    let open = app.api_token.is_none() && proxy.is_none();
     let authenticated =
-        app.api_token.is_none() || app.sessions.valid(&headers) || super::bearer_ok(&app, &headers);
+        via_ingress || open || app.sessions.valid(&headers) || super::bearer_ok(&app, &headers);
     Json(SessionView {
-        auth_required: app.api_token.is_some(),
+        auth_required: !via_ingress && !open,
         authenticated,
         error: None,
     })
@@ -233,6 +241,7 @@ pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Json<S
 pub async fn login(
     State(app): State<Arc<AppState>>,
     peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let peer = peer.map(|Extension(Peer(a))| a.ip());
@@ -273,7 +282,8 @@ pub async fn login(
     }
     let id = app.sessions.create();
     let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{SESSION_COOKIE}={id}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}",
+        super::ingress::cookie_path(&headers),
         SESSION_TTL.as_secs()
     );
     let view = SessionView {
@@ -299,7 +309,10 @@ pub async fn login(
 )]
 pub async fn logout(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     app.sessions.remove(&headers);
-    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let clear = format!(
+        "{SESSION_COOKIE}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
+        super::ingress::cookie_path(&headers)
+    );
     let view = SessionView {
         auth_required: app.api_token.is_some(),
         authenticated: app.api_token.is_none(),

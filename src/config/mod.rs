@@ -153,6 +153,12 @@ pub struct Settings {
     /// when `ALLOWED_HOSTS` is empty.
     #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub mcp_allowed_hosts: Vec<String>,
+    /// The address of Home Assistant's ingress proxy (in an add-on, the
+    /// Supervisor's 172.30.32.2). Requests from it count as HA's
+    /// authenticated user and may carry HA's host name; with it set, every
+    /// other address needs `API_TOKEN` for all but health.
+    #[arg(long, env = "INGRESS_PROXY")]
+    pub ingress_proxy: Option<std::net::IpAddr>,
     /// `/mcp` sessions kept at once (each ~60 KiB); a new one past this closes
     /// the least recently used, whose client starts again on its next request.
     #[arg(long, env = "MCP_MAX_SESSIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
@@ -255,6 +261,7 @@ impl Settings {
         s.database_url = None;
         s.fetchers_sql_url = None;
         s.api_token = None;
+        s.ingress_proxy = None;
         s.bind = ([127, 0, 0, 1], 0).into();
         s
     }

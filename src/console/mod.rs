@@ -3,7 +3,9 @@
 //! step or framework to keep up to date. Its views (status, fetchers,
 //! prompts, states) read the same API every other client uses, and the
 //! change stream keeps them live. Mounted beside `api`, behind the same
-//! token check (the page itself is open; its data is not).
+//! token check (the page itself is open; its data is not). Every URL in the
+//! page is relative, so it works as well under the prefix of Home
+//! Assistant's ingress (`/api/hassio_ingress/<token>/`) as at `/`.
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::HeaderValue;

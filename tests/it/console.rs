@@ -22,7 +22,7 @@ const APPEAR: Duration = Duration::from_secs(15);
 
 /// A child process in a process group of its own, killed with the whole
 /// group on drop: chromedriver's browsers die with it, even when a test fails.
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Running {
     fn spawn(cmd: &mut Command) -> Self {
@@ -40,7 +40,7 @@ impl Drop for Running {
 }
 
 /// chromedriver's path, or `None` (a skip) unless `BROWSER_REQUIRED` is set.
-fn chromedriver() -> Option<PathBuf> {
+pub(crate) fn chromedriver() -> Option<PathBuf> {
     let found = std::env::var_os("CHROMEDRIVER")
         .map(PathBuf::from)
         .or_else(|| Some(PathBuf::from("/usr/bin/chromedriver")))
@@ -56,17 +56,16 @@ fn chromedriver() -> Option<PathBuf> {
 }
 
 /// `ha-fetchers demo` on a free port; its API address.
-fn demo(token: Option<&str>) -> (Running, String) {
+pub(crate) fn demo(env: &[(&str, &str)]) -> (Running, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ha-fetchers"));
     cmd.args(["demo", "--bind", "127.0.0.1:0"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "warn")
         .env_remove("API_TOKEN")
+        .env_remove("INGRESS_PROXY")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    if let Some(t) = token {
-        cmd.env("API_TOKEN", t);
-    }
     let mut running = Running::spawn(&mut cmd);
     let out = BufReader::new(running.0.stdout.take().unwrap());
     let mut base = None;
@@ -82,7 +81,7 @@ fn demo(token: Option<&str>) -> (Running, String) {
 }
 
 /// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser(driver: &PathBuf) -> (Running, Client) {
+pub(crate) async fn browser(driver: &PathBuf) -> (Running, Client) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -150,7 +149,7 @@ impl WebDriverCompatibleCommand for BrowserLog {
 }
 
 /// Console errors logged since the last call, except those matching `allowed`.
-async fn console_errors(c: &Client, allowed: &[&str]) -> Vec<String> {
+pub(crate) async fn console_errors(c: &Client, allowed: &[&str]) -> Vec<String> {
     let log = c.issue_cmd(BrowserLog).await.expect("the browser log");
     log.as_array()
         .into_iter()
@@ -162,7 +161,7 @@ async fn console_errors(c: &Client, allowed: &[&str]) -> Vec<String> {
 }
 
 /// Saves a screenshot under `target/`.
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("a screenshot");
     let dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -172,7 +171,7 @@ async fn shot(c: &Client, name: &str) {
 }
 
 /// Polls `f` until it returns `Some`, or fails naming `what`.
-async fn until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+pub(crate) async fn until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -191,13 +190,13 @@ where
 }
 
 /// The text of `css`, when present.
-async fn text(c: &Client, css: &str) -> Option<String> {
+pub(crate) async fn text(c: &Client, css: &str) -> Option<String> {
     let e = c.find(Locator::Css(css)).await.ok()?;
     e.text().await.ok()
 }
 
 /// Whether `css` is displayed.
-async fn shown(c: &Client, css: &str) -> bool {
+pub(crate) async fn shown(c: &Client, css: &str) -> bool {
     match c.find(Locator::Css(css)).await {
         Ok(e) => e.is_displayed().await.unwrap_or(false),
         Err(_) => false,
@@ -205,7 +204,7 @@ async fn shown(c: &Client, css: &str) -> bool {
 }
 
 /// Clicks `css`.
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -222,7 +221,7 @@ async fn type_into(c: &Client, css: &str, value: &str) {
 }
 
 /// The next `state` event of the demo's change stream: entity id and new state.
-async fn next_change(base: &str) -> (String, String) {
+pub(crate) async fn next_change(base: &str) -> (String, String) {
     let mut resp = reqwest::get(format!("{base}/api/v1/events")).await.unwrap();
     let mut buf = String::new();
     loop {
@@ -253,7 +252,7 @@ async fn the_console_works_in_a_real_browser() {
     let Some(driver) = chromedriver() else {
         return;
     };
-    let (_demo, base) = demo(None);
+    let (_demo, base) = demo(&[]);
     let (_driver, c) = browser(&driver).await;
 
     // Status.
@@ -453,7 +452,7 @@ async fn with_a_token_the_console_asks_for_it_and_the_api_refuses_without() {
         return;
     };
     const TOKEN: &str = "console-test-token";
-    let (_demo, base) = demo(Some(TOKEN));
+    let (_demo, base) = demo(&[("API_TOKEN", TOKEN)]);
     let http = reqwest::Client::new();
     let status = |r: reqwest::Response| r.status().as_u16();
     let without = http

@@ -9,6 +9,7 @@ mod big_frame;
 mod cli_check;
 mod cli_demo;
 mod console;
+mod console_ingress;
 mod events;
 mod fetchers_engine;
 mod fetchers_mysql;

@@ -7,6 +7,10 @@
 //! the Home Assistant installed there (test.sh runs it on 2024.3.3 too).
 //! States created through HA's REST API are not restored by a restart, so
 //! each round's probe entity must vanish from the cache too.
+//!
+//! This HA serves TLS itself (`http: ssl_certificate`, a CA made by the run),
+//! so the restarts are wss:// reconnects; before them, a trust of another CA
+//! is refused with the reason in `last_error`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,6 +25,7 @@ use serde_json::json;
 use crate::helpers::real::{assert_mirrors_within, ours, Ha};
 use crate::helpers::serial;
 use crate::helpers::services::redis_url;
+use crate::helpers::tls::{pki, Pki};
 
 /// The port of this test's own HA, unless `HA_RESTARTS_PORT` says otherwise.
 const PORT: u16 = 8124;
@@ -45,10 +50,14 @@ fn config_dir() -> String {
         .unwrap_or_else(|_| format!("{home}/.cache/ha-fetchers/ha-restarts"))
 }
 
-/// Starts (or finds) this test's HA and returns it with its token.
-fn start_ha() -> Ha {
+/// Starts (or finds) this test's HA, serving TLS with `pki`'s certificate,
+/// and returns it with its token.
+fn start_ha(pki: &Pki) -> Ha {
     let out = Command::new(scripts().join("start.sh"))
         .args([config_dir(), port()])
+        .env("HA_TLS_CERT", &pki.cert)
+        .env("HA_TLS_KEY", &pki.key)
+        .env("HA_TLS_CA", &pki.ca)
         .output()
         .expect("scripts/ha/start.sh runs");
     assert!(
@@ -63,10 +72,14 @@ fn start_ha() -> Ha {
             .map(str::to_string)
             .unwrap_or_else(|| panic!("start.sh printed no {k}"))
     };
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
     Ha {
         url: get("HA_URL="),
         token: get("HA_TOKEN="),
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap(),
     }
 }
 
@@ -79,6 +92,35 @@ fn stop_ha() {
     assert!(ok, "stop.sh failed");
 }
 
+/// HA's own TLS, trusted through another CA: refused, and health says why.
+async fn refused_with_another_ca(settings: &Settings, pki: &Pki) {
+    let mut s = settings.clone();
+    s.ha_ca_file = Some(pki.wrong_ca.clone());
+    let app = Application::build(s).await.unwrap();
+    let state = app.state().clone();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let why = "certificate verify failed: unknown issuer";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !state
+        .states
+        .meta()
+        .last_error
+        .is_some_and(|e| e.contains(why))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no '{why}': {:?}",
+            state.states.meta().last_error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!state.states.meta().connected);
+    drop(state);
+    stop.cancel();
+    let _ = server.await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_ha_restarted_under_event_load() {
     let Some(rounds) = std::env::var("HA_RESTARTS")
@@ -89,10 +131,14 @@ async fn real_ha_restarted_under_event_load() {
         return;
     };
     let _alone = serial::alone().await;
-    let ha = Arc::new(start_ha());
+    let pki = pki();
+    let ha = Arc::new(start_ha(&pki));
+    assert!(ha.url.starts_with("https://"), "{}", ha.url);
     let mut settings = Settings::embedded();
     settings.ha_url = Some(ha.url.parse().unwrap());
     settings.ha_token = Some(SecretString::from(ha.token.clone()));
+    refused_with_another_ca(&settings, &pki).await;
+    settings.ha_ca_file = Some(pki.ca.clone());
     settings.ha_reconnect_max = Duration::from_secs(2);
     settings.redis_url = Some(SecretString::from(redis_url()));
     settings.redis_prefix = format!("restarts-{}-{}:", std::process::id(), rand::random::<u32>());
@@ -143,7 +189,7 @@ async fn real_ha_restarted_under_event_load() {
 
         let t = Instant::now();
         stop_ha();
-        start_ha();
+        start_ha(&pki);
         let deadline = Instant::now() + RECONNECT_LIMIT;
         loop {
             let m = state.states.meta();

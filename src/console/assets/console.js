@@ -109,7 +109,7 @@
     if (raw) {
       try { data = JSON.parse(raw); } catch { data = null; }
     }
-    if (res.status === 401 && path !== "/api/v1/session") {
+    if (res.status === 401 && path !== "api/v1/session") {
       sessionLost();
       throw new AuthLost();
     }
@@ -141,7 +141,7 @@
 
   async function checkSession() {
     try {
-      const r = await api("GET", "/api/v1/session");
+      const r = await api("GET", "api/v1/session");
       if (!r.ok || !r.data) throw new HttpError(r.status, r.data);
       applySession(r.data);
       setProblem("session", null);
@@ -178,7 +178,7 @@
     $("login-error").textContent = "";
     btn.disabled = true;
     try {
-      const r = await api("POST", "/api/v1/session", { token: input.value });
+      const r = await api("POST", "api/v1/session", { token: input.value });
       const d = r.data || {};
       if (r.ok && d.authenticated) {
         input.value = "";
@@ -198,7 +198,7 @@
 
   async function onLogout() {
     try {
-      await api("DELETE", "/api/v1/session");
+      await api("DELETE", "api/v1/session");
     } catch (err) {
       setProblem("logout", `logout: ${errText(err)}`);
     }
@@ -246,7 +246,7 @@
   function openStream() {
     if (app.es || !app.authed) return;
     setStreamStatus(false);
-    const es = new EventSource("/api/v1/events?full=1");
+    const es = new EventSource("api/v1/events?full=1");
     app.es = es;
     es.addEventListener("open", () => setStreamStatus(true));
     es.addEventListener("error", () => {
@@ -276,7 +276,7 @@
   async function recheckStream() {
     if (!app.authed) return;
     try {
-      const r = await api("GET", "/api/v1/session");
+      const r = await api("GET", "api/v1/session");
       if (r.ok && r.data && r.data.auth_required && !r.data.authenticated) return sessionLost();
     } catch { /* server down: just retry the stream */ }
     openStream();
@@ -306,7 +306,7 @@
 
   async function pollStatus(gen) {
     if (!document.hidden) {
-      const s = await guard("status", () => getJSON("/api/v1/status"));
+      const s = await guard("status", () => getJSON("api/v1/status"));
       if (s && gen === app.statusGen) renderStatus(s);
     }
     if (gen !== app.statusGen) return;
@@ -410,7 +410,7 @@
   }
 
   async function loadFetchers() {
-    const d = await guard("fetchers", () => getJSON("/api/v1/fetchers"));
+    const d = await guard("fetchers", () => getJSON("api/v1/fetchers"));
     if (!d) return;
     fetchers.loaded = true;
     fetchers.list = (d.fetchers || []).slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
@@ -490,7 +490,7 @@
     btn.disabled = true;
     setRunMeta(`running ${name}…`, false);
     try {
-      const r = await api("POST", `/api/v1/fetchers/${encodeURIComponent(name)}/run?text=true`, params);
+      const r = await api("POST", `api/v1/fetchers/${encodeURIComponent(name)}/run?text=true`, params);
       if (seq !== fetchers.runSeq) return;
       const d = r.data || {};
       if (!r.ok || d.error) {
@@ -521,7 +521,7 @@
   }
 
   async function loadPromptList() {
-    const list = await guard("prompts", () => getJSON("/api/v1/prompts"));
+    const list = await guard("prompts", () => getJSON("api/v1/prompts"));
     if (!Array.isArray(list)) return;
     prompts.loaded = true;
     const sel = $("prompt-pick");
@@ -540,7 +540,7 @@
       $("prompt-editor").value = "";
       return renderPreview();
     }
-    const p = await guard("prompt", () => getJSON(`/api/v1/prompts/${encodeURIComponent(name)}`));
+    const p = await guard("prompt", () => getJSON(`api/v1/prompts/${encodeURIComponent(name)}`));
     if (!p || seq !== prompts.pickSeq) return;
     $("prompt-editor").value = p.body ?? "";
     $("prompt-desc").textContent = [p.description, p.enabled === false ? "disabled" : null,
@@ -584,7 +584,7 @@
     prompts.ctrl = ctrl;
     $("preview-elapsed").textContent = "rendering…";
     try {
-      const r = await api("POST", "/api/v1/render", { body, variables: {} }, ctrl.signal);
+      const r = await api("POST", "api/v1/render", { body, variables: {} }, ctrl.signal);
       if (seq !== prompts.seq) return; // a newer keystroke won
       if (!r.ok || r.data?.error) {
         setPreviewError(new HttpError(r.status, r.data).message);
@@ -633,7 +633,7 @@
   function loadStates() {
     if (states.loading) return states.loading;
     states.pending = [];
-    states.loading = guard("states", () => getJSON("/api/v1/states")).then((list) => {
+    states.loading = guard("states", () => getJSON("api/v1/states")).then((list) => {
       const pending = states.pending;
       states.loading = null;
       states.pending = null;

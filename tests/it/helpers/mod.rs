@@ -9,11 +9,13 @@
 //! - [`serial`]: one at a time for the tests that measure time, CPU or memory.
 //! - [`services`]: where Redis, MySQL and a real Home Assistant run.
 //! - [`real`]: a real Home Assistant for the conformance tests.
+//! - [`ingress`]: a path-prefix proxy, as Home Assistant's ingress is.
 //! - [`tls`]: a CA made by the run, and TLS endpoints (socat, Redis, MariaDB) it signed.
 
 pub mod api;
 pub mod fixtures;
 pub mod harness;
+pub mod ingress;
 pub mod logs;
 pub mod proc;
 pub mod real;
