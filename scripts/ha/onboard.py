@@ -3,8 +3,11 @@
 Creates the owner through the onboarding API, trades the auth code for an
 access token, then asks the WebSocket API for a ten-year token.
 Usage: python onboard.py http://127.0.0.1:8123
+An https URL is checked against the CA file in HA_TLS_CA when it is set.
 """
 import asyncio
+import os
+import ssl
 import sys
 
 import aiohttp
@@ -14,7 +17,9 @@ CLIENT_ID = BASE + "/"
 
 
 async def main() -> None:
-    async with aiohttp.ClientSession() as http:
+    ca = os.environ.get("HA_TLS_CA")
+    tls = ssl.create_default_context(cafile=ca) if ca else None
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as http:
         r = await http.post(f"{BASE}/api/onboarding/users", json={
             "client_id": CLIENT_ID, "name": "Owner", "username": "owner",
             "password": "owner-password", "language": "en"})
