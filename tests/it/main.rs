@@ -8,6 +8,7 @@ mod api;
 mod big_frame;
 mod cli_check;
 mod cli_demo;
+mod cli_settings;
 mod console;
 mod console_ingress;
 mod events;
