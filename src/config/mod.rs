@@ -342,6 +342,27 @@ mod tests {
         assert!(ws_url(&Url::parse("ftp://x").unwrap()).is_err());
     }
 
+    /// The docs name every setting: `.env.example` has a line for it and
+    /// the README's table a row.
+    #[test]
+    fn every_setting_is_in_env_example_and_the_readme() {
+        let example = include_str!("../../.env.example");
+        let readme = include_str!("../../README.md");
+        let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        for name in serve.get_arguments().filter_map(|a| a.get_env()) {
+            let name = name.to_str().unwrap();
+            assert!(
+                example.lines().any(|l| l.starts_with(&format!("{name}="))),
+                ".env.example lacks {name}="
+            );
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README's settings table lacks {name}"
+            );
+        }
+    }
+
     #[test]
     fn secrets_never_show_in_debug() {
         let mut s = Settings::embedded();
