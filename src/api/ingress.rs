@@ -21,7 +21,8 @@ pub const X_INGRESS_PATH: &str = "x-ingress-path";
 
 /// Whether `req` came from the ingress proxy.
 pub fn from_proxy<B>(proxy: Option<IpAddr>, req: &Request<B>) -> bool {
-    is_proxy(proxy, req.extensions().get::<Peer>())
+    // No extension lookup on every request when there is no proxy.
+    proxy.is_some() && is_proxy(proxy, req.extensions().get::<Peer>())
 }
 
 /// Whether `peer` is the ingress proxy (an IPv4 peer on an IPv6 socket too).
