@@ -37,9 +37,28 @@ pub enum LoadError {
     Db(#[from] DbError),
     #[error("reading {dir}: {error}")]
     Files { dir: String, error: std::io::Error },
+    /// The URL cannot work ([`LoadError::is_configuration`]): the reason
+    /// once, in words, rather than the driver's chain repeated.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 impl LoadError {
+    /// This configuration failure as one line: a refused handshake in the
+    /// words of the other links, else the server's own message.
+    fn unusable(self) -> Self {
+        let why = match &self {
+            LoadError::Db(DbError::Sql(e)) => match crate::tls::describe(e) {
+                Some(tls) => format!("TLS: {tls}"),
+                None => e
+                    .as_database_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            },
+            other => other.to_string(),
+        };
+        LoadError::Unusable(why)
+    }
+
     /// A failure no retry heals: the settings are wrong (a refused TLS
     /// handshake, a refused login, a database that does not exist), as
     /// opposed to MySQL being down.
@@ -51,10 +70,13 @@ impl LoadError {
             sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => true,
             // A refused handshake arrives as the I/O error rustls raised.
             sqlx::Error::Io(_) => crate::tls::describe(e).is_some(),
-            // Access denied (user, database) and unknown database.
-            sqlx::Error::Database(d) => d
-                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                .is_some_and(|m| matches!(m.number(), 1044 | 1045 | 1049)),
+            // A refused login (SQLSTATE 28000: 1045, MariaDB's 1698), a
+            // database refused (1044) or unknown (1049).
+            sqlx::Error::Database(d) => {
+                d.code().as_deref() == Some("28000")
+                    || d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        .is_some_and(|m| matches!(m.number(), 1044 | 1049))
+            }
             _ => false,
         }
     }
@@ -142,7 +164,7 @@ impl Registry {
                 if let Err(e) = reg.reload().await {
                     // No silent fallback to the files when the URL itself is wrong.
                     if e.is_configuration() {
-                        return Err(e);
+                        return Err(e.unusable());
                     }
                     tracing::warn!(error = %e, dir = %fetchers_dir.display(),
                         "MySQL unavailable at start; using the shipped fetcher files until it answers");

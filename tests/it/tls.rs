@@ -237,6 +237,7 @@ async fn mysql_over_tls_checks_the_ca_named_in_the_url() {
         Ok(_) => panic!("a certificate from another CA was taken"),
         Err(e) => format!("{e:#}"),
     };
+    eprintln!("a wrong CA for DATABASE_URL: {err}");
     assert!(
         err.starts_with("DATABASE_URL is set but cannot be used") && err.contains("certificate"),
         "{err}"
@@ -254,6 +255,7 @@ async fn mysql_over_tls_checks_the_ca_named_in_the_url() {
         })
         .await;
     let err = out.result.unwrap_err().to_string();
+    eprintln!("a wrong CA for FETCHERS_SQL_URL: {err}");
     assert!(err.contains("certificate"), "{err}");
     app.shutdown_token().cancel();
 
@@ -262,4 +264,50 @@ async fn mysql_over_tls_checks_the_ca_named_in_the_url() {
     Application::build(with(unchecked.clone(), unchecked))
         .await
         .expect("ssl-mode=REQUIRED does not check the certificate");
+}
+
+/// No quiet fallback to the files when `DATABASE_URL` itself is wrong (a
+/// login refused, a database that does not exist); MySQL merely down still
+/// serves them until it answers.
+#[tokio::test]
+async fn a_database_url_that_cannot_work_stops_the_start_but_mysql_down_does_not() {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the MySQL tests");
+    let mut url = Url::parse(&base).unwrap();
+    let build = |u: String| async move {
+        let mut s = Settings::embedded();
+        s.database_url = Some(SecretString::from(u));
+        Application::build(s).await.map_err(|e| format!("{e:#}"))
+    };
+    url.set_path("/ha_fetchers_no_such_database");
+    let err = build(url.to_string())
+        .await
+        .err()
+        .expect("an unknown database is refused");
+    assert!(
+        err.starts_with("DATABASE_URL is set but cannot be used")
+            && err.contains("Unknown database"),
+        "{err}"
+    );
+    url.set_path("/mysql");
+    url.set_username("ha_fetchers_nobody").unwrap();
+    url.set_password(Some("wrong")).unwrap();
+    let err = build(url.to_string())
+        .await
+        .err()
+        .expect("a refused login is refused");
+    assert!(
+        err.contains("Access denied") && !err.contains("wrong@"),
+        "{err}"
+    );
+
+    let app = build("mysql://root@127.0.0.1:1/down".into())
+        .await
+        .expect("MySQL down serves the shipped files");
+    assert!(app
+        .state()
+        .fetchers
+        .registry()
+        .get("ha_lights_on")
+        .is_some());
+    app.shutdown_token().cancel();
 }

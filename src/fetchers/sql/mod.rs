@@ -230,7 +230,10 @@ fn failed(e: sqlx::Error, limits: &Limits) -> FetchError {
 }
 
 fn unreachable(e: &sqlx::Error) -> FetchError {
-    FetchError::Failed(format!("MySQL is unreachable: {e}"))
+    match crate::tls::describe(e) {
+        Some(why) => FetchError::Failed(format!("MySQL is unreachable: TLS: {why}")),
+        None => FetchError::Failed(format!("MySQL is unreachable: {e}")),
+    }
 }
 
 /// The server's own message, which names the table or column at fault.
