@@ -98,3 +98,46 @@ async fn mirror_equals_real_home_assistant() {
     stop.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// The same real HA behind a TLS-terminating proxy (`socat`, a CA the run
+/// makes), as a reverse proxy or Nabu Casa puts it: the mirror over wss://
+/// equals HA's `/api/states`, and the REST fallback goes through too.
+#[tokio::test]
+async fn mirror_through_a_tls_proxy_equals_real_home_assistant() {
+    let Some(ha) = real_ha() else { return };
+    let pki = crate::helpers::tls::pki();
+    let ha_port = url::Url::parse(&ha.url).unwrap().port().unwrap();
+    let proxy = crate::helpers::tls::proxy(&pki, ha_port);
+    let https: url::Url = format!("https://127.0.0.1:{}", proxy.port).parse().unwrap();
+    let mut settings = Settings::embedded();
+    settings.ha_url = Some(https.clone());
+    settings.ha_token = Some(SecretString::from(ha.token.clone()));
+    settings.ha_ca_file = Some(pki.ca.clone());
+    let app = Application::build(settings).await.unwrap();
+    let port = app.port();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    assert_mirrors(&ha, port).await;
+    let health: Value = reqwest::get(format!("http://127.0.0.1:{port}/api/health/websocket"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["tls"], "verified", "{health}");
+
+    let trust = ha_fetchers::tls::Trust {
+        ca_file: Some(pki.ca.clone()),
+        skip_verify: false,
+    };
+    let rest = ha_fetchers::ha::HaRest::with_tls(
+        https,
+        SecretString::from(ha.token.clone()),
+        Duration::from_secs(10),
+        Some(ha_fetchers::tls::client_config(&trust).unwrap()),
+    );
+    let through = rest.states().await.expect("REST through the proxy");
+    assert!(through.iter().any(|s| &*s.entity_id == "light.bed_light"));
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
