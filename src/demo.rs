@@ -22,7 +22,7 @@ const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 /// `house` (a `/api/states` array, e.g. a dump of one's own HA) that house is
 /// served, as it is, instead of the recorded demo house and its changes.
 pub async fn run(
-    mut settings: Settings,
+    settings: Settings,
     house: Option<std::path::PathBuf>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -58,14 +58,9 @@ pub async fn run(
             "The demo stands its own house, in-memory state and fetcher files in for these"
         );
     }
+    let mut settings = settings.without_links();
     settings.ha_url = Some(sim.url());
     settings.ha_token = Some(SecretString::from(DEMO_TOKEN));
-    settings.ha_ca_file = None;
-    settings.ha_tls_verify = true;
-    settings.supervisor_token = None;
-    settings.redis_url = None;
-    settings.database_url = None;
-    settings.fetchers_sql_url = None;
     let bind = settings.bind;
     let app = match Application::build(settings.clone()).await {
         Ok(app) => app,

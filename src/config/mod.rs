@@ -241,6 +241,22 @@ impl Settings {
         self.redis_url.as_ref().map(|s| s.expose_secret())
     }
 
+    /// These settings with no link to a service (HA, the Supervisor, Redis,
+    /// MySQL) and their TLS settings at the defaults.
+    pub fn without_links(mut self) -> Self {
+        self.ha_url = None;
+        self.ha_token = None;
+        self.ha_ca_file = None;
+        self.ha_tls_verify = true;
+        self.supervisor_token = None;
+        self.redis_url = None;
+        self.redis_ca_file = None;
+        self.redis_tls_verify = true;
+        self.database_url = None;
+        self.fetchers_sql_url = None;
+        self
+    }
+
     /// Settings with every default and no services, whatever the environment
     /// says (test runs export `DATABASE_URL` for sqlx): what tests and the demo start from.
     pub fn embedded() -> Self {
@@ -249,17 +265,7 @@ impl Settings {
             #[command(flatten)]
             s: Settings,
         }
-        let mut s = <Only as clap::Parser>::parse_from(["x"]).s;
-        s.ha_url = None;
-        s.ha_token = None;
-        s.ha_ca_file = None;
-        s.ha_tls_verify = true;
-        s.supervisor_token = None;
-        s.redis_url = None;
-        s.redis_ca_file = None;
-        s.redis_tls_verify = true;
-        s.database_url = None;
-        s.fetchers_sql_url = None;
+        let mut s = <Only as clap::Parser>::parse_from(["x"]).s.without_links();
         s.api_token = None;
         s.ingress_proxy = None;
         s.bind = ([127, 0, 0, 1], 0).into();

@@ -171,7 +171,7 @@ pub(crate) async fn shot(c: &Client, name: &str) {
 }
 
 /// Polls `f` until it returns `Some`, or fails naming `what`.
-pub(crate) async fn until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+async fn until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -190,13 +190,13 @@ where
 }
 
 /// The text of `css`, when present.
-pub(crate) async fn text(c: &Client, css: &str) -> Option<String> {
+async fn text(c: &Client, css: &str) -> Option<String> {
     let e = c.find(Locator::Css(css)).await.ok()?;
     e.text().await.ok()
 }
 
 /// Whether `css` is displayed.
-pub(crate) async fn shown(c: &Client, css: &str) -> bool {
+async fn shown(c: &Client, css: &str) -> bool {
     match c.find(Locator::Css(css)).await {
         Ok(e) => e.is_displayed().await.unwrap_or(false),
         Err(_) => false,
@@ -204,7 +204,7 @@ pub(crate) async fn shown(c: &Client, css: &str) -> bool {
 }
 
 /// Clicks `css`.
-pub(crate) async fn click(c: &Client, css: &str) {
+async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -220,8 +220,48 @@ async fn type_into(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.unwrap();
 }
 
+/// The status view, open, shows the link up and the demo's 108 entities.
+pub(crate) async fn status_shows_the_house(c: &Client) {
+    let link = until("the link status", APPEAR, || async {
+        text(c, "#status-link")
+            .await
+            .filter(|t| t.contains("connected"))
+    })
+    .await;
+    assert!(!link.contains("disconnected"), "{link}");
+    until("the entity count", APPEAR, || async {
+        text(c, "#status-entities")
+            .await
+            .filter(|t| t.contains("108"))
+    })
+    .await;
+}
+
+/// The states view fills, then shows the next change the change stream at
+/// `base` carries within 2 s.
+pub(crate) async fn states_follow_the_house(c: &Client, base: &str) {
+    click(c, "#nav-states").await;
+    until("the states table", APPEAR, || async {
+        text(c, "#states-count").await.filter(|t| t.contains("108"))
+    })
+    .await;
+    let (id, state) = next_change(base).await;
+    let seen = Instant::now();
+    let row = format!("#states-table tr[data-entity-id='{id}'] td.state");
+    until(
+        "the change in the states view",
+        Duration::from_secs(2),
+        || async { text(c, &row).await.filter(|t| t.starts_with(&state)) },
+    )
+    .await;
+    eprintln!(
+        "{base}: {id} → {state} shown {:?} after the stream carried it",
+        seen.elapsed()
+    );
+}
+
 /// The next `state` event of the demo's change stream: entity id and new state.
-pub(crate) async fn next_change(base: &str) -> (String, String) {
+async fn next_change(base: &str) -> (String, String) {
     let mut resp = reqwest::get(format!("{base}/api/v1/events")).await.unwrap();
     let mut buf = String::new();
     loop {
@@ -257,19 +297,7 @@ async fn the_console_works_in_a_real_browser() {
 
     // Status.
     c.goto(&format!("{base}/#/status")).await.unwrap();
-    let link = until("the link status", APPEAR, || async {
-        text(&c, "#status-link")
-            .await
-            .filter(|t| t.contains("connected"))
-    })
-    .await;
-    assert!(!link.contains("disconnected"), "{link}");
-    until("the entity count", APPEAR, || async {
-        text(&c, "#status-entities")
-            .await
-            .filter(|t| t.contains("108"))
-    })
-    .await;
+    status_shows_the_house(&c).await;
     assert!(shown(&c, "#chart-events").await);
     shot(&c, "status").await;
     assert_eq!(console_errors(&c, &[]).await, Vec::<String>::new());
@@ -361,26 +389,7 @@ async fn the_console_works_in_a_real_browser() {
     );
 
     // States: the table fills, then follows the house live.
-    click(&c, "#nav-states").await;
-    until("the states table", APPEAR, || async {
-        text(&c, "#states-count")
-            .await
-            .filter(|t| t.contains("108"))
-    })
-    .await;
-    let (id, state) = next_change(&base).await;
-    let seen = Instant::now();
-    let row = format!("#states-table tr[data-entity-id='{id}'] td.state");
-    until(
-        "the change in the states view",
-        Duration::from_secs(2),
-        || async { text(&c, &row).await.filter(|t| t.starts_with(&state)) },
-    )
-    .await;
-    eprintln!(
-        "{id} → {state} shown {:?} after the stream carried it",
-        seen.elapsed()
-    );
+    states_follow_the_house(&c, &base).await;
     type_into(&c, "#states-search", "kitchen").await;
     until("the search", APPEAR, || async {
         text(&c, "#states-count")

@@ -5,17 +5,13 @@
 //! is the prefix; paths outside it never reach the service; and only the
 //! proxy is let in without a token (`INGRESS_PROXY`), not the network.
 
-use std::time::{Duration, Instant};
-
 use fantoccini::Locator;
 
 use crate::console::{
-    browser, chromedriver, click, console_errors, demo, next_change, shot, text, until,
+    browser, chromedriver, console_errors, demo, shot, states_follow_the_house,
+    status_shows_the_house,
 };
 use crate::helpers::ingress::{self, PREFIX, PROXY_ADDRESS};
-
-/// How long any one thing may take to appear in the page.
-const APPEAR: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn under_ingress_the_console_works_behind_the_prefix_and_only_the_proxy_gets_in() {
@@ -54,19 +50,7 @@ async fn under_ingress_the_console_works_behind_the_prefix_and_only_the_proxy_ge
     // In a browser, at the prefix as HA's panel opens it.
     let (_driver, c) = browser(&driver).await;
     c.goto(&format!("{under}/#/status")).await.unwrap();
-    let link = until("the link status", APPEAR, || async {
-        text(&c, "#status-link")
-            .await
-            .filter(|t| t.contains("connected"))
-    })
-    .await;
-    assert!(!link.contains("disconnected"), "{link}");
-    until("the entity count", APPEAR, || async {
-        text(&c, "#status-entities")
-            .await
-            .filter(|t| t.contains("108"))
-    })
-    .await;
+    status_shows_the_house(&c).await;
     assert!(
         !c.find(Locator::Css("#view-login"))
             .await
@@ -79,26 +63,7 @@ async fn under_ingress_the_console_works_behind_the_prefix_and_only_the_proxy_ge
     shot(&c, "ingress-status").await;
 
     // The change stream reaches the states view through the proxy.
-    click(&c, "#nav-states").await;
-    until("the states table", APPEAR, || async {
-        text(&c, "#states-count")
-            .await
-            .filter(|t| t.contains("108"))
-    })
-    .await;
-    let (id, state) = next_change(&under).await;
-    let seen = Instant::now();
-    let row = format!("#states-table tr[data-entity-id='{id}'] td.state");
-    until(
-        "the change in the states view",
-        Duration::from_secs(2),
-        || async { text(&c, &row).await.filter(|t| t.starts_with(&state)) },
-    )
-    .await;
-    eprintln!(
-        "under ingress: {id} → {state} shown {:?} after the stream carried it",
-        seen.elapsed()
-    );
+    states_follow_the_house(&c, &under).await;
 
     // The OpenAPI link stays under the prefix, and answers there.
     let href = c

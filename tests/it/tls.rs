@@ -56,6 +56,17 @@ where
     true
 }
 
+/// Runs the `sql` fetcher `tls_probe` in `app`.
+async fn probe(app: &Application) -> ha_fetchers::fetchers::FetchOutcome {
+    app.state()
+        .fetchers
+        .run(FetchRequest {
+            name: "tls_probe".into(),
+            params: Default::default(),
+        })
+        .await
+}
+
 fn trust(ca: Option<&Path>, verify: bool) -> Trust {
     Trust {
         ca_file: ca.map(Path::to_path_buf),
@@ -215,14 +226,7 @@ async fn mysql_over_tls_checks_the_ca_named_in_the_url() {
     let app = Application::build(with(verified.clone(), verified.clone()))
         .await
         .expect("MySQL over TLS with the right CA");
-    let out = app
-        .state()
-        .fetchers
-        .run(FetchRequest {
-            name: "tls_probe".into(),
-            params: Default::default(),
-        })
-        .await;
+    let out = probe(&app).await;
     assert_eq!(
         out.result.as_deref().ok(),
         Some(&json!([{"answer": 42}])),
@@ -246,14 +250,7 @@ async fn mysql_over_tls_checks_the_ca_named_in_the_url() {
     let app = Application::build(with(verified.clone(), wrong))
         .await
         .unwrap();
-    let out = app
-        .state()
-        .fetchers
-        .run(FetchRequest {
-            name: "tls_probe".into(),
-            params: Default::default(),
-        })
-        .await;
+    let out = probe(&app).await;
     let err = out.result.unwrap_err().to_string();
     eprintln!("a wrong CA for FETCHERS_SQL_URL: {err}");
     assert!(err.contains("certificate"), "{err}");
