@@ -443,10 +443,16 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
             .expect("stdout is open");
         answers.push(serde_json::from_str::<Value>(&line).unwrap());
     }
+    // JSON-RPC does not order replies: the errors are written beside rmcp's
+    // answers, so the ping's reply may come before the parse error.
     assert_eq!(answers[0]["id"], 1);
-    assert_eq!(answers[1]["error"]["code"], -32600, "{}", answers[1]);
-    assert_eq!(answers[2]["error"]["code"], -32700, "{}", answers[2]);
-    assert_eq!(answers[3]["id"], 3, "the session goes on: {}", answers[3]);
+    let codes: Vec<&Value> = answers.iter().map(|a| &a["error"]["code"]).collect();
+    assert!(codes.contains(&&json!(-32600)), "{answers:?}");
+    assert!(codes.contains(&&json!(-32700)), "{answers:?}");
+    assert!(
+        answers.iter().any(|a| a["id"] == 3 && a.get("result").is_some()),
+        "the session goes on: {answers:?}"
+    );
     sim.stop();
 }
 
