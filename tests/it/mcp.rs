@@ -450,7 +450,9 @@ async fn the_mcp_command_serves_the_same_over_stdio() {
     assert!(codes.contains(&&json!(-32600)), "{answers:?}");
     assert!(codes.contains(&&json!(-32700)), "{answers:?}");
     assert!(
-        answers.iter().any(|a| a["id"] == 3 && a.get("result").is_some()),
+        answers
+            .iter()
+            .any(|a| a["id"] == 3 && a.get("result").is_some()),
         "the session goes on: {answers:?}"
     );
     sim.stop();
