@@ -235,6 +235,18 @@ pub(crate) async fn status_shows_the_house(c: &Client) {
             .filter(|t| t.contains("108"))
     })
     .await;
+    // The first snapshot is a resync; every value a person reads is a value.
+    let resyncs = until("the first resync", APPEAR, || async {
+        text(c, "#resyncs")
+            .await
+            .filter(|t| t.contains("108 entities"))
+    })
+    .await;
+    assert!(resyncs.contains("0 removed"), "{resyncs}");
+    let view = text(c, "#view-status").await.unwrap_or_default();
+    for word in ["undefined", "NaN", "null", "[object"] {
+        assert!(!view.contains(word), "{word} in the status view: {view}");
+    }
 }
 
 /// The states view fills, then shows the next change the change stream at

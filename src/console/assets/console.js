@@ -364,8 +364,8 @@
     const list = $("resyncs");
     const items = (s.resyncs || []).slice().reverse().map((x) => el("li", null,
       el("time", { datetime: new Date(x.at * 1000).toISOString(), text: localTime(x.at) }),
-      ` · ${x.reason}`,
-      typeof x.entities === "number" ? ` · ${plural(x.entities, "entity", "entities")}` : null));
+      typeof x.entities === "number" ? ` · ${plural(x.entities, "entity", "entities")}` : null,
+      typeof x.removed === "number" ? ` · ${fmtInt(x.removed)} removed` : null));
     if (!items.length) items.push(el("li", { class: "muted", text: "No resyncs yet" }));
     list.replaceChildren(...items);
   }
