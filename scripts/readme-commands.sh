@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the README's commands, so the docs stay true: the demo (release build)
-# and the curl lines it prints, `serve` on the settings of .env.example, and
-# `check` on the shipped definitions. (`scripts/test.sh` runs in .ci/run itself;
+# Runs the README's commands, so the docs stay true: the demo (release build;
+# README_PROFILE=dev runs the same on the dev build, as CI does) and the curl
+# lines it prints, `serve` on the settings of .env.example, and `check` on the
+# shipped definitions. (`scripts/test.sh` runs in .ci/run itself;
 # `docker compose up` needs a Docker engine: .ci/run checks the file instead.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,9 +11,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "== cargo run --release -- demo"
-cargo build --release --bin ha-fetchers
-cargo run -q --release -- demo --bind 127.0.0.1:0 > "$work/demo.out" 2> "$work/demo.err" &
+profile="${README_PROFILE:-release}"
+echo "== cargo run --release -- demo (on the $profile build)"
+cargo build --profile "$profile" --bin ha-fetchers
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/$([ "$profile" = dev ] && echo debug || echo "$profile")/ha-fetchers"
+cargo run -q --profile "$profile" -- demo --bind 127.0.0.1:0 > "$work/demo.out" 2> "$work/demo.err" &
 pids+=($!)
 for _ in $(seq 1 300); do grep -q "Serving until Ctrl-C" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "Serving until Ctrl-C" "$work/demo.out" || { cat "$work/demo.out" "$work/demo.err"; echo "demo did not start" >&2; exit 1; }
@@ -37,7 +40,7 @@ echo "demo stopped cleanly on Ctrl-C"
 echo "== cp .env.example .env && cargo run --release -- serve && curl -s localhost:8080/api/health"
 mkdir -p "$work/run" && cp .env.example "$work/run/.env" && ln -s "$PWD/fetchers" "$work/run/fetchers"
 sed -i 's/^BIND=.*/BIND=127.0.0.1:18999/' "$work/run/.env"   # 8080 may be taken on a shared machine
-(cd "$work/run" && exec "$OLDPWD/target/release/ha-fetchers" serve) > "$work/serve.out" 2>&1 &
+(cd "$work/run" && exec "$bin" serve) > "$work/serve.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -s localhost:18999/api/health >/dev/null 2>&1 && break; sleep 0.1; done
 health=$(curl -s localhost:18999/api/health)
@@ -46,5 +49,5 @@ echo "ok: serve answers health with no Home Assistant configured"
 kill -INT "${pids[0]}"; wait "${pids[0]}"; pids=()
 
 echo "== ha-fetchers check"
-target/release/ha-fetchers check
+"$bin" check
 echo "README commands: all ran"
