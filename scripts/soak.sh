@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's soak: `ha-fetchers serve` on Redis against a fake HA with 10,000
+# The soak: `ha-fetchers serve` on Redis against a fake HA with 10,000
 # entities, 1,000 events/s and 5,000 reads/s for N minutes (default 10).
 # Passes when RSS grows < 5 % after warm-up, no request fails, the app logs no
 # warning, HA sees no REST call and the cache ends equal to the house.

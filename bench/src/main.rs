@@ -100,7 +100,7 @@ struct Args {
         value_parser = clap::builder::PossibleValuesParser::new(FIGURES)
     )]
     only: Option<Vec<String>>,
-    /// Issue 6's soak instead: `serve` at 1,000 events/s and 5,000 reads/s for
+    /// The soak instead: `serve` at 1,000 events/s and 5,000 reads/s for
     /// --minutes; exits non-zero when a check fails.
     #[arg(long, conflicts_with_all = ["quick", "no_ha", "only"])]
     soak: bool,
