@@ -1,6 +1,6 @@
 //! A fetcher's JSON result as token-lean text: `key: value` lines, lists as
 //! `- ` items, and an entity (an object with `entity_id`) as one line the way
-//! the `compact` filter prints it. The JSON itself goes out beside it as
+//! the `compact` filter and `live_context` print it (`sensor.x: 54 %`). The JSON itself goes out beside it as
 //! `structuredContent`, for clients that parse.
 
 use std::fmt::Write;
@@ -61,29 +61,10 @@ fn array(out: &mut String, a: &[Value], depth: usize) {
     }
 }
 
-/// `Name [id]: state, key value, …`, or `id: …` when the name only respells
-/// the id, as `compact(ids=true)` prints it.
+/// `Name [id]: state unit, key value, …`, or `id: …` when the name only
+/// respells the id: the line `compact(ids=true)` and `live_context` print.
 fn entity(out: &mut String, m: &Map<String, Value>) {
-    let id = m.get("entity_id").and_then(Value::as_str).unwrap_or("");
-    let name = m.get("name").and_then(Value::as_str).unwrap_or(id);
-    if crate::jinja::name_in_id(name, id) {
-        out.push_str(id);
-    } else {
-        let _ = write!(out, "{name} [{id}]");
-    }
-    if let Some(s) = m.get("state") {
-        out.push_str(": ");
-        inline(out, s);
-    }
-    for (k, v) in m {
-        if matches!(k.as_str(), "entity_id" | "name" | "state") || v.is_null() {
-            continue;
-        }
-        out.push_str(", ");
-        out.push_str(k);
-        out.push(' ');
-        inline(out, v);
-    }
+    out.push_str(&crate::jinja::Entity::from_result(m).compact_line(true));
 }
 
 /// A value on one line: scalars bare, lists comma-separated, the rest as JSON.
@@ -141,6 +122,16 @@ mod tests {
             text(&v),
             "by_state:\n  off: 1\n  on: 1\ncount: 2\ndomains: light, switch\n\
              entities:\n  - light.bed: on, brightness 180\n  - Lamp [light.desk]: off"
+        );
+        // A state with its unit, attribute keys as words, as `live_context` reads.
+        let v = json!([{"entity_id": "sensor.outside_humidity", "name": "Outside Humidity",
+            "state": "54", "device_class": "humidity", "unit_of_measurement": "%"},
+            {"entity_id": "climate.hvac", "name": "Hvac", "state": "cool",
+            "current_temperature": 22, "temperature_unit": "°C", "hvac_action": "cooling"}]);
+        assert_eq!(
+            text(&v),
+            "- sensor.outside_humidity: 54 %\n\
+             - climate.hvac: cool, current temperature 22 °C, hvac action cooling"
         );
         assert_eq!(text(&json!("plain")), "plain");
     }

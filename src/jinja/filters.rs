@@ -137,6 +137,35 @@ impl Entity {
         }
     }
 
+    /// From an entity a fetcher's result already shaped (`entity_id`,
+    /// `name`, `state`, `area` and the attributes it chose), keeping every
+    /// attribute it gave: how a fetcher's result reads as text, line for
+    /// line as `compact` prints a state.
+    pub fn from_result(m: &serde_json::Map<String, serde_json::Value>) -> Self {
+        use serde_json::Value;
+        let text = |k: &str| match m.get(k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v.to_string()),
+        };
+        let entity_id = text("entity_id").unwrap_or_default();
+        let attributes = m
+            .iter()
+            .filter(|(k, v)| {
+                !v.is_null() && !matches!(k.as_str(), "entity_id" | "name" | "state" | "area")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+            .into();
+        Self {
+            name: text("name").unwrap_or_else(|| entity_id.clone()),
+            state: text("state").unwrap_or_default(),
+            area: text("area"),
+            entity_id,
+            attributes,
+        }
+    }
+
     fn attr(&self, k: &str) -> Option<&serde_json::Value> {
         self.attributes.iter().find(|(n, _)| n == k).map(|(_, v)| v)
     }
