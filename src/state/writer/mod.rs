@@ -13,7 +13,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::changes::{CacheMode, Change, WriterHandle, WriterMsg, WriterStats};
-use super::{now_secs, Changed, EntityState, Meta, SharedStore, Update, Upserted};
+use super::{now_secs, Changed, EntityState, Meta, SharedStore, Update};
+
+mod reconcile;
+mod upserts;
 
 /// The most queued messages folded into one batch.
 pub const MAX_BATCH: usize = 4096;
@@ -216,90 +219,6 @@ impl Writer {
         }
     }
 
-    /// Applies a periodic `get_states` like a snapshot, after counting what
-    /// it repairs: per field, with a warning for anything that means an event
-    /// was missed, and a feed record per repaired entity.
-    async fn reconcile(&mut self, states: Vec<EntityState>) {
-        let states = self.keep_cached_for_future(states);
-        let mut repairs: std::collections::BTreeMap<String, u64> = Default::default();
-        let mut updates = Vec::new();
-        self.store.read(&mut |ix| {
-            for s in &states {
-                let (fields, old_state) = match ix.get(&s.entity_id) {
-                    Some(Some(cur)) => (
-                        super::reconcile::differing(&cur.raw, &s.raw),
-                        Some(cur.state.clone()),
-                    ),
-                    Some(None) => continue, // invalidated: not held, nothing to repair
-                    None => (vec!["added"], None),
-                };
-                if fields.is_empty() {
-                    continue;
-                }
-                if super::reconcile::missed_an_event(&fields) {
-                    tracing::warn!(entity_id = %s.entity_id, fields = ?fields, "Reconcile repaired a state an event should have set");
-                }
-                for f in fields {
-                    *repairs.entry(f.to_string()).or_default() += 1;
-                }
-                updates.push(Update {
-                    entity_id: s.entity_id.clone(),
-                    old_state,
-                    new: Some(s.clone()),
-                });
-            }
-        });
-        match self.store.replace_all(states).await {
-            Ok(gone) => {
-                for id in gone {
-                    tracing::warn!(entity_id = %id, "Reconcile removed an entity HA no longer has");
-                    *repairs.entry("removed".into()).or_default() += 1;
-                    updates.push(Update::removed(id));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Failed to apply a reconcile");
-                return;
-            }
-        }
-        for (field, n) in &repairs {
-            metrics::counter!("ha_reconcile_repairs_total", "field" => field.clone()).increment(*n);
-        }
-        tracing::info!(repairs = ?repairs, "Reconciled the cache with a fresh get_states");
-        let mut r = self.stats.reconcile.lock();
-        r.runs += 1;
-        r.last_at = Some(now_secs());
-        for (field, n) in repairs {
-            *r.repairs.entry(field).or_default() += n;
-        }
-        drop(r);
-        if !updates.is_empty() {
-            self.publish(|| updates);
-        }
-    }
-
-    /// A snapshot's states from too far in the future are refused; for
-    /// those, what the cache holds stays (or nothing, if it holds nothing).
-    fn keep_cached_for_future(&self, states: Vec<EntityState>) -> Vec<EntityState> {
-        if !states.iter().any(EntityState::from_the_future) {
-            return states;
-        }
-        let mut out = Vec::with_capacity(states.len());
-        self.store.read(&mut |ix| {
-            for s in &states {
-                if !s.from_the_future() {
-                    out.push(s.clone());
-                    continue;
-                }
-                refused_future(s);
-                if let Some(Some(cur)) = ix.get(&s.entity_id) {
-                    out.push(cur.clone());
-                }
-            }
-        });
-        out
-    }
-
     async fn flush_meta(&mut self) {
         self.store.read(&mut |ix| self.meta.entity_count = ix.len());
         metrics::gauge!("ha_entities").set(self.meta.entity_count as f64);
@@ -373,89 +292,6 @@ impl Writer {
     fn count_applied(&self, n: u64) {
         self.stats.applied.fetch_add(n, Ordering::Relaxed);
         metrics::counter!("ha_events_applied_total").increment(n);
-    }
-
-    async fn apply_upserts(&mut self, states: Vec<EntityState>) {
-        let mut states = newest_per_entity(states);
-        states.retain(|s| {
-            let future = s.from_the_future();
-            if future {
-                refused_future(s);
-            }
-            !future
-        });
-        if self.mode == CacheMode::Invalidate {
-            let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
-            let mut old = Vec::with_capacity(ids.len());
-            self.store.read(&mut |ix| {
-                old.extend(ids.iter().map(|id| match ix.get(id) {
-                    Some(Some(s)) => Some(s.state.clone()),
-                    _ => None,
-                }))
-            });
-            let res = self.store.invalidate(&ids).await;
-            let n = states.len() as u64;
-            self.stats.invalidations.fetch_add(n, Ordering::Relaxed);
-            metrics::counter!("ha_cache_invalidations_total").increment(n);
-            self.count_applied(n);
-            for (s, old) in states.iter().zip(&old) {
-                tracing::info!(entity_id = %s.entity_id, old_state = old.as_deref(), new_state = %s.state, action = "invalidate", "Cache invalidated for state change");
-            }
-            match res {
-                Ok(()) => self.publish(|| updates(states, old)),
-                Err(e) => tracing::error!(error = %e, "Failed to invalidate cache"),
-            }
-            return;
-        }
-        let ids: Vec<Arc<str>> = states.iter().map(|s| s.entity_id.clone()).collect();
-        match self.store.upsert(states).await {
-            Ok(done) => {
-                let mut updated = Vec::with_capacity(done.len());
-                let mut stale = 0u64;
-                for (s, outcome) in done {
-                    match outcome {
-                        Upserted::Stale => {
-                            stale += 1;
-                            tracing::debug!(entity_id = %s.entity_id, "Dropped a state older than the cached one");
-                        }
-                        Upserted::Inserted => updated.push((s, None)),
-                        Upserted::Updated { old_state } => updated.push((s, old_state)),
-                    }
-                }
-                self.stats.stale.fetch_add(stale, Ordering::Relaxed);
-                metrics::counter!("ha_events_stale_total").increment(stale);
-                let n = updated.len() as u64;
-                self.stats.updates.fetch_add(n, Ordering::Relaxed);
-                metrics::counter!("ha_cache_updates_total").increment(n);
-                self.count_applied(n);
-                log_updates(&updated);
-                if !updated.is_empty() {
-                    self.publish(|| {
-                        updated
-                            .into_iter()
-                            .map(|(s, old_state)| Update {
-                                entity_id: s.entity_id.clone(),
-                                old_state,
-                                new: Some(s),
-                            })
-                            .collect()
-                    });
-                }
-            }
-            Err(e) => {
-                let n = ids.len() as u64;
-                self.stats.fallbacks.fetch_add(n, Ordering::Relaxed);
-                metrics::counter!("ha_cache_update_fallbacks_total").increment(n);
-                for id in &ids {
-                    tracing::warn!(entity_id = %id, error = %e, action = "invalidate", "Failed to update cache, falling back to invalidation");
-                }
-                match self.store.invalidate(&ids).await {
-                    // The states went with the failed write: watchers re-read.
-                    Ok(()) => self.feed.publish(Changed::Everything),
-                    Err(e) => tracing::error!(error = %e, "Fallback invalidation failed too"),
-                }
-            }
-        }
     }
 }
 
