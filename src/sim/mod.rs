@@ -291,11 +291,6 @@ impl Sim {
         self.inner.tx.send(Cmd::Frames(frames)).unwrap_or(0)
     }
 
-    /// Sends an event body of the caller's making to subscribers.
-    pub fn send_event(&self, body: &str) {
-        self.broadcast(Cmd::Event(body.into()));
-    }
-
     /// Closes every open connection; clients may reconnect.
     pub fn drop_connections(&self) {
         self.broadcast(Cmd::Drop);
