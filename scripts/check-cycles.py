@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Fails on an import cycle in src/: between top-level modules (ha, state,
-fetchers, prompt, api, …) and between the files of one module.
+"""Fails on an import that climbs the layers below, on an import cycle
+between the files of one module, and on a module lib.rs's map does not name.
 
 A file's dependencies are the `crate::X` and `super::X` paths it names (in
-`use` lines and in code). Data flows one way (ha → state → fetchers → prompt →
-api); a cycle means two parts can no longer be read or changed apart.
+`use` lines and in code). A module may import only modules of lower layers:
+not its own layer's, not a higher one's. A climb or a cycle means two parts
+can no longer be read or changed apart.
 Test modules (`#[cfg(test)]` to the end of the file) are skipped.
 Usage: scripts/check-cycles.py [SRC_DIR]
 """
@@ -12,12 +13,30 @@ import re
 import sys
 from pathlib import Path
 
+# The layers, lowest first: the order lib.rs's map draws. `mcp` sits above
+# `api` because it is served on `api`'s router and shares its state.
+LAYERS = [
+    ["config", "memory", "telemetry", "periodic"],
+    ["tls", "bounds"],
+    ["state"],
+    ["ha", "jinja", "sim"],
+    ["fetchers"],
+    ["prompt"],
+    ["stream"],
+    ["engine"],
+    ["api"],
+    ["mcp", "console"],
+    ["app", "demo"],
+    ["cli"],
+]
+LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}
+
 src = Path(sys.argv[1] if len(sys.argv) > 1 else "src")
 files = [p for p in src.rglob("*.rs") if "bin" not in p.relative_to(src).parts]
 
 
 def module_path(p: Path) -> list[str]:
-    """src/fetchers/engine.rs -> ["fetchers", "engine"]; mod.rs and lib.rs name their folder."""
+    """src/fetchers/runner.rs -> ["fetchers", "runner"]; mod.rs and lib.rs name their folder."""
     parts = list(p.relative_to(src).with_suffix("").parts)
     if parts[-1] in ("mod", "lib", "main"):
         parts = parts[:-1]
@@ -93,11 +112,23 @@ def cycles(edges):
     return out
 
 
-found = [("modules", c) for c in cycles(top_edges)]
-found += [("files", c) for c in cycles(file_edges)]
-for kind, comp in found:
-    names = [c if isinstance(c, str) else "/".join(c) for c in comp]
-    print(f"import cycle between {kind}: {' <-> '.join(names)}")
-if found:
+problems = []
+tops = sorted({q[0] for q in mods if q})
+lib_map = (src / "lib.rs").read_text()
+for m in tops:
+    if m not in LAYER:
+        problems.append(f"module `{m}` is in no layer: add it to LAYERS in {sys.argv[0]}")
+    if f"[`{m}`]" not in lib_map:
+        problems.append(f"module `{m}` is missing from lib.rs's map (a `- [`{m}`]: …` line)")
+for a in sorted(top_edges):
+    for b in sorted(top_edges[a]):
+        if a in LAYER and b in LAYER and LAYER[b] >= LAYER[a]:
+            how = "its own layer" if LAYER[b] == LAYER[a] else "a higher layer"
+            problems.append(f"`{a}` imports `{b}`, {how}: move what it needs down, or the layers in {sys.argv[0]}")
+for comp in cycles(file_edges):
+    problems.append(f"import cycle between files: {' <-> '.join('/'.join(c) for c in comp)}")
+for p in problems:
+    print(p)
+if problems:
     sys.exit(1)
-print(f"no import cycles in {len(files)} files")
+print(f"no import climbs a layer or cycles in {len(files)} files")

@@ -1,4 +1,5 @@
-//! `Application`: wires the pipe together, binds its listener, and runs until shutdown.
+//! `Application`: the engine behind the HTTP doors (REST, `/mcp`, the
+//! console), its listener bound, running until shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
-use crate::fetchers::{Engine, Registry};
-use crate::ha::{HaRest, Session, SessionConfig};
-use crate::periodic::every_blocking;
-use crate::prompt::{self, Prompts, Renderer};
-use crate::state::{
-    Fallback, MemoryStore, RedisStore, SharedStore, StateManager, Writer, WriterHandle,
-};
+use crate::engine::{Engine, Started};
+use crate::state::{MemoryStore, RedisStore, SharedStore, WriterHandle};
 
 /// A built service, listening but not yet serving.
 pub struct Application {
@@ -68,33 +64,6 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     })
 }
 
-/// Templates from MySQL (reloaded on an interval) when DATABASE_URL is set, else from files.
-/// MySQL down at start is not fatal: the shipped files serve until it answers,
-/// as the fetcher registry does.
-async fn open_prompts(
-    settings: &Settings,
-    pool: Option<sqlx::MySqlPool>,
-    renderer: Arc<Renderer>,
-    shutdown: &CancellationToken,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<Arc<Prompts>> {
-    let dir = settings.fetchers_dir.join(prompt::PROMPTS_SUBDIR);
-    let from_files = || prompt::load_dir(&dir).context("FETCHERS_DIR: prompt templates");
-    let Some(pool) = pool else {
-        return Ok(Arc::new(Prompts::new(renderer, from_files()?)));
-    };
-    let templates = match prompt::load_db(&pool).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "MySQL unavailable: serving prompt templates from files until it answers");
-            from_files()?
-        }
-    };
-    let prompts = Arc::new(Prompts::new(renderer, templates));
-    tasks.push(prompts.spawn_reload(pool, settings.reload_interval, shutdown.clone()));
-    Ok(prompts)
-}
-
 impl Application {
     /// Builds every part from settings and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -104,100 +73,16 @@ impl Application {
     }
 
     /// As [`build`](Self::build), with a store made by the caller (tests inject faulty ones).
-    /// The one place the parts are wired, in the order they depend on each
-    /// other; splitting it would hide that order.
     pub async fn build_with_store(settings: Settings, store: SharedStore) -> anyhow::Result<Self> {
-        crate::telemetry::prometheus();
         let shutdown = CancellationToken::new();
-        let (writer, writer_task) = Writer::spawn(store.clone(), settings.cache_mode());
-        let mut tasks = vec![
-            writer_task,
-            every_blocking(
-                crate::memory::TRIM_EVERY,
-                shutdown.clone(),
-                crate::memory::trim,
-            ),
-            every_blocking(
-                crate::telemetry::METRICS_UPKEEP_EVERY,
-                shutdown.clone(),
-                crate::telemetry::metrics_upkeep,
-            ),
-        ];
-
-        let ha = settings.home_assistant()?;
-        let mut fallback: Option<Arc<dyn Fallback>> = None;
-        if let Some(link) = &ha {
-            let tls = crate::tls::client_config(&link.trust).context("HA_CA_FILE")?;
-            fallback = Some(Arc::new(HaRest::with_tls(
-                link.rest.clone(),
-                link.token.clone(),
-                settings.ha_rest_timeout,
-                Some(tls.clone()),
-            )));
-            tracing::info!(url = %crate::config::redacted(&link.ws), via = link.via, "Home Assistant");
-            let cfg = SessionConfig {
-                url: link.ws.clone(),
-                token: link.token.clone(),
-                tls: Some(tls),
-                max_frame: settings.ha_max_frame_bytes,
-                heartbeat: settings.ha_heartbeat.then_some((
-                    settings.ha_heartbeat_interval,
-                    settings.ha_heartbeat_timeout,
-                )),
-                reconnect_min: settings.ha_reconnect_min,
-                reconnect_max: settings.ha_reconnect_max,
-                reconcile: (!settings.reconcile_interval.is_zero())
-                    .then_some(settings.reconcile_interval),
-            };
-            let session = Session::new(cfg, writer.clone(), shutdown.clone());
-            tasks.push(tokio::spawn(session.run()));
-        } else {
-            tracing::warn!("HA_URL is not set: no Home Assistant to mirror");
-        }
-
-        let states = StateManager::new(store, fallback)
-            .with_feed(writer.feed().clone())
-            .with_writer_stats(writer.stats.clone());
-        let registry = Registry::open(settings.database_url.as_ref(), &settings.fetchers_dir)
-            .await
-            .context("DATABASE_URL is set but cannot be used (the shipped files are not served in its place); fix it or unset it")?;
-        tasks.push(registry.spawn_reloader(settings.reload_interval, shutdown.clone()));
-        // Templates read MySQL through the fetcher registry's pool: one pool per process.
-        let pool = registry.pool().cloned();
-        // Process-wide, as the memory it bounds is.
-        crate::bounds::set_total(settings.render_memory_total);
-        let fetchers = Engine::new(registry, states.clone())
-            .with_render_memory(settings.render_memory_limit)
-            .with_sql(settings.sql_database()?);
-        let renderer = Arc::new(
-            Renderer::new(states.clone(), Arc::new(fetchers.clone()))
-                .with_limits(settings.render_limits()),
-        );
-        let prompts = open_prompts(&settings, pool, renderer, &shutdown, &mut tasks).await?;
-        let stream =
-            crate::stream::Hub::new(writer.feed().clone(), settings.events_buffer as usize);
-        tasks.push(stream.spawn(
-            writer.stats.clone(),
-            fetchers.clone(),
-            prompts.clone(),
-            shutdown.clone(),
-        ));
+        let Started {
+            engine,
+            writer,
+            tasks,
+        } = Engine::start(&settings, store, &shutdown).await?;
         let state = AppState {
-            stream,
+            engine,
             sessions: Arc::default(),
-            fetchers,
-            prompts,
-            states,
-            ha_configured: ha.is_some(),
-            ha_tls: ha.as_ref().and_then(|l| {
-                let secure = matches!(l.ws.scheme(), "wss" | "https");
-                secure.then_some(if l.trust.skip_verify {
-                    "unverified"
-                } else {
-                    "verified"
-                })
-            }),
-            cache_max_age: settings.cache_max_age,
             api_token: settings.api_token.clone().map(Arc::new),
             limits: api::Limits::from_settings(&settings),
         };
@@ -228,8 +113,9 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The engine the doors share.
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
     }
 
     pub fn writer(&self) -> &WriterHandle {
@@ -258,7 +144,8 @@ impl Application {
         let limits = state.limits.clone();
         let reserve = CLEANUP_RESERVE.min(shutdown_deadline / 2);
         let doors = crate::mcp::router(
-            Arc::new(state.clone()),
+            state.engine.clone(),
+            limits.max_body_bytes,
             mcp_hosts,
             mcp_max_sessions,
             shutdown.clone(),

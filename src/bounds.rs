@@ -32,10 +32,9 @@ use std::time::{Duration, Instant};
 use minijinja::{Error, ErrorKind};
 
 /// How much one render may grow the process by default (`RENDER_MEMORY_LIMIT`).
-pub const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
-/// How much all renders together may grow the process by default
-/// (`RENDER_MEMORY_TOTAL`): four renders at their whole limit.
-pub const DEFAULT_TOTAL: usize = 4 * DEFAULT_MEMORY;
+pub const DEFAULT_MEMORY: usize = crate::config::DEFAULT_RENDER_MEMORY;
+/// How much all renders together may grow the process by default (`RENDER_MEMORY_TOTAL`).
+pub const DEFAULT_TOTAL: usize = crate::config::DEFAULT_RENDER_TOTAL;
 /// How long a render starting while the total is spent waits for room
 /// before it is refused.
 pub const ADMIT_WAIT: Duration = Duration::from_millis(250);
@@ -54,6 +53,16 @@ pub struct Limits {
     pub memory: usize,
     /// Wall time of one render.
     pub timeout: Duration,
+}
+
+impl Limits {
+    /// The limits every render gets under `settings`.
+    pub fn of(settings: &crate::config::Settings) -> Self {
+        Self {
+            memory: settings.render_memory_limit,
+            timeout: settings.render_timeout,
+        }
+    }
 }
 
 impl Default for Limits {

@@ -62,6 +62,7 @@ pub async fn run(
     settings.ha_url = Some(sim.url());
     settings.ha_token = Some(SecretString::from(DEMO_TOKEN));
     let bind = settings.bind;
+    let token_set = settings.api_token.is_some();
     let app = match Application::build(settings.clone()).await {
         Ok(app) => app,
         Err(e) if bind.port() != 0 => {
@@ -72,7 +73,7 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     let base = format!("http://{}:{}", bind.ip(), app.port());
-    let states = app.state().states.clone();
+    let states = app.engine().states().clone();
     let waited = tokio::time::Instant::now();
     while states.summary().entity_count == 0 && waited.elapsed() < FIRST_SNAPSHOT_WAIT {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -87,7 +88,7 @@ pub async fn run(
     println!("Console: {base}/  (open it in a browser: status, fetchers, prompts, live states)");
     println!();
     println!("Try:");
-    if app.state().api_token.is_some() {
+    if token_set {
         println!("  (API_TOKEN is set: add -H \"authorization: Bearer $API_TOKEN\" to all but the first)");
     }
     println!("  curl -s {base}/api/health");
@@ -105,8 +106,8 @@ pub async fn run(
     println!("  curl -s -XPOST {base}/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'");
     println!();
     match app
-        .state()
-        .prompts
+        .engine()
+        .prompts()
         .render(DEMO_PROMPT, Default::default())
         .await
     {

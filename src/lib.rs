@@ -8,29 +8,38 @@
 //!                          └─ ha::HaRest on a miss ◀──────────────── state::StateManager (queries)
 //!                                                                          │
 //!                                      jinja (the template language) ─┬──────────────┐
-//!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Engine ─▶ prompt ─▶ api (axum)
-//!                                                                               ├─▶ mcp (/mcp, stdio)
-//!                                                                               └─▶ console (/)
+//!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Runner ─▶ prompt ─▶ stream (changes, reloads)
+//!                                                                                  │
+//!                         engine (states, fetchers, templates, stream: one handle) ◀┘
+//!                           ├─▶ api (axum, REST) ─▶ mcp (/mcp) · console (/)
+//!                           └─▶ cli (`render`, `fetch`, `check`, `mcp` over stdio)
 //! ```
 //!
-//! `cli` sits above all of it; `scripts/check-cycles.py` (run by CI) keeps
-//! every import pointing down this pipe.
+//! Imports point down these layers, lowest first; a module imports only
+//! lower layers (`scripts/check-cycles.py`, run by CI, holds to it):
+//!
+//! ```text
+//! config memory telemetry periodic → tls bounds → state → ha jinja sim
+//!   → fetchers → prompt → stream → engine → api → mcp console → app demo → cli
+//! ```
 //!
 //! - [`config`]: typed settings from flags, environment and `.env`, checked at start.
 //! - [`tls`]: rustls for the links out (HA, Redis): the platform's roots, a CA file, or an opt-out.
 //! - [`ha`]: protocol types, the WebSocket session, the REST fallback.
 //! - [`state`]: the store trait, its Redis and in-memory implementations, the writer and queries.
-//! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the engine,
+//! - [`fetchers`]: definitions from MySQL rows or `fetchers/*.toml`, the hot-reloading registry, the runner,
 //!   and the `sql` source's read-only queries over the program's own MySQL data.
 //! - [`jinja`]: the one template language: minijinja with HA's functions, output filters, limits.
 //! - [`prompt`]: prompt templates in that language, with `fetch()`, fed by fetchers.
-//! - [`api`]: the HTTP routes and `ApiError`.
+//! - [`engine`]: the one façade every door uses: states, fetchers, templates and
+//!   the change stream, built once from settings and a store.
+//! - [`api`]: the HTTP routes and `ApiError`: the token, limits and logins of this door.
 //! - [`mcp`]: the Model Context Protocol front door (rmcp): fetchers as tools,
 //!   templates as prompts, live resources; mounted beside `api`.
 //! - [`stream`]: the change stream (`/api/v1/events`): numbered events, a
 //!   resume buffer, per-subscriber queues, and the activity figures.
 //! - [`console`]: the browser console at `/`, assets embedded; beside `api`.
-//! - [`app`]: `Application`, which wires the parts and binds the listener.
+//! - [`app`]: `Application`: the engine behind the HTTP doors, its listener bound.
 //! - [`sim`]: a simulated Home Assistant for the demo and the tests.
 //! - [`demo`]: the `demo` command, the whole pipe on the simulated house.
 //! - [`telemetry`]: logs and the Prometheus recorder.
@@ -46,6 +55,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod engine;
 pub mod fetchers;
 pub mod ha;
 pub mod jinja;

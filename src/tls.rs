@@ -5,34 +5,17 @@
 //! (`HA_CA_FILE`, `REDIS_CA_FILE`) for a private CA or a self-signed server;
 //! verification is off only when a setting says so. MySQL's TLS is sqlx's
 //! own, from `ssl-mode` and `ssl-ca` in the URL.
+//!
+//! What a link trusts, and reading a CA file, are settings' matters and live
+//! in [`crate::config`]; this file turns them into rustls configs.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// What one link trusts.
-#[derive(Clone, Debug, Default)]
-pub struct Trust {
-    /// A PEM file of the CAs to trust instead of the platform's roots.
-    pub ca_file: Option<PathBuf>,
-    /// `false` accepts any certificate (an explicit opt-out, logged).
-    pub skip_verify: bool,
-}
-
-/// Why a TLS setting can never work; the process stops at start with it.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read {path}: {error}; point it at a readable PEM file of the CA")]
-    Unreadable { path: String, error: std::io::Error },
-    #[error("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); point it at the CA's certificate")]
-    NoCertificate { path: String },
-    #[error("{path}: {error}; point it at the CA's certificate")]
-    Invalid { path: String, error: String },
-}
+pub use crate::config::{read_ca_file, TlsError, Trust};
 
 /// Makes ring the process's rustls provider, once: Redis's and sqlx's TLS
 /// ask for the process default.
@@ -41,25 +24,6 @@ pub fn install_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-/// The certificates of a CA file, read and checked.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|error| TlsError::Unreadable {
-        path: shown.clone(),
-        error,
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Invalid {
-            path: shown.clone(),
-            error: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: shown });
-    }
-    Ok(certs)
 }
 
 /// A client config for `trust`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ha_fetchers::api::AppState;
+use ha_fetchers::engine::Engine;
 use ha_fetchers::sim::{self, Sim};
 use ha_fetchers::state::{RedisStore, WriterHandle};
 use ha_fetchers::{Application, Settings};
@@ -42,8 +42,8 @@ const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A running app.
 pub struct Running {
-    /// Handler state: the `StateManager` and its counters.
-    pub state: AppState,
+    /// The engine: the `StateManager` and its counters.
+    pub engine: Engine,
     /// The writer, for stats and flush.
     pub writer: WriterHandle,
     /// The HTTP port.
@@ -92,7 +92,7 @@ impl Running {
                 .context("Redis at 127.0.0.1:6379")?,
         );
         let app = Application::build_with_store(s, store.clone()).await?;
-        let state = app.state().clone();
+        let engine = app.engine().clone();
         let writer = app.writer().clone();
         let port = app.port();
         let stop = app.shutdown_token();
@@ -102,7 +102,7 @@ impl Running {
             }
         });
         Ok(Self {
-            state,
+            engine,
             writer,
             port,
             store,
@@ -125,7 +125,7 @@ impl Running {
     /// Stops the app and removes its keys.
     pub async fn stop(self) {
         let Self {
-            state,
+            engine,
             writer,
             store,
             prefix,
@@ -134,7 +134,7 @@ impl Running {
             ..
         } = self;
         // The writer ends (and writes its last meta) only when every handle is gone.
-        drop((state, writer, store));
+        drop((engine, writer, store));
         stop.cancel();
         let _ = tokio::time::timeout(STOP_LIMIT, task).await;
         let _ = delete_prefix(REDIS_URL, &prefix).await;

@@ -87,7 +87,7 @@ pub async fn ingest(
     // Redis must hold what the mirror serves, or we measured the wrong thing.
     let probe = &house.entities[house.entities.len() / 2].id;
     let in_redis = app.store.redis_state(probe).await?;
-    let in_mirror = app.state.states.cached(probe).map(|s| s.raw.to_string());
+    let in_mirror = app.engine.states().cached(probe).map(|s| s.raw.to_string());
     anyhow::ensure!(
         in_redis == in_mirror,
         "Redis and the mirror disagree on {probe}"
@@ -308,11 +308,11 @@ pub async fn lights_on(
         state: Some("on".into()),
         pattern: None,
     };
-    let expect = app.state.states.list(&q).await?.len();
+    let expect = app.engine.states().list(&q).await?.len();
     let mut lat = Latencies::default();
     for _ in 0..sz.reps {
         let t0 = Instant::now();
-        let found = app.state.states.list(&q).await?;
+        let found = app.engine.states().list(&q).await?;
         lat.record(t0.elapsed());
         std::hint::black_box(found);
     }
@@ -502,10 +502,10 @@ async fn house_into_ha(t: &Target, house: &House, add: bool) -> anyhow::Result<(
 /// empty) and `reps` times warm; returns `(warm p50, cold)`, or `None` when
 /// the template is missing.
 pub async fn render_home_status(app: &Running, reps: usize) -> Option<(Duration, Duration)> {
-    use ha_fetchers::fetchers::Engine;
+    use ha_fetchers::fetchers::Runner;
     use ha_fetchers::prompt::{Prompts, Renderer};
     const NAME: &str = "home_status";
-    let prompts = app.state.prompts.clone();
+    let prompts = app.engine.prompts().clone();
     prompts.get(NAME)?;
     let median = |mut v: Vec<Duration>| {
         v.sort();
@@ -523,11 +523,11 @@ pub async fn render_home_status(app: &Running, reps: usize) -> Option<(Duration,
     // the template is compiled anew.
     let mut cold = Vec::new();
     for _ in 0..reps.clamp(1, 50) {
-        let engine = Engine::new(
-            app.state.fetchers.registry().clone(),
-            app.state.states.clone(),
+        let engine = Runner::new(
+            app.engine.fetchers().registry().clone(),
+            app.engine.states().clone(),
         );
-        let renderer = Arc::new(Renderer::new(app.state.states.clone(), Arc::new(engine)));
+        let renderer = Arc::new(Renderer::new(app.engine.states().clone(), Arc::new(engine)));
         let fresh = Prompts::new(renderer, prompts.list());
         let t = Instant::now();
         fresh.render(NAME, Default::default()).await.ok()?;
@@ -540,7 +540,7 @@ pub async fn render_home_status(app: &Running, reps: usize) -> Option<(Duration,
 pub async fn prompt(app: &Running, sz: &Sizes) -> Vec<Row> {
     let fig = format!(
         "render the shipped \"home status\" prompt, {} entities",
-        app.state.states.summary().entity_count
+        app.engine.states().summary().entity_count
     );
     let fig = fig.as_str();
     let target = "p50 ≤ 2 ms warm, ≤ 10 ms cold";
@@ -569,7 +569,7 @@ pub async fn cold_start(n: usize, limit_ms: f64) -> anyhow::Result<Row> {
     let auth_ok = marks.auth_ok.ok_or_else(|| anyhow::anyhow!("no auth_ok"))?;
     let sent = marks.states_sent.unwrap_or(auth_ok);
     let total = ms(done - auth_ok);
-    let cached = app.state.states.summary().entity_count;
+    let cached = app.engine.states().summary().entity_count;
     println!(
         "  cold start {n}: {total:.1} ms (snapshot {mb:.1} MB written by the fake after {:.1} ms), {cached} cached",
         ms(sent - auth_ok)
@@ -611,7 +611,7 @@ pub async fn rss(n: usize, sz: &Sizes) -> anyhow::Result<Row> {
 
 /// 8. REST calls to HA in steady state.
 pub fn rest_calls(app: &Running, fake: &Sim) -> Row {
-    let manager = app.state.states.rest_reads();
+    let manager = app.engine.states().rest_reads();
     let seen = fake.rest_calls();
     Row::new(
         "REST calls to HA in steady state (all figures above)",

@@ -45,7 +45,7 @@ async fn measure(
     .await?;
     app.wait_resync(1).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let runs = || app.state.states.reconciled().map_or(0, |r| r.runs);
+    let runs = || app.engine.states().reconciled().map_or(0, |r| r.runs);
     let (cpu0, runs0) = (process_cpu(), runs());
     tokio::time::sleep(IDLE).await;
     let (cpu, passes) = (process_cpu() - cpu0, runs() - runs0);

@@ -247,7 +247,7 @@ impl Subscribers {
     async fn wait(&self, app: &Running, n: usize, expect: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + CONNECT_LIMIT;
         while self.connected.load(Ordering::Acquire) < n
-            || app.state.stream.stats().subscribers < expect
+            || app.engine.stream().stats().subscribers < expect
         {
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -409,7 +409,7 @@ async fn paced(
     subs.wait(app, n, n + extra).await?;
     // The first subscriber started the recording; let the pump settle in.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let overflows0 = app.state.stream.stats().overflows;
+    let overflows0 = app.engine.stream().stats().overflows;
     let rss_before = status_mib("VmRSS");
 
     // Paced by the clock, not by the tick count: a late tick sends what is
@@ -432,7 +432,7 @@ async fn paced(
     let rate = total as f64 / started.elapsed().as_secs_f64();
     let rss_end = status_mib("VmRSS");
     tokio::time::sleep(SETTLE).await;
-    let overflows = app.state.stream.stats().overflows - overflows0;
+    let overflows = app.engine.stream().stats().overflows - overflows0;
     let tally = subs.finish().await;
     Ok(Paced {
         tally,
@@ -584,7 +584,7 @@ impl IngestApp {
             n => {
                 let s = ClientsChild::start(addr, n).await?;
                 let deadline = Instant::now() + CONNECT_LIMIT;
-                while app.state.stream.stats().subscribers < n {
+                while app.engine.stream().stats().subscribers < n {
                     anyhow::ensure!(
                         Instant::now() < deadline,
                         "the app did not count the subscribers"
@@ -618,7 +618,7 @@ impl IngestApp {
             }
             None => Tally::default(),
         };
-        let overflows = self.app.state.stream.stats().overflows;
+        let overflows = self.app.engine.stream().stats().overflows;
         self.app.stop().await;
         self.fake.stop();
         Ok((tally, overflows))
@@ -711,10 +711,10 @@ pub async fn run() -> anyhow::Result<()> {
     // VmHWM is folded in lazily; the RSS read at the end may be a hair above it.
     let peak = status_mib("VmHWM").max(two.rss_end);
     describe("99 others", &two, SUBSCRIBERS - 1);
-    let before_read = app.state.stream.stats().overflows;
+    let before_read = app.engine.stream().stats().overflows;
     let told = read_until_overflow(&mut stall).await;
     drop(stall);
-    let after_read = app.state.stream.stats().overflows;
+    let after_read = app.engine.stream().stats().overflows;
     match &told {
         Ok((bytes, took)) => println!(
             "  stalled: read {bytes} bytes in {:.0} ms until its overflow resync; app overflows {before_read} before reading, {after_read} after",

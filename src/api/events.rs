@@ -130,11 +130,11 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(query.as_deref())?;
-    if app.stream.subscribers() >= max_streams(app.limits.max_connections) {
+    if app.engine.stream().subscribers() >= max_streams(app.limits.max_connections) {
         return Err(ApiError::Overloaded);
     }
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let mut sub = app.stream.subscribe(last);
+    let mut sub = app.engine.stream().subscribe(last);
     let mut first = BytesMut::from(format!("retry: {RETRY_MS}\n\n").as_bytes());
     if let Some(id) = sub.expired {
         first.extend_from_slice(&crate::stream::frame(
@@ -152,7 +152,7 @@ pub async fn stream(
     };
     let client = Client {
         login,
-        closing: app.stream.closing(),
+        closing: app.engine.stream().closing(),
         sub,
         filter,
         heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT),

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +13,9 @@ use utoipa::ToSchema;
 use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path, Query};
 use super::{ApiError, AppState};
-use crate::fetchers::{Definition, FetchError, FetchOutcome, FetchRequest, LoadStatus, Problem};
-
-/// How long the health probe waits for MySQL.
-const MYSQL_PING_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::fetchers::{
+    BackendKind, Definition, FetchError, FetchOutcome, FetchRequest, LoadStatus, Problem,
+};
 
 /// The most fetchers one batch may run: a prompt needs a handful, and every
 /// item costs a task and a result held until the answer is sent (10,000
@@ -58,14 +55,11 @@ pub struct DefinitionView {
 
 impl DefinitionView {
     /// `d` as listed; `backend` is the registry's (`LoadStatus::backend`).
-    fn new(d: &Definition, backend: &'static str) -> Self {
+    fn new(d: &Definition, backend: BackendKind) -> Self {
         Self {
             description: d.description.clone(),
             name: d.name.clone(),
-            origin: match backend {
-                "files" => "file",
-                other => other,
-            },
+            origin: backend.origin(),
             params: d.defaults.clone(),
             required_params: d.required.clone(),
             source: d.source.kind(),
@@ -164,26 +158,6 @@ pub struct RunResults {
     results: Vec<Outcome>,
 }
 
-/// The body of the MySQL health route.
-// Fields in alphabetical order: the order clients have always seen.
-#[derive(Serialize, ToSchema)]
-pub struct MysqlHealth {
-    /// `mysql`, `files` or `rows`.
-    backend: &'static str,
-    /// Whether definitions come from MySQL at all.
-    configured: bool,
-    /// Why it is not ok.
-    error: Option<String>,
-    /// Definitions loaded.
-    fetchers: usize,
-    /// Unix seconds of the last successful load.
-    last_ok_at: Option<f64>,
-    /// Whether it answered and the last load worked.
-    ok: bool,
-    /// Rows that did not load.
-    problems: usize,
-}
-
 /// An outcome as JSON, as the run routes answer it (for `ha-fetchers fetch`).
 pub fn outcome_json(o: &FetchOutcome) -> Value {
     serde_json::to_value(Outcome::from(o.clone())).expect("an outcome is always JSON")
@@ -236,8 +210,8 @@ impl<T: Serialize> IntoResponse for Capped<T> {
     )
 )]
 pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
-    let loaded = app.fetchers.registry().current();
-    let source = app.fetchers.registry().status();
+    let loaded = app.engine.fetchers().loaded();
+    let source = app.engine.fetchers().load_status();
     Json(FetcherList {
         fetchers: loaded
             .defs
@@ -267,9 +241,9 @@ pub async fn one(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<DefinitionView>, ApiError> {
-    let loaded = app.fetchers.registry().current();
+    let loaded = app.engine.fetchers().loaded();
     if let Some(d) = loaded.defs.get(&name) {
-        let backend = app.fetchers.registry().status().backend;
+        let backend = app.engine.fetchers().load_status().backend;
         return Ok(Json(DefinitionView::new(d, backend)));
     }
     let problems: Vec<String> = loaded
@@ -320,7 +294,11 @@ pub async fn run_one(
     body: Option<JsonBody<Value>>,
 ) -> Result<Capped<Outcome>, ApiError> {
     let params = params_of(body)?;
-    let out = app.fetchers.run(FetchRequest { name, params }).await;
+    let out = app
+        .engine
+        .fetchers()
+        .run(FetchRequest { name, params })
+        .await;
     let status = match &out.result {
         Ok(_) => StatusCode::OK,
         Err(FetchError::UnknownFetcher(n)) => {
@@ -389,55 +367,9 @@ pub async fn run_many(
             params: i.params,
         })
         .collect();
-    let outs = app.fetchers.run_many(reqs).await;
+    let outs = app.engine.fetchers().run_many(reqs).await;
     let results = outs.into_iter().map(Outcome::from).collect();
     Ok(Capped(StatusCode::OK, RunResults { results }))
-}
-
-/// Where fetcher definitions come from, and whether MySQL answers.
-#[utoipa::path(
-    get,
-    path = "/api/health/mysql",
-    operation_id = "health_mysql",
-    tag = "health",
-    responses(
-        (status = 200, description = "Healthy (or definitions come from files)", body = MysqlHealth),
-        (status = 503, description = "MySQL does not answer or the last load failed (same body)", body = MysqlHealth),
-    )
-)]
-pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json<MysqlHealth>) {
-    let body = mysql(&app).await;
-    let code = if body.ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
-}
-
-/// Where definitions come from, and whether MySQL answers.
-pub async fn mysql(app: &AppState) -> MysqlHealth {
-    let reg = app.fetchers.registry();
-    let status = reg.status();
-    let configured = status.backend == "mysql";
-    let ping = match tokio::time::timeout(MYSQL_PING_TIMEOUT, reg.ping()).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "mysql did not answer within {MYSQL_PING_TIMEOUT:?}"
-        )),
-    };
-    let error = ping.err().or(status.error.clone());
-    let ok = error.is_none();
-    let loaded = reg.current();
-    MysqlHealth {
-        backend: status.backend,
-        configured,
-        error,
-        fetchers: loaded.defs.len(),
-        last_ok_at: status.last_ok_at,
-        ok,
-        problems: loaded.problems.len(),
-    }
 }
 
 #[cfg(test)]

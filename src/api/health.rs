@@ -1,6 +1,7 @@
 //! `/api/health` and its parts.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::fetchers::BackendKind;
 
 /// The WebSocket link as health sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,14 +63,14 @@ impl WebsocketHealth {
 }
 
 pub fn websocket(app: &AppState) -> WebsocketHealth {
-    let s = app.states.summary();
-    let meta = app.states.meta();
+    let s = app.engine.states().summary();
+    let meta = app.engine.states().meta();
     let fresh = s
         .last_event_age_secs
-        .is_some_and(|a| a <= app.cache_max_age.as_secs_f64());
+        .is_some_and(|a| a <= app.engine.link().cache_max_age.as_secs_f64());
     WebsocketHealth {
-        configured: app.ha_configured,
-        tls: app.ha_tls,
+        configured: app.engine.link().configured,
+        tls: app.engine.link().tls,
         connected: meta.connected,
         fresh,
         ha_version: meta.ha_version,
@@ -76,12 +78,12 @@ pub fn websocket(app: &AppState) -> WebsocketHealth {
         reconnects: meta.reconnects,
         last_error: meta.last_error,
         entity_count: s.entity_count,
-        reconcile: app.states.reconciled(),
+        reconcile: app.engine.states().reconciled(),
     }
 }
 
 pub async fn redis(app: &AppState) -> ServiceHealth {
-    let store = app.states.store();
+    let store = app.engine.states().store();
     let configured = store.kind() == "redis";
     let res = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await;
     let error = match res {
@@ -186,4 +188,73 @@ pub async fn websocket_route(
 pub async fn redis_route(State(app): State<Arc<AppState>>) -> (StatusCode, Json<ServiceHealth>) {
     let r = redis(&app).await;
     (status(r.ok), Json(r))
+}
+
+/// How long the health probe waits for MySQL.
+const MYSQL_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The body of the MySQL health route.
+// Fields in alphabetical order: the order clients have always seen.
+#[derive(Serialize, ToSchema)]
+pub struct MysqlHealth {
+    /// `mysql`, `files` or `rows`.
+    backend: BackendKind,
+    /// Whether definitions come from MySQL at all.
+    configured: bool,
+    /// Why it is not ok.
+    error: Option<String>,
+    /// Definitions loaded.
+    fetchers: usize,
+    /// Unix seconds of the last successful load.
+    last_ok_at: Option<f64>,
+    /// Whether it answered and the last load worked.
+    ok: bool,
+    /// Rows that did not load.
+    problems: usize,
+}
+
+/// Where fetcher definitions come from, and whether MySQL answers.
+#[utoipa::path(
+    get,
+    path = "/api/health/mysql",
+    operation_id = "health_mysql",
+    tag = "health",
+    responses(
+        (status = 200, description = "Healthy (or definitions come from files)", body = MysqlHealth),
+        (status = 503, description = "MySQL does not answer or the last load failed (same body)", body = MysqlHealth),
+    )
+)]
+pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json<MysqlHealth>) {
+    let body = mysql(&app).await;
+    let code = if body.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+/// Where definitions come from, and whether MySQL answers.
+pub async fn mysql(app: &AppState) -> MysqlHealth {
+    let reg = &app.engine.fetchers();
+    let status = reg.load_status();
+    let configured = status.backend == BackendKind::Mysql;
+    let ping = match tokio::time::timeout(MYSQL_PING_TIMEOUT, reg.ping()).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "mysql did not answer within {MYSQL_PING_TIMEOUT:?}"
+        )),
+    };
+    let error = ping.err().or(status.error.clone());
+    let ok = error.is_none();
+    let loaded = reg.loaded();
+    MysqlHealth {
+        backend: status.backend,
+        configured,
+        error,
+        fetchers: loaded.defs.len(),
+        last_ok_at: status.last_ok_at,
+        ok,
+        problems: loaded.problems.len(),
+    }
 }

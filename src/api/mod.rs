@@ -29,7 +29,6 @@ pub use session::{Sessions, SESSION_COOKIE, SESSION_TTL};
 pub use states::HaState;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -41,56 +40,30 @@ use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::fetchers::Engine;
-use crate::prompt::Prompts;
-use crate::state::StateManager;
-use crate::stream::Hub;
+use crate::engine::Engine;
 
-/// What every handler can reach.
+/// What every handler can reach: the engine, and the HTTP matters of this door.
 #[derive(Clone)]
 pub struct AppState {
-    /// Reads of the mirrored states.
-    pub states: StateManager,
-    /// Whether a Home Assistant is configured at all.
-    pub ha_configured: bool,
-    /// HA's link over TLS: `verified`, or `unverified` with `HA_TLS_VERIFY=false`.
-    pub ha_tls: Option<&'static str>,
-    /// With nothing from HA for this long, health reports stale.
-    pub cache_max_age: Duration,
+    /// States, fetchers, templates and the change stream.
+    pub engine: Engine,
     /// When set, the bearer token every route but `/api/health` needs.
     pub api_token: Option<Arc<SecretString>>,
-    /// Runs the data fetchers; also holds their registry.
-    pub fetchers: Engine,
-    /// Prompt templates and their renderer.
-    pub prompts: Arc<Prompts>,
     /// Connection and request limits.
     pub limits: Limits,
-    /// The change stream (`/api/v1/events`) and the activity figures.
-    pub stream: Hub,
     /// Console logins.
     pub sessions: Arc<Sessions>,
 }
 
 impl AppState {
-    /// A state over `fetchers` (and its states) with no templates, no HA and no
-    /// token: what router tests start from before setting the fields they need.
-    pub fn new(fetchers: Engine) -> Self {
-        let states = fetchers.states().clone();
-        let renderer = Arc::new(crate::prompt::Renderer::new(
-            states.clone(),
-            Arc::new(fetchers.clone()),
-        ));
+    /// This door over `engine`, with no token and the default limits: what
+    /// router tests start from before setting the fields they need.
+    pub fn new(engine: Engine) -> Self {
         Self {
-            stream: Hub::new(states.feed().clone(), 10_000),
-            sessions: Arc::default(),
-            states,
-            ha_configured: false,
-            ha_tls: None,
-            cache_max_age: Duration::from_secs(300),
+            engine,
             api_token: None,
-            prompts: Arc::new(Prompts::new(renderer, Vec::new())),
-            fetchers,
             limits: Limits::default(),
+            sessions: Arc::default(),
         }
     }
 }
@@ -150,7 +123,7 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
             "/api/v1/fetchers/{name}/run",
             post(fetchers::run_one).layer(body_limit),
         )
-        .route("/api/health/mysql", get(fetchers::mysql_health))
+        .route("/api/health/mysql", get(health::mysql_health))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

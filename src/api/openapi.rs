@@ -39,7 +39,7 @@ pub const BEARER: &str = "bearer";
         health::overall,
         health::websocket_route,
         health::redis_route,
-        fetchers::mysql_health,
+        health::mysql_health,
         status::status,
         states::list,
         states::one,

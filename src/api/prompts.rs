@@ -37,7 +37,8 @@ pub struct Listed {
 )]
 pub async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Listed>> {
     Json(
-        app.prompts
+        app.engine
+            .prompts()
             .list()
             .into_iter()
             .map(|t| Listed {
@@ -83,7 +84,8 @@ pub async fn one(
     Path(name): Path<String>,
 ) -> Result<Json<Template>, ApiError> {
     let t = app
-        .prompts
+        .engine
+        .prompts()
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("no prompt template named {name}")))?;
     Ok(Json(Template {
@@ -117,7 +119,7 @@ pub async fn render(
     body: Option<JsonBody<RenderOptions>>,
 ) -> Result<Json<Rendered>, ApiError> {
     let opts = body.map(|JsonBody(o)| o).unwrap_or_default();
-    Ok(Json(app.prompts.render(&name, opts).await?))
+    Ok(Json(app.engine.prompts().render(&name, opts).await?))
 }
 
 /// An inline template for preview.
@@ -149,5 +151,10 @@ pub async fn render_inline(
     State(app): State<Arc<AppState>>,
     JsonBody(req): JsonBody<Inline>,
 ) -> Result<Json<Rendered>, ApiError> {
-    Ok(Json(app.prompts.render_inline(&req.body, req.opts).await?))
+    Ok(Json(
+        app.engine
+            .prompts()
+            .render_inline(&req.body, req.opts)
+            .await?,
+    ))
 }

@@ -96,7 +96,7 @@ pub async fn list(
         state: p.state,
         pattern,
     };
-    Ok(raw_array(&app.states.list(&q).await?))
+    Ok(raw_array(&app.engine.states().list(&q).await?))
 }
 
 /// One state, from the cache or (on a miss) HA's REST API.
@@ -118,7 +118,7 @@ pub async fn one(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = app.states.get(&id).await?;
+    let s = app.engine.states().get(&id).await?;
     // The stored text is the body: shared, not copied.
     let body = axum::body::Body::from(axum::body::Bytes::from_owner(RawJson(s.raw)));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -144,7 +144,7 @@ impl AsRef<[u8]> for RawJson {
     )
 )]
 pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>> {
-    Json(app.states.domains())
+    Json(app.engine.states().domains())
 }
 
 /// Cache statistics and link status.
@@ -158,5 +158,5 @@ pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>>
     )
 )]
 pub async fn summary(State(app): State<Arc<AppState>>) -> Json<Summary> {
-    Json(app.states.summary())
+    Json(app.engine.states().summary())
 }

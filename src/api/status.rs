@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::fetchers::{mysql, MysqlHealth};
+use super::health::{mysql, MysqlHealth};
 use super::health::{redis, websocket, ServiceHealth, WebsocketHealth};
 use super::AppState;
 use crate::state::Resync;
@@ -46,8 +46,11 @@ pub struct Status {
     responses((status = 200, description = "The status, healthy or not", body = Status))
 )]
 pub async fn status(State(app): State<Arc<AppState>>) -> Json<Status> {
-    let summary = app.states.summary();
-    let (events_per_second, resyncs) = (app.stream.events_per_second(), app.states.resyncs());
+    let summary = app.engine.states().summary();
+    let (events_per_second, resyncs) = (
+        app.engine.stream().events_per_second(),
+        app.engine.states().resyncs(),
+    );
     let (redis, mysql) = tokio::join!(redis(&app), mysql(&app));
     Json(Status {
         websocket: websocket(&app),
@@ -57,6 +60,6 @@ pub async fn status(State(app): State<Arc<AppState>>) -> Json<Status> {
         domains: summary.domain_count,
         events_per_second,
         resyncs,
-        stream: app.stream.stats(),
+        stream: app.engine.stream().stats(),
     })
 }

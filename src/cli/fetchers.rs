@@ -8,9 +8,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::config::Settings;
-use crate::fetchers::{db, files, validate_all, Engine, FetchRequest, Registry};
-use crate::ha::HaRest;
-use crate::state::{MemoryStore, SharedStore, StateManager, Store};
+use crate::fetchers::{db, files, validate_all, FetchRequest, Registry};
+use crate::state::MemoryStore;
 
 fn pool(settings: &Settings) -> anyhow::Result<sqlx::MySqlPool> {
     let url = settings
@@ -70,7 +69,7 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     problems.extend(validate_all(&rows).1);
     // `sql` rows are prepared against the live database, so an unknown table
     // or column is named here, not at the first call.
-    if let Some(sql) = settings.sql_database()? {
+    if let Some(sql) = crate::fetchers::sql::Database::of(settings)? {
         problems.extend(db::check_sql_rows(&sql, &rows).await);
     }
     let sql_rows = rows.iter().filter(|r| r.source == "sql").count();
@@ -83,12 +82,14 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     for p in &problems {
         println!("{p}");
     }
-    // Templates are checked against the fetchers that loaded.
-    let engine = Engine::new(
-        Registry::from_rows(rows.clone()),
-        StateManager::new(Arc::new(MemoryStore::new()), None),
-    );
-    let renderer = crate::prompt::Renderer::new(engine.states().clone(), Arc::new(engine));
+    // Templates are checked by the engine `serve` builds (its limits, its
+    // `sql` source), over these rows and no Home Assistant.
+    let mut offline = settings.clone();
+    offline.ha_url = None;
+    offline.supervisor_token = None;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let started =
+        crate::engine::Engine::start(&offline, Arc::new(MemoryStore::new()), &stop).await?;
     let templates = match &settings.database_url {
         Some(_) => crate::prompt::load_db(&pool(settings)?)
             .await
@@ -96,6 +97,8 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         None => crate::prompt::load_dir(&settings.fetchers_dir.join(crate::prompt::PROMPTS_SUBDIR))
             .context("reading prompt templates")?,
     };
+    let renderer = started.engine.prompts().renderer().clone();
+    stop.cancel();
     let template_problems = crate::prompt::check(&renderer, &templates);
     for p in &template_problems {
         println!("{p}");
@@ -135,37 +138,18 @@ pub(super) fn parse_param(s: &str) -> Result<(String, Value), String> {
     Ok((k.to_string(), v))
 }
 
-/// Runs one fetcher and prints its outcome as JSON.
-///
-/// States come from one REST snapshot of HA when `HA_URL` is set (no
-/// WebSocket: a one-shot command does not need the live mirror), else from
-/// Redis when `REDIS_URL` is set, else from an empty in-memory store.
+/// Runs one fetcher and prints its outcome as JSON, on the engine `serve`
+/// builds (no listener): states from HA's first snapshot when it is
+/// configured, else from Redis when `REDIS_URL` is set, else none.
 pub(super) async fn fetch(
     settings: &Settings,
     name: String,
     params: Vec<(String, Value)>,
 ) -> anyhow::Result<ExitCode> {
-    let reg = open_registry(settings).await?;
-    reg.reload().await.context("loading fetcher definitions")?;
-    let store: SharedStore = match settings.home_assistant()? {
-        Some(link) => {
-            let tls = crate::tls::client_config(&link.trust).context("HA_CA_FILE")?;
-            let rest = HaRest::with_tls(link.rest, link.token, settings.ha_rest_timeout, Some(tls));
-            let snapshot = rest
-                .states()
-                .await
-                .with_context(|| format!("{}: reading /api/states", link.via))?;
-            let mem = MemoryStore::new();
-            mem.replace_all(snapshot).await?;
-            Arc::new(mem)
-        }
-        None => crate::app::open_store(settings).await?,
-    };
-    let engine = Engine::new(reg, StateManager::new(store, None))
-        .with_render_memory(settings.render_memory_limit)
-        .with_sql(settings.sql_database()?);
+    let local = super::local::Local::start(settings.clone()).await?;
     let params: Map<String, Value> = params.into_iter().collect();
-    let out = engine.run(FetchRequest { name, params }).await;
+    let out = local.engine.run(FetchRequest { name, params }).await;
+    local.stop().await;
     println!(
         "{}",
         serde_json::to_string_pretty(&crate::api::outcome_json(&out))?

@@ -1,59 +1,75 @@
-//! The application for a one-shot command (`render`, `mcp`): built from the
-//! same settings as `serve`, its HTTP listener on a loopback port of its own,
-//! running, and holding HA's first snapshot before the command starts.
+//! The engine for a one-shot command (`render`, `mcp`, `fetch`): built from
+//! the same settings and with the same limits as `serve`, with no listener,
+//! and holding HA's first snapshot before the command starts.
 
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
-use crate::{Application, Settings};
+use crate::engine::{Engine, Started};
+use crate::state::WriterHandle;
+use crate::Settings;
 
 /// How long the first snapshot from HA is waited for before the command works
 /// with what the cache holds.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(15);
 /// How often the snapshot is looked for meanwhile.
 const SNAPSHOT_POLL: Duration = Duration::from_millis(20);
+/// How long pending cache writes get to land when the command ends.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
-/// A running application and how to stop it.
+/// A running engine and how to stop it.
 pub struct Local {
     /// What the command reads.
-    pub state: AppState,
-    /// Stops it.
+    pub engine: Engine,
+    /// The max body of `serve`, which the stdio transport holds lines to.
+    pub max_body_bytes: usize,
+    /// Stops its tasks.
     stop: CancellationToken,
-    /// The application's task.
-    running: JoinHandle<anyhow::Result<()>>,
+    /// Flushed at the end, so a Redis mirror keeps what this run wrote.
+    writer: WriterHandle,
+    /// The engine's tasks.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Local {
-    /// Builds and runs the application, then waits for the first snapshot
+    /// Builds and starts the engine, then waits for the first snapshot
     /// (when HA is configured) for at most [`SNAPSHOT_WAIT`].
-    pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
-        settings.bind = ([127, 0, 0, 1], 0).into();
+    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
         let wait_for_ha = settings.home_assistant()?.is_some();
-        let app = Application::build(settings).await?;
-        let state = app.state().clone();
-        let stop = app.shutdown_token();
-        let running = tokio::spawn(app.run_until_stopped());
+        let store = crate::app::open_store(&settings).await?;
+        let stop = CancellationToken::new();
+        let Started {
+            engine,
+            writer,
+            tasks,
+        } = Engine::start(&settings, store, &stop).await?;
         if wait_for_ha {
             let deadline = tokio::time::Instant::now() + SNAPSHOT_WAIT;
-            while state.states.meta().last_resync_at.is_none()
+            while engine.states().meta().last_resync_at.is_none()
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(SNAPSHOT_POLL).await;
             }
         }
         Ok(Self {
-            state,
+            engine,
+            max_body_bytes: crate::api::Limits::from_settings(&settings).max_body_bytes,
             stop,
-            running,
+            writer,
+            tasks,
         })
     }
 
-    /// Stops the application and waits for it to finish.
+    /// Stops the engine's tasks and waits for them, briefly.
     pub async fn stop(self) {
         self.stop.cancel();
-        let _ = self.running.await;
+        let _ = tokio::time::timeout(FLUSH_WAIT, self.writer.flush()).await;
+        drop(self.writer);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(FLUSH_WAIT, t).await;
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! `ha-fetchers mcp`: the Model Context Protocol over stdio, for clients that
-//! launch a command. The process builds the same application as `serve`
-//! (from the same settings: HA_URL, REDIS_URL, DATABASE_URL, …) so its state
-//! is a live mirror of its own; only the HTTP listener is left unused, on a
-//! loopback port of its own. Logs go to stderr: stdout is the protocol's.
+//! launch a command. The process builds the same engine as `serve` (from the
+//! same settings: HA_URL, REDIS_URL, DATABASE_URL, …) so its state is a live
+//! mirror of its own; it opens no listener. Logs go to stderr: stdout is the
+//! protocol's.
 
 use std::process::ExitCode;
 
@@ -15,14 +15,12 @@ use crate::Settings;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Local::start(settings).await?;
-    let state = std::sync::Arc::new(app.state.clone());
-    let state_limit = state.limits.max_body_bytes;
-    let lists = crate::mcp::lists(&state, tokio_util::sync::CancellationToken::new());
-    let service = Mcp::new(state, lists)
+    let lists = crate::mcp::lists(&app.engine, tokio_util::sync::CancellationToken::new());
+    let service = Mcp::new(app.engine.clone(), lists)
         .serve(crate::mcp::stdio::guarded(
             tokio::io::stdin(),
             tokio::io::stdout(),
-            state_limit,
+            app.max_body_bytes,
         ))
         .await
         .context("the MCP client did not initialize over stdio")?;

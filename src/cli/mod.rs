@@ -174,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Builds the service on a free port, waits for HA's snapshot, renders once, and stops.
+/// Builds the engine as `serve` does (no listener), waits for HA's snapshot, renders once, and stops.
 async fn render(
     name: Option<String>,
     inline: Option<String>,
@@ -187,8 +187,8 @@ async fn render(
         ..Default::default()
     };
     let res = match (&name, &inline) {
-        (_, Some(body)) => app.state.prompts.render_inline(body, opts).await,
-        (Some(n), None) => app.state.prompts.render(n, opts).await,
+        (_, Some(body)) => app.engine.prompts().render_inline(body, opts).await,
+        (Some(n), None) => app.engine.prompts().render(n, opts).await,
         (None, None) => unreachable!("clap requires a name or --inline"),
     };
     app.stop().await;

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use secrecy::ExposeSecret;
 use url::Url;
 
+use super::read_ca_file;
 use super::Settings;
-use crate::tls::read_ca_file;
 
 /// The schemes the redis crate connects with.
 const REDIS_SCHEMES: &[&str] = &["redis", "rediss", "unix", "redis+unix", "valkey", "valkeys"];

@@ -11,9 +11,26 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::state::CacheMode;
-
 mod check;
+mod trust;
+
+pub use trust::{read_ca_file, TlsError, Trust};
+
+/// What to do with a `state_changed` event's new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Write the new state into the cache (`WEBSOCKET_UPDATE_CACHE=true`).
+    Update,
+    /// Delete the cached state; the next read refills it from REST.
+    Invalidate,
+}
+
+/// Bytes one render may grow the process by, unless `RENDER_MEMORY_LIMIT`
+/// says otherwise: far above any real prompt, far below the machine.
+pub const DEFAULT_RENDER_MEMORY: usize = 64 * 1024 * 1024;
+/// Bytes all renders together may grow the process by, unless
+/// `RENDER_MEMORY_TOTAL` says otherwise: four renders at their limit.
+pub const DEFAULT_RENDER_TOTAL: usize = 4 * DEFAULT_RENDER_MEMORY;
 
 /// Parses `30s`, `500ms`, `5m`.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -107,12 +124,12 @@ pub struct Settings {
     pub render_timeout: Duration,
     /// Bytes one render (prompt or template fetcher) may grow the process by;
     /// past it the render stops with an error naming the limit.
-    #[arg(long, env = "RENDER_MEMORY_LIMIT", default_value_t = crate::bounds::DEFAULT_MEMORY)]
+    #[arg(long, env = "RENDER_MEMORY_LIMIT", default_value_t = DEFAULT_RENDER_MEMORY)]
     pub render_memory_limit: usize,
     /// Bytes all renders together (prompts and template fetchers, nested
     /// fetches counted against the render that called them) may grow the
     /// process by; a render starting while it is spent waits briefly, then 503.
-    #[arg(long, env = "RENDER_MEMORY_TOTAL", default_value_t = crate::bounds::DEFAULT_TOTAL)]
+    #[arg(long, env = "RENDER_MEMORY_TOTAL", default_value_t = DEFAULT_RENDER_TOTAL)]
     pub render_memory_total: usize,
 
     /// Address the HTTP API binds to.
@@ -174,7 +191,7 @@ impl Settings {
     /// Where Home Assistant is and how it is trusted: `HA_URL` and `HA_TOKEN`,
     /// else the Supervisor's proxy inside an add-on; `None` when neither.
     pub fn home_assistant(&self) -> anyhow::Result<Option<HaLink>> {
-        let trust = crate::tls::Trust {
+        let trust = Trust {
             ca_file: self.ha_ca_file.clone(),
             skip_verify: !self.ha_tls_verify,
         };
@@ -207,14 +224,6 @@ impl Settings {
         }
     }
 
-    /// The limits every render gets.
-    pub fn render_limits(&self) -> crate::bounds::Limits {
-        crate::bounds::Limits {
-            memory: self.render_memory_limit,
-            timeout: self.render_timeout,
-        }
-    }
-
     pub fn cache_mode(&self) -> CacheMode {
         if self.websocket_update_cache {
             CacheMode::Update
@@ -223,18 +232,14 @@ impl Settings {
         }
     }
 
-    /// The MySQL of `sql` fetchers: `FETCHERS_SQL_URL`, else `DATABASE_URL`;
-    /// `None` when neither is set (they then fail with a clear error, alone).
-    pub fn sql_database(&self) -> anyhow::Result<Option<crate::fetchers::sql::Database>> {
-        use anyhow::Context as _;
-        let (name, url) = match (&self.fetchers_sql_url, &self.database_url) {
-            (Some(u), _) => ("FETCHERS_SQL_URL", u),
-            (None, Some(u)) => ("DATABASE_URL", u),
-            (None, None) => return Ok(None),
-        };
-        crate::fetchers::sql::Database::connect_lazy(url.expose_secret())
-            .map(Some)
-            .with_context(|| format!("{name}: not a MySQL URL"))
+    /// The URL of `sql` fetchers' MySQL and the setting it came from:
+    /// `FETCHERS_SQL_URL`, else `DATABASE_URL`; `None` when neither is set.
+    pub fn sql_url(&self) -> Option<(&'static str, &SecretString)> {
+        match (&self.fetchers_sql_url, &self.database_url) {
+            (Some(u), _) => Some(("FETCHERS_SQL_URL", u)),
+            (None, Some(u)) => Some(("DATABASE_URL", u)),
+            (None, None) => None,
+        }
     }
 
     pub fn redis_url(&self) -> Option<&str> {
@@ -288,7 +293,7 @@ pub struct HaLink {
     /// The bearer for both.
     pub token: SecretString,
     /// What its certificate is checked against (https/wss only).
-    pub trust: crate::tls::Trust,
+    pub trust: Trust,
     /// The setting it came from, for logs and errors.
     pub via: &'static str,
 }

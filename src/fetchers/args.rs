@@ -1,18 +1,20 @@
-//! A tool call's arguments against the tool's input schema: the top-level
-//! names, types and required ones. Clients send what a model wrote, so a
-//! mistake must come back naming the argument, before anything runs (serde's
-//! own messages name the type, not the field).
+//! A call's params against a schema: the top-level names, types and
+//! required ones. Every door (REST, MCP, the console, `fetch`) checks a
+//! fetcher's params here, through the runner, so one mistake gets one
+//! message everywhere; MCP's own tools use it too. Clients send what a model
+//! wrote, so a mistake must come back naming the param, before anything runs
+//! (serde's own messages name the type, not the field).
 
 use serde_json::{Map, Value};
 
-use crate::fetchers::json_type as type_name;
+use super::json_type as type_name;
 
-/// `Err` names the first argument at fault and what it should be.
+/// `Err` names the first param at fault and what it should be.
 pub fn check(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
     let props = schema.get("properties").and_then(Value::as_object);
     let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
     for (k, v) in args {
-        // A null is an argument left out, as in the row's params.
+        // A null is a param left out, as in the row's params.
         if v.is_null() {
             continue;
         }
@@ -23,9 +25,9 @@ pub fn check(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
                 return Err(format!(
-                    "unknown argument `{k}`; this tool takes {}",
+                    "unknown param `{k}`; this takes {}",
                     if known.is_empty() {
-                        "no arguments".to_string()
+                        "no params".to_string()
                     } else {
                         known.join(", ")
                     }
@@ -42,18 +44,18 @@ pub fn check(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
         .filter_map(Value::as_str)
     {
         if args.get(r).is_none_or(Value::is_null) {
-            return Err(format!("missing required argument `{r}`"));
+            return Err(format!("missing required param `{r}`"));
         }
     }
     Ok(())
 }
 
-/// One argument against its property schema (and an array's items).
+/// One param against its property schema (and an array's items).
 fn check_value(name: &str, prop: &Value, v: &Value) -> Result<(), String> {
     let wanted = types(prop);
     if !wanted.is_empty() && !wanted.iter().any(|t| is_type(t, v)) {
         return Err(format!(
-            "argument `{name}` must be {}, not {}",
+            "param `{name}` must be {}, not {}",
             wanted.join(" or "),
             type_name(v)
         ));
@@ -63,7 +65,7 @@ fn check_value(name: &str, prop: &Value, v: &Value) -> Result<(), String> {
         v.as_f64().filter(|_| v.is_number()),
     ) {
         if n < min {
-            return Err(format!("argument `{name}` must be at least {min}"));
+            return Err(format!("param `{name}` must be at least {min}"));
         }
     }
     if let (Some(items), Some(list)) = (prop.get("items"), v.as_array()) {
@@ -100,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn mistakes_name_the_argument() {
+    fn mistakes_name_the_param() {
         let s = json!({
             "type": "object",
             "properties": {
@@ -121,9 +123,9 @@ mod tests {
             "{e}"
         );
         let e = check(&s, &args(json!({"limit": 3}))).unwrap_err();
-        assert!(e.contains("missing required argument `domain`"), "{e}");
+        assert!(e.contains("missing required param `domain`"), "{e}");
         let e = check(&s, &args(json!({"domain": "x", "colour": 1}))).unwrap_err();
-        assert!(e.contains("unknown argument `colour`"), "{e}");
+        assert!(e.contains("unknown param `colour`"), "{e}");
         let e = check(&s, &args(json!({"domain": "x", "limit": -1}))).unwrap_err();
         assert!(e.contains("at least 0"), "{e}");
         let e = check(&s, &args(json!({"domain": "x", "attributes": [1]}))).unwrap_err();

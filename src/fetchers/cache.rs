@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so a test can pause it and see a TTL pass without waiting.
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value};

@@ -93,9 +93,18 @@ pub struct Definition {
     pub timeout: Duration,
     /// The row it came from, for listings.
     pub row: Row,
+    /// What a call's params are checked against, built on first use.
+    checks: std::sync::OnceLock<Value>,
 }
 
 impl Definition {
+    /// Checks a call's params by name and type before anything runs: the
+    /// one check every door gets, with one message naming the param.
+    pub fn check(&self, params: &Map<String, Value>) -> Result<(), String> {
+        let schema = self.checks.get_or_init(|| super::check_schema(self));
+        super::args::check(schema, params)
+    }
+
     /// Defaults overlaid with the caller's params, checked against `required`
     /// and against the source's fixed params, which only the row sets.
     pub fn merge(&self, params: &Map<String, Value>) -> Result<Map<String, Value>, String> {
@@ -220,6 +229,7 @@ pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
             ttl: Duration::from_secs(row.ttl_seconds.into()),
             timeout: Duration::from_millis(row.timeout_ms.into()),
             row: row.clone(),
+            checks: std::sync::OnceLock::new(),
         }),
         _ => Err(problems),
     }

@@ -71,6 +71,27 @@ pub fn input_schema(def: &Definition) -> Value {
     Value::Object(schema)
 }
 
+/// What a call's params are checked against before it runs, at every door:
+/// the input schema, with the source's params the row does not list typed
+/// too (they are accepted, so a wrong type is named, not left to serde).
+pub fn check_schema(def: &Definition) -> Value {
+    let mut schema = input_schema(def);
+    let all = sources::find(def.source.kind())
+        .and_then(|k| k.params_schema())
+        .and_then(|mut v| v.get_mut("properties").map(Value::take));
+    if let (Some(Value::Object(props)), Some(Value::Object(all))) =
+        (schema.get_mut("properties"), all)
+    {
+        for (k, mut p) in all {
+            if !props.contains_key(&k) {
+                lean_property(&mut p);
+                props.insert(k, p);
+            }
+        }
+    }
+    schema
+}
+
 /// A property as a caller needs it: `Option<T>` is "T" (leaving it out is
 /// how a caller says none), and no `format`.
 fn lean_property(p: &mut Value) {

@@ -1,14 +1,15 @@
 //! Data fetchers: definitions (rows in MySQL or files in `fetchers/`), the
-//! registry that loads and hot-reloads them, and the engine that runs them.
+//! registry that loads and hot-reloads them, and the runner that runs them.
 //!
 //! - [`FetchRequest`]: a fetcher name plus JSON params.
 //! - [`FetchOutcome`]: what one run produced; an error is a value, never a panic.
-//! - `Engine::run_many(Vec<FetchRequest>) -> Vec<FetchOutcome>` runs them concurrently,
-//!   each with its own timeout and TTL cache; `Engine::exists(name)` and
-//!   `Engine::names()` tell templates what is known.
+//! - `Runner::run_many(Vec<FetchRequest>) -> Vec<FetchOutcome>` runs them concurrently,
+//!   each with its own timeout and TTL cache; `Runner::exists(name)` and
+//!   `Runner::names()` tell templates what is known.
 //! - [`lean`]: a result as token-lean text, for LLM clients and the console.
 //! - [`sql`]: the `sql` source's read-only queries over the program's own MySQL data.
 
+pub mod args;
 mod cache;
 pub use cache::MAX_ENTRIES as MAX_CACHED_RESULTS;
 pub use cache::{
@@ -16,11 +17,11 @@ pub use cache::{
 };
 pub mod db;
 mod definition;
-mod engine;
 pub mod files;
 mod inputs;
 pub mod lean;
 mod registry;
+mod runner;
 mod sources;
 pub mod sql;
 
@@ -31,9 +32,9 @@ pub use definition::{
     valid_name, validate, validate_all, Definition, Problem, Row, MAX_TIMEOUT_MS, MAX_TTL_SECONDS,
     NAME_RULE,
 };
-pub use engine::Engine;
-pub use inputs::{input_schema, json_type};
-pub use registry::{Backend, LoadError, LoadStatus, Loaded, Registry};
+pub use inputs::{check_schema, input_schema, json_type};
+pub use registry::{Backend, BackendKind, LoadError, LoadStatus, Loaded, Registry};
+pub use runner::Runner;
 pub use sources::{Context, Kind, Source};
 
 use serde::Serialize;

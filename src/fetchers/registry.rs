@@ -97,11 +97,43 @@ pub struct Loaded {
     pre_problems: Vec<Problem>,
 }
 
+/// Where definitions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// MySQL's `data_fetchers` table.
+    Mysql,
+    /// `fetchers/*.toml`.
+    Files,
+    /// Rows given in code (tests, `check`).
+    Rows,
+}
+
+impl BackendKind {
+    /// `mysql`, `files` or `rows`, as logs and health name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mysql => "mysql",
+            Self::Files => "files",
+            Self::Rows => "rows",
+        }
+    }
+
+    /// What a definition from here is listed as: `mysql`, `file` or `rows`.
+    pub fn origin(self) -> &'static str {
+        match self {
+            Self::Mysql => "mysql",
+            Self::Files => "file",
+            Self::Rows => "rows",
+        }
+    }
+}
+
 /// How the last load went, for `/api/health/mysql`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoadStatus {
     /// `mysql`, `files` or `rows`.
-    pub backend: &'static str,
+    pub backend: BackendKind,
     /// Whether the last load succeeded.
     pub ok: bool,
     /// Why it did not.
@@ -118,15 +150,18 @@ pub struct Registry {
     loaded: RwLock<Arc<Loaded>>,
     /// How the last load went.
     status: RwLock<LoadStatus>,
+    /// The current set's revision, pushed to whoever waits on it (the change
+    /// stream, MCP sessions) after each swap, so nobody polls.
+    revision: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
     /// An empty registry over `backend`; call [`reload`](Self::reload) to fill it.
     pub fn new(backend: Backend) -> Self {
         let kind = match &backend {
-            Backend::Mysql(_) => "mysql",
-            Backend::Files(_) => "files",
-            Backend::Rows(_) => "rows",
+            Backend::Mysql(_) => BackendKind::Mysql,
+            Backend::Files(_) => BackendKind::Files,
+            Backend::Rows(_) => BackendKind::Rows,
         };
         Self {
             backend,
@@ -137,6 +172,7 @@ impl Registry {
                 error: Some("not loaded yet".into()),
                 last_ok_at: None,
             }),
+            revision: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -189,7 +225,7 @@ impl Registry {
         let reg = Self::new(Backend::Rows(rows.clone()));
         reg.install(rows, Vec::new());
         *reg.status.write() = LoadStatus {
-            backend: "rows",
+            backend: BackendKind::Rows,
             ok: true,
             error: None,
             last_ok_at: Some(now_secs()),
@@ -220,7 +256,10 @@ impl Registry {
                 self.install(rows, pre);
                 let mut st = self.status.write();
                 if !st.ok && st.last_ok_at.is_some() {
-                    tracing::info!(backend = st.backend, "Fetcher definitions source is back");
+                    tracing::info!(
+                        backend = st.backend.as_str(),
+                        "Fetcher definitions source is back"
+                    );
                 }
                 st.ok = true;
                 st.error = None;
@@ -230,7 +269,7 @@ impl Registry {
             Err(e) => {
                 let mut st = self.status.write();
                 if st.ok || st.error.as_deref() != Some(&e.to_string()) {
-                    tracing::warn!(backend = st.backend, error = %e,
+                    tracing::warn!(backend = st.backend.as_str(), error = %e,
                         "Could not reload fetcher definitions; keeping the last-known set");
                 }
                 st.ok = false;
@@ -266,7 +305,15 @@ impl Registry {
             rows,
             pre_problems,
         };
+        let revision = loaded.revision;
         *self.loaded.write() = Arc::new(loaded);
+        self.revision.send_replace(revision);
+    }
+
+    /// The current set's revision, woken on each swap: wait on it instead of
+    /// polling [`current`](Self::current).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     /// The current set.
@@ -307,5 +354,34 @@ impl Registry {
                 let _ = reg.reload().await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload that changed the files wakes a watcher once; one that
+    /// changed nothing does not, so nobody needs to poll.
+    #[tokio::test]
+    async fn a_changed_set_is_pushed_and_an_unchanged_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let text = format!("source = \"entities\"\n[params]\ndomain = \"{name}\"\n");
+            std::fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
+        };
+        file("light");
+        let reg = Registry::new(Backend::Files(dir.path().to_path_buf()));
+        let mut seen = reg.watch();
+        reg.reload().await.unwrap();
+        assert!(seen.has_changed().unwrap());
+        assert_eq!(*seen.borrow_and_update(), reg.current().revision);
+        reg.reload().await.unwrap();
+        assert!(!seen.has_changed().unwrap(), "nothing changed");
+        file("switch");
+        reg.reload().await.unwrap();
+        assert!(seen.has_changed().unwrap());
+        assert_eq!(*seen.borrow_and_update(), 2);
+        assert_eq!(reg.current().defs.len(), 2);
     }
 }

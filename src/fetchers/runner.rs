@@ -1,4 +1,4 @@
-//! The engine: runs fetchers concurrently, each under its own timeout, with
+//! The runner: runs fetchers concurrently, each under its own timeout, with
 //! a result cache that state changes invalidate. An error is a value in the
 //! outcome, never a `?` that aborts a batch.
 
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::cache::ResultCache;
 use super::definition::{Definition, Problem};
-use super::registry::Registry;
+use super::registry::{LoadStatus, Loaded, Registry};
 use super::sources::Context;
 use super::sql;
 use super::{FetchError, FetchOutcome, FetchRequest};
@@ -23,7 +23,7 @@ use crate::telemetry::Escaped;
 
 /// Runs fetchers from a registry over the states.
 #[derive(Clone)]
-pub struct Engine {
+pub struct Runner {
     /// The definitions.
     registry: Arc<Registry>,
     /// What they read.
@@ -39,7 +39,7 @@ pub struct Engine {
     sql: Option<sql::Database>,
 }
 
-impl Engine {
+impl Runner {
     pub fn new(registry: Arc<Registry>, states: StateManager) -> Self {
         Self {
             env: Arc::new(jinja::environment(&states)),
@@ -51,13 +51,13 @@ impl Engine {
         }
     }
 
-    /// The same engine with another memory limit for template renders.
+    /// The same runner with another memory limit for template renders.
     pub fn with_render_memory(mut self, bytes: usize) -> Self {
         self.render_memory = bytes;
         self
     }
 
-    /// The same engine with a MySQL for `sql` fetchers.
+    /// The same runner with a MySQL for `sql` fetchers.
     pub fn with_sql(mut self, db: Option<sql::Database>) -> Self {
         self.sql = db;
         self
@@ -79,6 +79,31 @@ impl Engine {
     /// Whether an enabled, valid fetcher has this name.
     pub fn exists(&self, name: &str) -> bool {
         self.registry.get(name).is_some()
+    }
+
+    /// An enabled, valid definition by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Definition>> {
+        self.registry.get(name)
+    }
+
+    /// The current set of definitions and problems, one consistent load.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.registry.current()
+    }
+
+    /// How the last load went, and where definitions come from.
+    pub fn load_status(&self) -> LoadStatus {
+        self.registry.status()
+    }
+
+    /// The definitions' revision, woken on each reload that changed them.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.registry.watch()
+    }
+
+    /// Whether the definitions' MySQL answers now; `Ok` for files.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.registry.ping().await
     }
 
     /// The names of the enabled, valid fetchers, sorted.
@@ -114,7 +139,7 @@ impl Engine {
                 false,
             );
         };
-        let params = match def.merge(&req.params) {
+        let params = match def.check(&req.params).and_then(|()| def.merge(&req.params)) {
             Ok(p) => p,
             Err(e) => {
                 return outcome(

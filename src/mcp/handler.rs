@@ -1,7 +1,5 @@
 //! The server one client talks to: what it offers, and where each request goes.
 
-use std::sync::Arc;
-
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
     Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
@@ -13,7 +11,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::session::{Lists, Session, MAX_SUBSCRIPTIONS};
 use super::{prompts, resources, tools};
-use crate::api::AppState;
+use crate::engine::Engine;
 
 /// What a client is told on `initialize`.
 const INSTRUCTIONS: &str = "A live mirror of a Home Assistant house. Start with live_context \
@@ -24,14 +22,14 @@ full. The other tools are the house's data fetchers. Everything is read-only.";
 /// stdio); dropping it ends the session's watcher.
 pub struct Mcp {
     /// Everything the REST API reaches.
-    app: Arc<AppState>,
+    app: Engine,
     /// This client's subscriptions and the task that tells it of changes.
     session: Session,
 }
 
 impl Mcp {
     /// A client's server; `lists` tells its watcher when the tool or prompt list changed.
-    pub fn new(app: Arc<AppState>, lists: Lists) -> Self {
+    pub fn new(app: Engine, lists: Lists) -> Self {
         Self {
             app,
             session: Session::new(lists),

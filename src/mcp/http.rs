@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use super::handler::Mcp;
 use super::sessions::{Sessions, SESSION_IDLE};
 use super::wire;
-use crate::api::{ApiError, AppState};
+use crate::api::ApiError;
+use crate::engine::Engine;
 
 /// Where the endpoint is mounted.
 pub const PATH: &str = "/mcp";
@@ -39,15 +40,16 @@ const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The `/mcp` route, serving `app` until `shutdown`.
 pub fn router(
-    app: Arc<AppState>,
+    app: Engine,
+    max_body_bytes: usize,
     hosts: Vec<String>,
     max_sessions: usize,
     shutdown: CancellationToken,
 ) -> Router {
-    let app_limit = app.limits.max_body_bytes;
+    let app_limit = max_body_bytes;
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown.clone())
-        .with_max_request_body_bytes(app.limits.max_body_bytes);
+        .with_max_request_body_bytes(max_body_bytes);
     config = if hosts.is_empty() {
         config.disable_allowed_hosts()
     } else {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::reply::{failure, success};
-use crate::api::AppState;
+use crate::engine::Engine;
 use crate::jinja::Entity;
 use crate::state::{EntityState, Glob, Query, StateError};
 
@@ -117,19 +117,19 @@ fn glob(arg: &str, text: &str) -> Result<Glob, String> {
     } else {
         format!("*{text}*")
     };
-    Glob::new(&pattern).map_err(|e| format!("argument `{arg}`: {e}"))
+    Glob::new(&pattern).map_err(|e| format!("param `{arg}`: {e}"))
 }
 
 /// The states `q` matches, refilling invalidated ones, sorted by id.
-async fn matching(app: &AppState, q: &Query) -> Result<Vec<EntityState>, String> {
-    app.states.list(q).await.map_err(|e| e.to_string())
+async fn matching(app: &Engine, q: &Query) -> Result<Vec<EntityState>, String> {
+    app.states().list(q).await.map_err(|e| e.to_string())
 }
 
 /// Lines for `states` (with areas), at most `limit` and [`MAX_BYTES`], then
 /// an "N more" line for the rest.
-pub fn lines(app: &AppState, states: &[EntityState], limit: usize, hint: &str) -> String {
+pub fn lines(app: &Engine, states: &[EntityState], limit: usize, hint: &str) -> String {
     let ids: Vec<&str> = states.iter().map(|s| &*s.entity_id).collect();
-    let areas = app.states.area_names(&ids);
+    let areas = app.states().area_names(&ids);
     let mut out = String::new();
     let mut shown = 0;
     for (s, area) in states.iter().zip(areas).take(limit) {
@@ -151,15 +151,15 @@ pub fn lines(app: &AppState, states: &[EntityState], limit: usize, hint: &str) -
 }
 
 /// `live_context`.
-pub async fn context(app: &AppState, a: ContextArgs) -> CallToolResult {
+pub async fn context(app: &Engine, a: ContextArgs) -> CallToolResult {
     let pattern = match a.name.as_deref().map(|n| glob("name", n)).transpose() {
         Ok(p) => p,
         Err(e) => return failure(e),
     };
     let in_area: Option<HashSet<String>> = match &a.area {
-        Some(area) => match app.states.area_entities(area) {
+        Some(area) => match app.states().area_entities(area) {
             Some(ids) => Some(ids),
-            None => return failure(format!("argument `area`: no area {area:?} is known")),
+            None => return failure(format!("param `area`: no area {area:?} is known")),
         },
         None => None,
     };
@@ -190,7 +190,7 @@ pub async fn context(app: &AppState, a: ContextArgs) -> CallToolResult {
 }
 
 /// `search_entities`.
-pub async fn search(app: &AppState, a: SearchArgs) -> CallToolResult {
+pub async fn search(app: &Engine, a: SearchArgs) -> CallToolResult {
     let pattern = match glob("query", &a.query) {
         Ok(p) => p,
         Err(e) => return failure(e),
@@ -234,14 +234,14 @@ pub async fn search(app: &AppState, a: SearchArgs) -> CallToolResult {
 }
 
 /// `get_entity`.
-pub async fn get_entity(app: &AppState, entity_id: &str) -> CallToolResult {
-    match app.states.get(entity_id).await {
+pub async fn get_entity(app: &Engine, entity_id: &str) -> CallToolResult {
+    match app.states().get(entity_id).await {
         Ok(s) => success(s.raw.to_string(), s.json()),
         Err(StateError::NotFound(_)) => failure(format!(
             "no entity {entity_id:?}; search_entities finds ids"
         )),
         Err(StateError::BadEntityId(_)) => failure(format!(
-            "argument `entity_id`: {entity_id:?} is not an entity id (domain.object_id)"
+            "param `entity_id`: {entity_id:?} is not an entity id (domain.object_id)"
         )),
         Err(e) => failure(e.to_string()),
     }

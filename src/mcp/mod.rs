@@ -18,7 +18,6 @@
 //! - [`http`]: `/mcp` (Streamable HTTP) with its Host check and plain JSON
 //!   answers; `ha-fetchers mcp` serves the same over stdio (`crate::cli`).
 
-mod args;
 mod handler;
 mod http;
 mod live;

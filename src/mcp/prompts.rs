@@ -6,13 +6,13 @@ use rmcp::model::{GetPromptResult, JsonObject, Prompt, PromptArgument, PromptMes
 use rmcp::ErrorData;
 use serde_json::Map;
 
-use crate::api::AppState;
+use crate::engine::Engine;
 use crate::prompt::{PromptTemplate, RenderError, RenderOptions};
 
 /// Every enabled template, by name.
-pub fn list(app: &AppState) -> Vec<Prompt> {
+pub fn list(app: &Engine) -> Vec<Prompt> {
     let mut templates: Vec<PromptTemplate> = app
-        .prompts
+        .prompts()
         .list()
         .into_iter()
         .filter(|t| t.enabled)
@@ -30,8 +30,8 @@ pub fn list(app: &AppState) -> Vec<Prompt> {
 
 /// The variables `t` reads that are neither fetchers nor functions: what a
 /// caller may pass. Optional: an unset one renders empty, as in the REST API.
-fn arguments(app: &AppState, t: &PromptTemplate) -> Vec<PromptArgument> {
-    app.prompts
+fn arguments(app: &Engine, t: &PromptTemplate) -> Vec<PromptArgument> {
+    app.prompts()
         .renderer()
         .references(&t.name, &t.body, &Map::new())
         .map(|r| r.unknown)
@@ -47,7 +47,7 @@ fn arguments(app: &AppState, t: &PromptTemplate) -> Vec<PromptArgument> {
 
 /// Renders the template `name` with `arguments` as its variables.
 pub async fn get(
-    app: &AppState,
+    app: &Engine,
     name: &str,
     arguments: JsonObject,
 ) -> Result<GetPromptResult, ErrorData> {
@@ -55,10 +55,10 @@ pub async fn get(
         variables: arguments,
         strict: false,
     };
-    match app.prompts.render(name, opts).await {
+    match app.prompts().render(name, opts).await {
         Ok(r) => {
             let mut out = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, r.text)]);
-            if let Some(t) = app.prompts.get(name) {
+            if let Some(t) = app.prompts().get(name) {
                 if !t.description.trim().is_empty() {
                     out = out.with_description(t.description);
                 }

@@ -8,7 +8,7 @@ use serde_json::Map;
 
 use super::reply::{too_large, MAX_REPLY_BYTES};
 use super::{live, tools};
-use crate::api::AppState;
+use crate::engine::Engine;
 use crate::fetchers::lean;
 use crate::fetchers::FetchRequest;
 use crate::state::{valid_entity_id, Query, StateError};
@@ -73,7 +73,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
 }
 
 /// One resource per fetcher that is a tool.
-pub fn list(app: &AppState) -> Vec<Resource> {
+pub fn list(app: &Engine) -> Vec<Resource> {
     tools::fetchers(app)
         .iter()
         .map(|d| {
@@ -89,9 +89,9 @@ pub fn list(app: &AppState) -> Vec<Resource> {
 }
 
 /// Reads `uri` now.
-pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+pub async fn read(app: &Engine, uri: &str) -> Result<ReadResourceResult, ErrorData> {
     let text = match Target::parse(uri)? {
-        Target::Entity(id) => match app.states.get(&id).await {
+        Target::Entity(id) => match app.states().get(&id).await {
             Ok(s) if s.raw.len() > MAX_REPLY_BYTES => {
                 return Err(ErrorData::invalid_request(too_large(s.raw.len()), None))
             }
@@ -116,7 +116,7 @@ pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, Error
                 ..Default::default()
             };
             let states = app
-                .states
+                .states()
                 .list(&q)
                 .await
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
@@ -133,7 +133,7 @@ pub async fn read(app: &AppState, uri: &str) -> Result<ReadResourceResult, Error
         }
         Target::Fetcher(name) => {
             let out = app
-                .fetchers
+                .fetchers()
                 .run(FetchRequest {
                     name: name.clone(),
                     params: Map::new(),

@@ -23,7 +23,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::resources::Target;
 use super::tools;
-use crate::api::AppState;
+use crate::engine::Engine;
 use crate::fetchers::FetchRequest;
 use crate::state::Changed;
 
@@ -32,40 +32,32 @@ pub const MIN_GAP: Duration = Duration::from_millis(250);
 /// The most often a subscribed fetcher whose data changes unseen (`sql`) is
 /// run again to see whether it changed; its TTL, when longer, sets the pace.
 pub const UNSEEN_POLL: Duration = Duration::from_secs(2);
-/// How often the tool and prompt lists' revisions are read, by one task for
-/// every session: well inside `RELOAD_INTERVAL`, and two atomic loads.
-pub const LIST_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Resources one session may subscribe to: each is looked at on every change.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 
-/// The fetcher registry's and the prompt set's revisions, as one task reads
-/// them: sessions wait on this instead of each polling on a timer (20,000
-/// idle sessions each ticking every 250 ms took 42 % of a core).
+/// The fetcher registry's and the prompt set's revisions, as one task
+/// forwards them: sessions wait on this, woken only when a list changed
+/// (20,000 idle sessions each ticking every 250 ms took 42 % of a core).
 pub type Lists = watch::Receiver<(u64, u64)>;
 
-/// Starts the one task that publishes [`Lists`], until `stop`.
-pub fn lists(app: &Arc<AppState>, stop: CancellationToken) -> Lists {
-    let read = |app: &AppState| {
-        (
-            app.fetchers.registry().current().revision,
-            app.prompts.revision(),
-        )
+/// Starts the one task that publishes [`Lists`], until `stop`: it waits on
+/// the registry's and the templates' own revisions, so it never polls.
+pub fn lists(app: &Engine, stop: CancellationToken) -> Lists {
+    let (mut fetchers, mut prompts) = app.revisions();
+    let read = |f: &mut watch::Receiver<u64>, p: &mut watch::Receiver<u64>| {
+        (*f.borrow_and_update(), *p.borrow_and_update())
     };
-    let (tx, rx) = watch::channel(read(app));
-    let app = app.clone();
+    let (tx, rx) = watch::channel(read(&mut fetchers, &mut prompts));
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(LIST_CHECK_EVERY);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tx.closed() => break,
-                _ = tick.tick() => {
-                    tx.send_if_modified(|seen| {
-                        let now = read(&app);
-                        std::mem::replace(seen, now) != now
-                    });
-                }
+                r = fetchers.changed() => if r.is_err() { break },
+                r = prompts.changed() => if r.is_err() { break },
             }
+            let now = read(&mut fetchers, &mut prompts);
+            tx.send_if_modified(|seen| std::mem::replace(seen, now) != now);
         }
     });
     rx
@@ -95,7 +87,7 @@ impl Session {
     }
 
     /// Starts the watcher once, telling `peer`.
-    pub fn start(&self, app: &Arc<AppState>, peer: Peer<RoleServer>) {
+    pub fn start(&self, app: &Engine, peer: Peer<RoleServer>) {
         let mut stop = self.stop.lock();
         if stop.is_some() {
             return;
@@ -145,7 +137,7 @@ struct Pending {
 
 /// One session's watcher: what it needs to tell its client.
 struct Watcher {
-    app: Arc<AppState>,
+    app: Engine,
     peer: Peer<RoleServer>,
     subs: Arc<Mutex<HashSet<String>>>,
     changed: Arc<Notify>,
@@ -169,7 +161,7 @@ impl Watcher {
                 (!subs.is_empty(), p.next_poll(&app, &subs))
             };
             if any != feed.is_some() {
-                feed = any.then(|| app.states.watch());
+                feed = any.then(|| app.states().watch());
             }
             let next = p.due.values().min().copied();
             let wake = match (next, polled) {
@@ -218,7 +210,7 @@ impl Watcher {
 
 impl Pending {
     /// Schedules every subscribed resource `c` may have changed.
-    fn mark(&mut self, app: &AppState, subs: &HashSet<String>, c: &Changed) {
+    fn mark(&mut self, app: &Engine, subs: &HashSet<String>, c: &Changed) {
         let now = Instant::now();
         for uri in subs {
             let touched = match Target::parse(uri) {
@@ -227,8 +219,7 @@ impl Pending {
                 // Which entities a fetcher reads is known only by running it;
                 // one that reads no states is polled instead.
                 Ok(Target::Fetcher(name)) => app
-                    .fetchers
-                    .registry()
+                    .fetchers()
                     .get(&name)
                     .is_none_or(|d| d.source.follows_states()),
                 Err(_) => false,
@@ -242,13 +233,13 @@ impl Pending {
 
     /// Schedules the subscribed fetchers whose data changes unseen, each once
     /// per its TTL (at least [`UNSEEN_POLL`]); an unchanged result is not sent.
-    fn poll(&mut self, app: &AppState, subs: &HashSet<String>) {
+    fn poll(&mut self, app: &Engine, subs: &HashSet<String>) {
         let now = Instant::now();
         for uri in subs {
             let Ok(Target::Fetcher(name)) = Target::parse(uri) else {
                 continue;
             };
-            let Some(def) = app.fetchers.registry().get(&name) else {
+            let Some(def) = app.fetchers().get(&name) else {
                 continue;
             };
             if def.source.follows_states() || self.due.contains_key(uri) {
@@ -267,7 +258,7 @@ impl Pending {
     }
 
     /// When the next polled fetcher resource is due a look, if any is subscribed.
-    fn next_poll(&self, app: &AppState, subs: &HashSet<String>) -> Option<Instant> {
+    fn next_poll(&self, app: &Engine, subs: &HashSet<String>) -> Option<Instant> {
         let now = Instant::now();
         subs.iter()
             .filter(|uri| !self.due.contains_key(*uri))
@@ -275,7 +266,7 @@ impl Pending {
                 let Ok(Target::Fetcher(name)) = Target::parse(uri) else {
                     return None;
                 };
-                let def = app.fetchers.registry().get(&name)?;
+                let def = app.fetchers().get(&name)?;
                 if def.source.follows_states() {
                     return None;
                 }
@@ -289,7 +280,7 @@ impl Pending {
     }
 
     /// Tells the client of every resource now due; `false` when it is gone.
-    async fn send_due(&mut self, app: &AppState, peer: &Peer<RoleServer>) -> bool {
+    async fn send_due(&mut self, app: &Engine, peer: &Peer<RoleServer>) -> bool {
         let now = Instant::now();
         let ready: Vec<String> = self
             .due
@@ -315,9 +306,9 @@ impl Pending {
 
     /// Reruns a fetcher (from its cache when nothing it read changed) and
     /// says whether its result differs from the last one seen.
-    async fn result_changed(&mut self, app: &AppState, uri: &str, name: String) -> bool {
+    async fn result_changed(&mut self, app: &Engine, uri: &str, name: String) -> bool {
         let out = app
-            .fetchers
+            .fetchers()
             .run(FetchRequest {
                 name,
                 params: Map::new(),

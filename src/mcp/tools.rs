@@ -8,10 +8,9 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
 
-use super::args;
 use super::live::{self, GET_ENTITY, LIVE_CONTEXT, SEARCH};
 use super::reply::{failure, success};
-use crate::api::AppState;
+use crate::engine::Engine;
 use crate::fetchers::lean;
 use crate::fetchers::{input_schema, Definition, FetchRequest};
 
@@ -19,7 +18,7 @@ use crate::fetchers::{input_schema, Definition, FetchRequest};
 pub const BUILT_IN: [&str; 3] = [LIVE_CONTEXT, SEARCH, GET_ENTITY];
 
 /// Every tool, in a fixed order: the built-ins, then fetchers by name.
-pub fn list(app: &AppState) -> Vec<Tool> {
+pub fn list(app: &Engine) -> Vec<Tool> {
     let mut out: Vec<Tool> = live::schemas()
         .into_iter()
         .map(|(name, description, schema)| tool(name.to_string(), description.to_string(), schema))
@@ -29,9 +28,9 @@ pub fn list(app: &AppState) -> Vec<Tool> {
 }
 
 /// The enabled fetchers that are tools, by name.
-pub fn fetchers(app: &AppState) -> Vec<Arc<Definition>> {
+pub fn fetchers(app: &Engine) -> Vec<Arc<Definition>> {
     let mut defs: Vec<Arc<Definition>> = app
-        .fetchers
+        .fetchers()
         .definitions()
         .into_iter()
         .filter(|d| !BUILT_IN.contains(&d.name.as_str()))
@@ -64,9 +63,9 @@ fn tool(name: String, description: String, schema: Value) -> Tool {
 }
 
 /// Runs the tool `name` with `arguments`.
-pub async fn call(app: &AppState, name: &str, arguments: JsonObject) -> CallToolResult {
+pub async fn call(app: &Engine, name: &str, arguments: JsonObject) -> CallToolResult {
     if let Some((_, _, schema)) = live::schemas().into_iter().find(|(n, ..)| *n == name) {
-        if let Err(e) = args::check(&schema, &arguments) {
+        if let Err(e) = crate::fetchers::args::check(&schema, &arguments) {
             return failure(e);
         }
         let v = Value::Object(arguments);
@@ -85,14 +84,12 @@ pub async fn call(app: &AppState, name: &str, arguments: JsonObject) -> CallTool
             }
         };
     }
-    let Some(def) = app.fetchers.registry().get(name) else {
+    if !app.fetchers().exists(name) {
         return failure(format!("unknown tool {name:?}; tools/list names the tools"));
-    };
-    if let Err(e) = args::check(&input_schema(&def), &arguments) {
-        return failure(e);
     }
+    // The runner checks the params, as it does for every door.
     let out = app
-        .fetchers
+        .fetchers()
         .run(FetchRequest {
             name: name.to_string(),
             params: arguments,

@@ -1,5 +1,5 @@
 //! What the renderer needs from the fetcher engine, as a trait so prompts can
-//! be built and tested apart from it. `fetchers::Engine` implements it.
+//! be built and tested apart from it. `fetchers::Runner` implements it.
 
 use async_trait::async_trait;
 
@@ -47,16 +47,16 @@ impl FetcherSource for NoFetchers {
 
 /// The engine is what prompts fetch through.
 #[async_trait]
-impl FetcherSource for crate::fetchers::Engine {
+impl FetcherSource for crate::fetchers::Runner {
     fn exists(&self, name: &str) -> bool {
-        crate::fetchers::Engine::exists(self, name)
+        crate::fetchers::Runner::exists(self, name)
     }
 
     fn names(&self) -> Vec<String> {
-        crate::fetchers::Engine::names(self)
+        crate::fetchers::Runner::names(self)
     }
 
     async fn run_many(&self, requests: Vec<FetchRequest>) -> Vec<FetchOutcome> {
-        crate::fetchers::Engine::run_many(self, requests).await
+        crate::fetchers::Runner::run_many(self, requests).await
     }
 }

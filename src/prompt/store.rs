@@ -134,8 +134,9 @@ pub struct Prompts {
     renderer: Arc<Renderer>,
     /// By name; swapped whole on reload, so a render sees one consistent set.
     templates: RwLock<Arc<BTreeMap<String, PromptTemplate>>>,
-    /// Bumped when a reload changed the set, so watchers compare a number.
-    revision: std::sync::atomic::AtomicU64,
+    /// Bumped when a reload changed the set, and pushed to whoever waits on
+    /// it (the change stream, MCP sessions), so nobody polls.
+    revision: tokio::sync::watch::Sender<u64>,
 }
 
 impl Prompts {
@@ -143,7 +144,7 @@ impl Prompts {
         let p = Self {
             renderer,
             templates: RwLock::default(),
-            revision: Default::default(),
+            revision: tokio::sync::watch::Sender::new(0),
         };
         p.replace(templates);
         p
@@ -159,14 +160,19 @@ impl Prompts {
         let mut current = self.templates.write();
         if **current != map {
             *current = Arc::new(map);
-            self.revision
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(current);
+            self.revision.send_modify(|r| *r += 1);
         }
     }
 
     /// Changes with every reload that changed the set.
     pub fn revision(&self) -> u64 {
-        self.revision.load(std::sync::atomic::Ordering::Relaxed)
+        *self.revision.borrow()
+    }
+
+    /// The revision, woken on each change: wait on it instead of polling.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     /// Every template, sorted by name.

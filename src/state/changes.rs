@@ -8,14 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{EntityState, RegistryKind};
 
-/// What to do with a `state_changed` event's new state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheMode {
-    /// Write the new state into the cache (`WEBSOCKET_UPDATE_CACHE=true`).
-    Update,
-    /// Delete the cached state; the next read refills it from REST.
-    Invalidate,
-}
+/// What to do with a `state_changed` event's new state (a setting).
+pub use crate::config::CacheMode;
 
 /// One change from a `state_changed` event.
 #[derive(Debug, Clone)]

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::{Activity, Event, Kind};
-use crate::fetchers::Engine;
+use crate::fetchers::Runner;
 use crate::prompt::Prompts;
 use crate::state::{now_secs, Changed, Feed, Watcher, WriterStats};
 
@@ -32,7 +32,7 @@ pub type Chunk = Arc<[Arc<Event>]>;
 /// How long recording goes on after the last subscriber leaves, so a client
 /// that reconnects (a laptop waking, a proxy's idle cut) resumes with no gap.
 pub const LINGER: Duration = Duration::from_secs(300);
-/// How often the pump samples activity, looks for reloads and ends a linger.
+/// How often the pump samples activity and ends a linger (reloads are pushed).
 const TICK: Duration = Duration::from_secs(1);
 
 /// The change stream's shared end; cloned into the router.
@@ -233,14 +233,22 @@ impl Hub {
     pub fn spawn(
         &self,
         stats: Arc<WriterStats>,
-        fetchers: Engine,
+        fetchers: Runner,
         prompts: Arc<Prompts>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
+        let mut fetcher_revision = fetchers.watch();
+        let mut prompt_revision = prompts.watch();
+        let revisions = (
+            *fetcher_revision.borrow_and_update(),
+            *prompt_revision.borrow_and_update(),
+        );
         let pump = Pump {
             hub: self.clone(),
             stats,
-            revisions: (fetchers.registry().current().revision, prompts.revision()),
+            revisions,
+            fetcher_revision,
+            prompt_revision,
             fetchers,
             prompts,
         };
@@ -311,11 +319,15 @@ struct Pump {
     /// The writer's counters, sampled for activity.
     stats: Arc<WriterStats>,
     /// For reload events: the registry's revision and its definitions.
-    fetchers: Engine,
+    fetchers: Runner,
     /// For reload events: the templates' revision.
     prompts: Arc<Prompts>,
     /// The revisions last seen.
     revisions: (u64, u64),
+    /// Wakes the pump when the registry swaps in a new set.
+    fetcher_revision: watch::Receiver<u64>,
+    /// Wakes the pump when the templates change.
+    prompt_revision: watch::Receiver<u64>,
 }
 
 impl Pump {
@@ -340,9 +352,12 @@ impl Pump {
                     Some(Changed::Everything) => self.hub.publish([Kind::Resync("snapshot")]),
                     None => watcher = None,
                 },
+                // Both senders live as long as the engine and templates this
+                // pump holds, so `changed` fails only at shutdown.
+                Ok(()) = self.fetcher_revision.changed() => self.reloads(),
+                Ok(()) = self.prompt_revision.changed() => self.reloads(),
                 _ = tick.tick() => {
                     self.sample();
-                    self.reloads();
                     if self.hub.linger_over() {
                         watcher = None;
                     }
@@ -358,8 +373,11 @@ impl Pump {
 
     /// A `reload` event when the fetchers or the templates changed.
     fn reloads(&mut self) {
-        let loaded = self.fetchers.registry().current();
-        let now = (loaded.revision, self.prompts.revision());
+        let loaded = self.fetchers.loaded();
+        let now = (
+            *self.fetcher_revision.borrow_and_update(),
+            *self.prompt_revision.borrow_and_update(),
+        );
         if now == self.revisions {
             return;
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ha_fetchers::fetchers::{Engine, FetchError, FetchRequest, Registry, Row};
+use ha_fetchers::fetchers::{FetchError, FetchRequest, Registry, Row, Runner};
 use ha_fetchers::ha::HaRest;
 use ha_fetchers::sim::Sim;
 use ha_fetchers::state::{Fallback, FallbackError, MemoryStore, StateManager};
@@ -200,7 +200,7 @@ async fn connections_beyond_the_cap_wait_in_the_backlog() {
     for _ in 0..100 {
         conns.push(partial(app.port, HALF_HEADER).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::helpers::wait_for("the server to take its 8", || accepted(app.port) >= 8).await;
     let held = accepted(app.port);
     eprintln!("connection cap 8: 100 clients connected, the server holds {held}");
     assert_eq!(held, 8);
@@ -546,7 +546,7 @@ async fn a_rest_error_with_multibyte_text_is_cut_not_panicked_on() {
 }
 
 /// An engine over an empty house with one `entities` fetcher that caches for 5 minutes.
-fn listing_engine() -> Engine {
+fn listing_engine() -> Runner {
     let row = Row {
         name: "listing".into(),
         description: "A listing.".into(),
@@ -558,7 +558,7 @@ fn listing_engine() -> Engine {
         timeout_ms: 10_000,
         enabled: true,
     };
-    Engine::new(
+    Runner::new(
         Registry::from_rows(vec![row]),
         StateManager::new(Arc::new(MemoryStore::new()), None),
     )

@@ -217,7 +217,7 @@ async fn a_stalled_client_is_resynced_and_never_holds_up_the_others() {
         .unwrap();
     let mut reader = Sse::open(&h, "?entity_id=sensor.power_consumption", None).await;
     wait_for("both subscribed", || {
-        h.state.stream.stats().subscribers == 2
+        h.engine.stream().stats().subscribers == 2
     })
     .await;
 
@@ -268,7 +268,7 @@ async fn a_stalled_client_is_resynced_and_never_holds_up_the_others() {
         assert!(n > 0, "the stream stays open");
         got.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(h.state.stream.stats().overflows, 1, "counted");
+    assert_eq!(h.engine.stream().stats().overflows, 1, "counted");
     h.finish().await;
 }
 
@@ -332,13 +332,13 @@ async fn bad_filters_are_refused_by_name() {
 #[tokio::test]
 async fn streams_past_half_the_connections_are_refused() {
     use ha_fetchers::api::{router, AppState};
-    use ha_fetchers::fetchers::{Engine, Registry};
+    use ha_fetchers::fetchers::{Registry, Runner};
     use ha_fetchers::state::{MemoryStore, StateManager};
-    let engine = Engine::new(
+    let engine = Runner::new(
         Registry::from_rows(Vec::new()),
         StateManager::new(std::sync::Arc::new(MemoryStore::new()), None),
     );
-    let mut state = AppState::new(engine);
+    let mut state = AppState::new(ha_fetchers::engine::Engine::over(engine));
     state.limits.max_connections = 4;
     let app = router(state);
     let get =

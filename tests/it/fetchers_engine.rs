@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ha_fetchers::fetchers::{Engine, FetchError, FetchRequest, Registry};
+use ha_fetchers::fetchers::{FetchError, FetchRequest, Registry, Runner};
 use ha_fetchers::state::{
     EntityState, Fallback, FallbackError, MemoryStore, SharedStore, StateManager,
 };
@@ -16,7 +16,7 @@ use crate::helpers::fixtures::{
 };
 use crate::helpers::{Kind, TestStore};
 
-async fn ok(engine: &Engine, req: FetchRequest) -> Value {
+async fn ok(engine: &Runner, req: FetchRequest) -> Value {
     let out = engine.run(req).await;
     Value::clone(&out.result.unwrap_or_else(|e| panic!("{}: {e}", out.name)))
 }
@@ -129,7 +129,7 @@ async fn device_status_reports_websocket_mode_when_connected() {
         })
         .await
         .unwrap();
-    let e = Engine::new(
+    let e = Runner::new(
         Registry::from_rows(shipped_rows()),
         StateManager::new(store, None),
     );
@@ -185,7 +185,7 @@ async fn a_slow_fetcher_times_out_alone() {
             r.timeout_ms = 100;
         }
     }
-    let e = Engine::new(Registry::from_rows(rows), states);
+    let e = Runner::new(Registry::from_rows(rows), states);
     let outs = e
         .run_many(vec![
             // Not cached, so it goes to the (slow) REST fallback.
@@ -205,7 +205,7 @@ async fn a_runaway_template_runs_out_of_fuel() {
     );
     r.timeout_ms = 60_000;
     let states = StateManager::new(fixture_store().await, None);
-    let e = Engine::new(Registry::from_rows(vec![r]), states);
+    let e = Runner::new(Registry::from_rows(vec![r]), states);
     let out = e.run(FetchRequest::new("spin")).await;
     let err = out.result.unwrap_err();
     assert_eq!(err.code(), "failed");
@@ -216,7 +216,7 @@ async fn a_runaway_template_runs_out_of_fuel() {
 async fn templates_have_no_file_or_env_access() {
     let mut r = row("sneaky", "template", "{}");
     r.template = Some(r#"{% include "/etc/passwd" %}"#.into());
-    let e = Engine::new(
+    let e = Runner::new(
         Registry::from_rows(vec![r]),
         StateManager::new(fixture_store().await, None),
     );
@@ -227,7 +227,7 @@ async fn templates_have_no_file_or_env_access() {
 /// Checks caching and invalidation over any store.
 async fn cache_follows_state_changes(store: SharedStore) {
     store.replace_all(fixture_states()).await.unwrap();
-    let e = Engine::new(
+    let e = Runner::new(
         Registry::from_rows(shipped_rows()),
         StateManager::new(store.clone(), None),
     );
@@ -289,13 +289,14 @@ async fn cache_is_invalidated_by_state_changes_in_redis() {
     cache_follows_state_changes(store.shared.clone()).await;
 }
 
-#[tokio::test]
+/// On paused time: the TTL passes without the test waiting for it.
+#[tokio::test(start_paused = true)]
 async fn ttl_is_a_ceiling() {
     let mut r = row("lights", "entities", r#"{"domain":"light"}"#);
     r.ttl_seconds = 1;
     let mut nocache = row("lights_nocache", "entities", r#"{"domain":"light"}"#);
     nocache.ttl_seconds = 0;
-    let e = Engine::new(
+    let e = Runner::new(
         Registry::from_rows(vec![r, nocache]),
         StateManager::new(fixture_store().await, None),
     );
@@ -331,7 +332,7 @@ async fn templates_speak_home_assistant_like_prompts() {
         r#"{{ {"one": states("light.kitchen"), "on": is_state("light.kitchen", "on"), "n": states.light | list | length, "b": state_attr("light.kitchen", "brightness"), "p": params.x | default(1)} | tojson }}"#
             .into(),
     );
-    let e = Engine::new(
+    let e = Runner::new(
         Registry::from_rows(vec![r]),
         StateManager::new(fixture_store().await, None),
     );
@@ -348,7 +349,7 @@ async fn template_reads_only_invalidate_on_the_domains_they_read() {
     let mut r = row("hot_climate", "template", "{}");
     r.template = Some(r#"{{ states.climate | selectattr("state", "eq", "cool") | map(attribute="entity_id") | list | tojson }}"#.into());
     let store = fixture_store().await;
-    let e = Engine::new(
+    let e = Runner::new(
         Registry::from_rows(vec![r]),
         StateManager::new(store.clone(), None),
     );
@@ -392,7 +393,7 @@ async fn a_rest_answer_for_another_entity_is_refused_and_never_cached() {
     let store: ha_fetchers::state::SharedStore = Arc::new(ha_fetchers::state::MemoryStore::new());
     let states = StateManager::new(store, Some(Arc::new(WrongFallback)));
     let app = crate::helpers::api::app_over(
-        Engine::new(Registry::from_rows(Vec::new()), states.clone()),
+        Runner::new(Registry::from_rows(Vec::new()), states.clone()),
         None,
     );
     let (status, body) = crate::helpers::api::send_json(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use ha_fetchers::fetchers::{db, Backend, Engine, FetchRequest, Registry};
+use ha_fetchers::fetchers::{db, Backend, FetchRequest, Registry, Runner};
 use ha_fetchers::state::StateManager;
 use serde_json::json;
 use sqlx::MySqlPool;
@@ -25,10 +25,10 @@ async fn seeded(pool: &MySqlPool) {
     db::seed(pool, &shipped_rows()).await.unwrap();
 }
 
-async fn engine(pool: &MySqlPool) -> Engine {
+async fn engine(pool: &MySqlPool) -> Runner {
     let reg = Arc::new(Registry::new(Backend::Mysql(pool.clone())));
     reg.reload().await.unwrap();
-    Engine::new(reg, StateManager::new(fixture_store().await, None))
+    Runner::new(reg, StateManager::new(fixture_store().await, None))
 }
 
 #[sqlx::test(migrations = "mysql/schemas")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ha_fetchers::fetchers::sql::{self, Database, Limits};
-use ha_fetchers::fetchers::{db, input_schema, Backend, Engine, FetchRequest, Registry};
+use ha_fetchers::fetchers::{db, input_schema, Backend, FetchRequest, Registry, Runner};
 use ha_fetchers::state::StateManager;
 use serde_json::{json, Map, Value};
 use sqlx::MySqlPool;
@@ -23,11 +23,11 @@ fn sql_db(pool: &MySqlPool) -> Database {
 }
 
 /// The registry (MySQL rows) and the engine, `sql` fetchers reading `pool`'s database.
-async fn engine(pool: &MySqlPool) -> Engine {
+async fn engine(pool: &MySqlPool) -> Runner {
     db::seed(pool, &shipped_rows()).await.unwrap();
     let reg = Arc::new(Registry::new(Backend::Mysql(pool.clone())));
     reg.reload().await.unwrap();
-    Engine::new(reg, StateManager::new(fixture_store().await, None)).with_sql(Some(sql_db(pool)))
+    Runner::new(reg, StateManager::new(fixture_store().await, None)).with_sql(Some(sql_db(pool)))
 }
 
 /// Adds one `sql` fetcher row.
@@ -44,7 +44,7 @@ async fn add(pool: &MySqlPool, name: &str, params: Value, timeout_ms: u32) {
     .unwrap();
 }
 
-async fn run(e: &Engine, name: &str, params: Value) -> Result<Arc<Value>, (String, String)> {
+async fn run(e: &Runner, name: &str, params: Value) -> Result<Arc<Value>, (String, String)> {
     let Value::Object(params) = params else {
         panic!("params must be an object")
     };
@@ -382,7 +382,7 @@ async fn mysql_down_fails_this_fetcher_only(pool: MySqlPool) {
     reg.reload().await.unwrap();
     // Nothing listens on port 1.
     let down = Database::connect_lazy("mysql://root@127.0.0.1:1/nothing").unwrap();
-    let e = Engine::new(reg, StateManager::new(fixture_store().await, None)).with_sql(Some(down));
+    let e = Runner::new(reg, StateManager::new(fixture_store().await, None)).with_sql(Some(down));
     let started = Instant::now();
     let err = run(&e, "mine", json!({})).await.unwrap_err();
     assert_eq!(err.0, "failed", "{err:?}");
@@ -395,7 +395,7 @@ async fn mysql_down_fails_this_fetcher_only(pool: MySqlPool) {
     let lights = run(&e, "ha_lights_on", json!({})).await.unwrap();
     assert_eq!(lights["count"], 2);
     // Without any MySQL, the error says what to set.
-    let e = Engine::new(e.registry().clone(), e.states().clone());
+    let e = Runner::new(e.registry().clone(), e.states().clone());
     let err = run(&e, "mine", json!({})).await.unwrap_err();
     assert!(err.1.contains("FETCHERS_SQL_URL"), "{err:?}");
 }
@@ -427,7 +427,7 @@ async fn a_read_only_user_as_the_readme_grants_it(pool: MySqlPool) {
     db::seed(&pool, &shipped_rows()).await.unwrap();
     let reg = Arc::new(Registry::new(Backend::Mysql(pool.clone())));
     reg.reload().await.unwrap();
-    let e = Engine::new(reg, StateManager::new(fixture_store().await, None))
+    let e = Runner::new(reg, StateManager::new(fixture_store().await, None))
         .with_sql(Some(Database::with_options(reader)));
     let v = run(&e, "reminders_due_today", json!({})).await.unwrap();
     assert_eq!(v.as_array().unwrap().len(), 3);

@@ -148,7 +148,7 @@ async fn tools_prompts_and_resources_through_rmcps_client() {
         (
             "get_entity",
             json!({}),
-            "missing required argument `entity_id`",
+            "missing required param `entity_id`",
         ),
         (
             "ha_specific_entity",
@@ -166,11 +166,7 @@ async fn tools_prompts_and_resources_through_rmcps_client() {
             json!({"entity_id": "light.nope"}),
             "no entity",
         ),
-        (
-            "live_context",
-            json!({"area": "Atlantis"}),
-            "argument `area`",
-        ),
+        ("live_context", json!({"area": "Atlantis"}), "param `area`"),
     ] {
         let r = call(&c, tool, args).await;
         assert_eq!(r.is_error, Some(true), "{tool}");
@@ -252,9 +248,10 @@ async fn a_subscriber_hears_of_a_change_once_it_reaches_the_cache() {
         h.sim
             .set("light.bed_light", if i % 2 == 0 { "off" } else { "on" });
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Counted once the burst is cached and the notifications have stopped.
+    h.wait_state("light.bed_light", "on").await;
     let mut n = 0;
-    while heard.try_recv().is_ok() {
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), heard.recv()).await {
         n += 1;
     }
     assert!(
@@ -504,7 +501,13 @@ async fn a_sql_fetcher_is_a_tool_like_any_other(pool: sqlx::MySqlPool) {
         .execute(&pool)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await; // the 200 ms reload, twice over
+    crate::helpers::wait_for("the reload that zeroes the TTL", || {
+        h.engine
+            .fetchers()
+            .get("reminders_due_today")
+            .is_some_and(|d| d.ttl.is_zero())
+    })
+    .await;
     #[allow(deprecated)]
     c.subscribe(SubscribeRequestParams::new(
         "ha://fetcher/reminders_due_today",
@@ -648,4 +651,36 @@ async fn sessions_and_subscriptions_are_capped() {
         "{body}"
     );
     h.finish().await;
+}
+
+/// One bad call gets one message naming the param, through REST and
+/// through MCP alike: the runner checks params for every door.
+#[tokio::test]
+async fn a_bad_call_gets_the_same_message_at_every_door() {
+    let h = harness().await;
+    let (c, _) = connect(&h.base, TOKEN).await;
+    let says = "param `limit` must be integer, not string";
+    for (args, says) in [
+        (json!({"pattern": "light.*", "limit": "many"}), says),
+        (json!({"limit": 3}), "missing required param `pattern`"),
+    ] {
+        let rest: Value = h
+            .http
+            .post(format!("{}/api/v1/fetchers/ha_search_pattern/run", h.base))
+            .bearer_auth(TOKEN)
+            .json(&args)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let r = call(&c, "ha_search_pattern", args.clone()).await;
+        assert_eq!(r.is_error, Some(true));
+        assert!(text(&r).contains(says), "MCP: {}", text(&r));
+        assert!(rest.to_string().contains(says), "REST: {rest}");
+    }
+    // A param the row does not list is typed by its source all the same.
+    let r = call(&c, "ha_lights_on", json!({"limit": "x"})).await;
+    assert!(text(&r).contains(says), "{}", text(&r));
 }

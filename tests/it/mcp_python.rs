@@ -60,10 +60,10 @@ async fn the_official_python_sdk_drives_mcp(pool: MySqlPool) {
     let app = Application::build(s).await.unwrap();
     let port = app.port();
     let stop = app.shutdown_token();
-    let state = app.state().clone();
+    let engine = app.engine().clone();
     let server = tokio::spawn(app.run_until_stopped());
     for _ in 0..200 {
-        if state.states.cached("light.bed_light").is_some() {
+        if engine.states().cached("light.bed_light").is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

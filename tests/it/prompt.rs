@@ -741,11 +741,11 @@ async fn seed_writes_files_and_keeps_enabled(pool: sqlx::MySqlPool) {
 /// The shipped area variant of `ha_lights_on`, a row over the `entities` source.
 #[tokio::test]
 async fn lights_on_in_an_area_from_the_shipped_row() {
-    use ha_fetchers::fetchers::{files, Engine, FetchRequest, Registry};
+    use ha_fetchers::fetchers::{files, FetchRequest, Registry, Runner};
     let states = home().await;
     let (rows, problems) = files::load_dir(std::path::Path::new("fetchers")).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    let engine = Engine::new(Registry::from_rows(rows), states);
+    let engine = Runner::new(Registry::from_rows(rows), states);
     let run = |area: &str| {
         let engine = engine.clone();
         let req = FetchRequest::new("ha_lights_on_in_area").param("area", json!(area));
@@ -780,7 +780,7 @@ async fn lights_on_in_an_area_from_the_shipped_row() {
 /// change must still show in the very next render.
 #[tokio::test(flavor = "multi_thread")]
 async fn warm_renders_follow_state_changes() {
-    use ha_fetchers::fetchers::{files, Engine, Registry};
+    use ha_fetchers::fetchers::{files, Registry, Runner};
     let (rows, problems) = files::load_dir(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fetchers")
@@ -789,7 +789,7 @@ async fn warm_renders_follow_state_changes() {
     .unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     let sm = home().await;
-    let engine = Arc::new(Engine::new(Registry::from_rows(rows), sm.clone()));
+    let engine = Arc::new(Runner::new(Registry::from_rows(rows), sm.clone()));
     let r = Arc::new(Renderer::new(sm.clone(), engine));
     let body = "{{ ha_lights_on | compact }}";
     let first = r.render("t", body, RenderOptions::default()).await.unwrap();

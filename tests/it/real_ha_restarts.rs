@@ -97,13 +97,13 @@ async fn refused_with_another_ca(settings: &Settings, pki: &Pki) {
     let mut s = settings.clone();
     s.ha_ca_file = Some(pki.wrong_ca.clone());
     let app = Application::build(s).await.unwrap();
-    let state = app.state().clone();
+    let engine = app.engine().clone();
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     let why = "certificate verify failed: unknown issuer";
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !state
-        .states
+    while !engine
+        .states()
         .meta()
         .last_error
         .is_some_and(|e| e.contains(why))
@@ -111,12 +111,12 @@ async fn refused_with_another_ca(settings: &Settings, pki: &Pki) {
         assert!(
             Instant::now() < deadline,
             "no '{why}': {:?}",
-            state.states.meta().last_error
+            engine.states().meta().last_error
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!state.states.meta().connected);
-    drop(state);
+    assert!(!engine.states().meta().connected);
+    drop(engine);
     stop.cancel();
     let _ = server.await;
 }
@@ -144,7 +144,7 @@ async fn real_ha_restarted_under_event_load() {
     settings.redis_prefix = format!("restarts-{}-{}:", std::process::id(), rand::random::<u32>());
     let app = Application::build(settings).await.unwrap();
     let port = app.port();
-    let state = app.state().clone();
+    let engine = app.engine().clone();
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     assert_mirrors_within(&ha, port, MIRROR_TRIES).await;
@@ -185,14 +185,14 @@ async fn real_ha_restarted_under_event_load() {
             assert!(Instant::now() < deadline, "{probe} never reached the cache");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let before = state.states.meta().reconnects;
+        let before = engine.states().meta().reconnects;
 
         let t = Instant::now();
         stop_ha();
         start_ha(&pki);
         let deadline = Instant::now() + RECONNECT_LIMIT;
         loop {
-            let m = state.states.meta();
+            let m = engine.states().meta();
             if m.connected && m.reconnects > before {
                 break;
             }
@@ -219,7 +219,7 @@ async fn real_ha_restarted_under_event_load() {
             t.elapsed().as_secs_f64()
         );
     }
-    let meta = state.states.meta();
+    let meta = engine.states().meta();
     eprintln!(
         "real HA restarted {rounds} times in {:.0} s: reconnects {}, load events accepted by HA {}, cache == HA after every restart",
         started.elapsed().as_secs_f64(),
@@ -228,7 +228,7 @@ async fn real_ha_restarted_under_event_load() {
     );
     assert!(meta.reconnects >= u64::from(rounds));
     // The writer drains once every handle to the pipe is gone.
-    drop(state);
+    drop(engine);
     stop.cancel();
     load.await.unwrap();
     server.await.unwrap().unwrap();

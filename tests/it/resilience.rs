@@ -1,4 +1,4 @@
-//! Issue 6's scenarios on the simulated Home Assistant: restarts under load,
+//! Failure scenarios on the simulated Home Assistant: restarts under load,
 //! a burst, a 60 MiB frame, and secrets kept out of logs. Each prints its
 //! figures (run with `--nocapture`); RELIABILITY.md records them.
 
@@ -62,7 +62,7 @@ async fn ha_restarted_ten_times_under_event_load() {
         assert!(!h.known(&format!("sensor.restart_{}", round.max(1) - 1)) || round == 0);
         h.assert_redis_matches_sim().await;
     }
-    let meta = h.state.states.meta();
+    let meta = h.engine.states().meta();
     assert!(
         meta.reconnects >= 10,
         "reconnected every time: {}",
@@ -128,7 +128,7 @@ async fn tokens_never_reach_logs_or_error_bodies() {
     let h = Harness::start_with(sim.clone(), s, TestStore::new(Kind::Memory).await).await;
     let authed = reqwest::Client::new();
     helpers::wait_for_async("the first snapshot", || async {
-        h.state.states.summary().entity_count > 0
+        h.engine.states().summary().entity_count > 0
     })
     .await;
     // A rejected token, a wrong API token, and a reconnect all get logged.
@@ -151,8 +151,8 @@ async fn tokens_never_reach_logs_or_error_bodies() {
     sim.reject_auth(true);
     sim.drop_connections();
     helpers::wait_for("auth_invalid to be reported", || {
-        h.state
-            .states
+        h.engine
+            .states()
             .meta()
             .last_error
             .is_some_and(|e| e.contains("auth_invalid"))
@@ -205,8 +205,8 @@ async fn mysql_down_at_start_serves_the_shipped_files() {
     let app = ha_fetchers::Application::build(s)
         .await
         .expect("starts without MySQL");
-    assert!(app.state().prompts.get("home_status").is_some());
-    assert!(app.state().fetchers.exists("ha_lights_on"));
+    assert!(app.engine().prompts().get("home_status").is_some());
+    assert!(app.engine().fetchers().exists("ha_lights_on"));
     let port = app.port();
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());

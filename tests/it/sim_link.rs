@@ -66,17 +66,18 @@ async fn heartbeat_finds_a_blackholed_link() {
     h.sim.blackhole();
     wait_for("a reconnect after the blackhole", || connections() >= 2).await;
     wait_for("resynced", || {
-        h.sim.counters().get_states.load(Ordering::SeqCst) >= 2 && h.state.states.meta().connected
+        h.sim.counters().get_states.load(Ordering::SeqCst) >= 2
+            && h.engine.states().meta().connected
     })
     .await;
     // The link meta keeps why the link dropped; the log says it too.
-    let why = h.state.states.meta().last_error.unwrap_or_default();
+    let why = h.engine.states().meta().last_error.unwrap_or_default();
     assert!(
         why.contains("no pong within"),
         "the heartbeat, not a socket error, ended the link: {why:?}"
     );
     assert!(logs.text().contains("no pong within"), "logged");
-    assert!(h.state.states.meta().reconnects >= 1);
+    assert!(h.engine.states().meta().reconnects >= 1);
     h.sim.set("light.bed_light", "off");
     h.wait_state("light.bed_light", "off").await;
     h.finish().await;

@@ -120,8 +120,8 @@ async fn reconnect_resync_drops_vanished(kind: Kind) {
     .await;
     h.writer.flush().await;
     assert_eq!(h.sim.counters().get_states.load(Ordering::SeqCst), 2);
-    wait_for("connected again", || h.state.states.meta().connected).await;
-    assert!(h.state.states.meta().reconnects >= 1);
+    wait_for("connected again", || h.engine.states().meta().connected).await;
+    assert!(h.engine.states().meta().reconnects >= 1);
     let (_, body) = h.get("/api/v1/states").await;
     assert_eq!(body, h.sim.states_json());
     h.assert_redis_matches_sim().await;
@@ -144,7 +144,7 @@ async fn event_during_snapshot(kind: Kind) {
     h.sim.set("sensor.born_during_snapshot", "1");
     h.writer.flush().await;
     assert_eq!(
-        h.state.states.summary().entity_count,
+        h.engine.states().summary().entity_count,
         0,
         "events are buffered"
     );
@@ -227,7 +227,12 @@ async fn a_snapshot_is_the_truth_against_a_newer_cached_state(kind: Kind) {
     v["last_updated"] = ahead.clone().into();
     v["last_changed"] = ahead.into();
     let pinned = ha_fetchers::state::EntityState::from_raw(&v.to_string()).unwrap();
-    h.state.states.store().upsert(vec![pinned]).await.unwrap();
+    h.engine
+        .states()
+        .store()
+        .upsert(vec![pinned])
+        .await
+        .unwrap();
     assert_eq!(h.cached_state("switch.ac").as_deref(), Some("pinned"));
     h.sim.drop_connections();
     h.wait_state("switch.ac", "off").await;
@@ -261,7 +266,7 @@ async fn malformed_frames(kind: Kind) {
     h.sim.set("light.bed_light", "off");
     h.wait_state("light.bed_light", "off").await;
     assert_eq!(h.sim.counters().connections.load(Ordering::SeqCst), 1);
-    assert!(h.state.states.meta().connected);
+    assert!(h.engine.states().meta().connected);
     h.assert_redis_matches_sim().await;
     h.finish().await;
 }
@@ -387,7 +392,7 @@ async fn an_event_during_a_reconcile_is_not_undone(kind: Kind) {
     .await;
     // One is asked for at a time: any before it has been answered; let it land.
     h.writer.flush().await;
-    let runs = || h.state.states.reconciled().map_or(0, |r| r.runs);
+    let runs = || h.engine.states().reconciled().map_or(0, |r| r.runs);
     let done = runs();
     h.sim.set("light.bed_light", after);
     h.writer.flush().await;

@@ -58,8 +58,8 @@ where
 
 /// Runs the `sql` fetcher `tls_probe` in `app`.
 async fn probe(app: &Application) -> ha_fetchers::fetchers::FetchOutcome {
-    app.state()
-        .fetchers
+    app.engine()
+        .fetchers()
         .run(FetchRequest {
             name: "tls_probe".into(),
             params: Default::default(),
@@ -300,11 +300,6 @@ async fn a_database_url_that_cannot_work_stops_the_start_but_mysql_down_does_not
     let app = build("mysql://root@127.0.0.1:1/down".into())
         .await
         .expect("MySQL down serves the shipped files");
-    assert!(app
-        .state()
-        .fetchers
-        .registry()
-        .get("ha_lights_on")
-        .is_some());
+    assert!(app.engine().fetchers().get("ha_lights_on").is_some());
     app.shutdown_token().cancel();
 }

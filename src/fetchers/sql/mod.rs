@@ -71,6 +71,20 @@ pub struct Rows {
 }
 
 impl Database {
+    /// The MySQL of `sql` fetchers under `settings` (`FETCHERS_SQL_URL`, else
+    /// `DATABASE_URL`); `None` when neither is set (they then fail alone,
+    /// with a clear error).
+    pub fn of(settings: &crate::config::Settings) -> anyhow::Result<Option<Self>> {
+        use anyhow::Context as _;
+        use secrecy::ExposeSecret as _;
+        let Some((name, url)) = settings.sql_url() else {
+            return Ok(None);
+        };
+        Self::connect_lazy(url.expose_secret())
+            .map(Some)
+            .with_context(|| format!("{name}: not a MySQL URL"))
+    }
+
     /// A lazy pool: the service starts while MySQL is still down, and only
     /// `sql` fetchers notice.
     pub fn connect_lazy(url: &str) -> Result<Self, sqlx::Error> {

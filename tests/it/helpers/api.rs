@@ -7,7 +7,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use ha_fetchers::api::{router, AppState};
-use ha_fetchers::fetchers::{Engine, Registry};
+use ha_fetchers::engine::Engine;
+use ha_fetchers::fetchers::{Registry, Runner};
 use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager};
 use http_body_util::BodyExt;
 use secrecy::SecretString;
@@ -17,15 +18,15 @@ use tower::ServiceExt;
 use super::fixtures::fixture;
 
 /// The router over `engine`, guarded by `token` when there is one.
-pub fn app_over(engine: Engine, token: Option<&str>) -> Router {
-    let mut state = AppState::new(engine);
+pub fn app_over(engine: Runner, token: Option<&str>) -> Router {
+    let mut state = AppState::new(Engine::over(engine));
     state.api_token = token.map(|t| Arc::new(SecretString::from(t)));
     router(state)
 }
 
 /// The router with no fetchers over `store`.
 pub fn app_with(store: SharedStore, token: Option<&str>) -> Router {
-    let engine = Engine::new(
+    let engine = Runner::new(
         Registry::from_rows(Vec::new()),
         StateManager::new(store, None),
     );

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ha_fetchers::fetchers::{Engine, Registry, Row};
+use ha_fetchers::fetchers::{Registry, Row, Runner};
 use ha_fetchers::sim::House;
 use ha_fetchers::state::{EntityState, MemoryStore, SharedStore, StateManager, Store};
 
@@ -57,9 +57,9 @@ pub fn shipped_rows() -> Vec<Row> {
 }
 
 /// An engine over the shipped fetchers and the fixture.
-pub async fn shipped_engine() -> Engine {
+pub async fn shipped_engine() -> Runner {
     let states = StateManager::new(fixture_store().await, None);
-    Engine::new(Registry::from_rows(shipped_rows()), states)
+    Runner::new(Registry::from_rows(shipped_rows()), states)
 }
 
 /// A row with the usual defaults.

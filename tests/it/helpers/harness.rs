@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ha_fetchers::api::AppState;
+use ha_fetchers::engine::Engine;
 use ha_fetchers::sim::Sim;
 use ha_fetchers::state::{EntityState, MemoryStore, RedisStore, SharedStore, WriterHandle};
 use ha_fetchers::{Application, Settings};
@@ -85,8 +85,8 @@ pub fn settings(sim: &Sim) -> Settings {
 pub struct Harness {
     /// The simulated Home Assistant.
     pub sim: Sim,
-    /// The application's handler state (store, manager).
-    pub state: AppState,
+    /// The application's engine (states, fetchers, templates, stream).
+    pub engine: Engine,
     /// The application's writer, for `flush`.
     pub writer: WriterHandle,
     /// `http://127.0.0.1:{port}` of the application's API.
@@ -113,7 +113,7 @@ impl Harness {
             .await
             .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state().clone();
+        let engine = app.engine().clone();
         let writer = app.writer().clone();
         let stop = app.shutdown_token();
         tokio::spawn(async move {
@@ -123,7 +123,7 @@ impl Harness {
         });
         Self {
             sim,
-            state,
+            engine,
             writer,
             base,
             http: reqwest::Client::new(),
@@ -134,7 +134,7 @@ impl Harness {
 
     /// The cached state of one entity (no REST fallback).
     pub fn cached(&self, id: &str) -> Option<EntityState> {
-        self.state.states.cached(id)
+        self.engine.states().cached(id)
     }
 
     /// The cached state string of one entity.
@@ -145,8 +145,8 @@ impl Harness {
     /// Whether the cache knows the entity at all (with or without a state).
     pub fn known(&self, id: &str) -> bool {
         let mut known = false;
-        self.state
-            .states
+        self.engine
+            .states()
             .store()
             .read(&mut |ix| known = ix.get(id).is_some());
         known
@@ -156,7 +156,8 @@ impl Harness {
     pub async fn synced(&self) {
         let n = self.sim.ids().len();
         wait_for("the first snapshot", || {
-            self.state.states.summary().entity_count >= n && self.state.states.meta().connected
+            self.engine.states().summary().entity_count >= n
+                && self.engine.states().meta().connected
         })
         .await;
         self.writer.flush().await;
