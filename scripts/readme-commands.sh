@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the README's commands, so the docs stay true: the demo (release build;
-# README_PROFILE=dev runs the same on the dev build, as CI does) and the curl
+# with HA_FETCHERS_BIN set, that binary instead, as CI does) and the curl
 # lines it prints, `serve` on the settings of .env.example, and `check` on the
 # shipped definitions. (`scripts/test.sh` runs in .ci/run itself;
 # `docker compose up` needs a Docker engine: .ci/run checks the file instead.)
@@ -11,11 +11,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-profile="${README_PROFILE:-release}"
-echo "== cargo run --release -- demo (on the $profile build)"
-cargo build --profile "$profile" --bin ha-fetchers
-bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/$([ "$profile" = dev ] && echo debug || echo "$profile")/ha-fetchers"
-cargo run -q --profile "$profile" -- demo --bind 127.0.0.1:0 > "$work/demo.out" 2> "$work/demo.err" &
+bin="${HA_FETCHERS_BIN:-}"
+echo "== cargo run --release -- demo${bin:+ (on $bin)}"
+if [ -z "$bin" ]; then
+    cargo build --release --bin ha-fetchers
+    bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/ha-fetchers"
+fi
+"$bin" demo --bind 127.0.0.1:0 > "$work/demo.out" 2> "$work/demo.err" &
 pids+=($!)
 for _ in $(seq 1 300); do grep -q "Serving until Ctrl-C" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "Serving until Ctrl-C" "$work/demo.out" || { cat "$work/demo.out" "$work/demo.err"; echo "demo did not start" >&2; exit 1; }

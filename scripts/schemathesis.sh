@@ -22,8 +22,12 @@ if ! "$VENV/bin/st" --version 2>/dev/null | grep -qF "$ST_VERSION"; then
     "$VENV/bin/pip" install --quiet "schemathesis==$ST_VERSION"
 fi
 
-cargo build --quiet --bin ha-fetchers
-bin="${CARGO_TARGET_DIR:-target}/debug/ha-fetchers"
+# HA_FETCHERS_BIN: a binary already built (CI's test build), else build one.
+bin="${HA_FETCHERS_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --quiet --bin ha-fetchers
+    bin="${CARGO_TARGET_DIR:-target}/debug/ha-fetchers"
+fi
 log="$(mktemp)"
 API_TOKEN="$TOKEN" "$bin" demo --bind "127.0.0.1:$PORT" >"$log" 2>&1 &
 demo=$!

@@ -23,7 +23,7 @@ export MCP_PYTHON MCP_CLIENT_REQUIRED=1
 mysql -h 127.0.0.1 -P 3306 -uroot -e 'CREATE DATABASE IF NOT EXISTS ha_fetchers_test'
 export DATABASE_URL="mysql://root@127.0.0.1:3306/ha_fetchers_test"
 export REDIS_TEST_URL="redis://127.0.0.1:6379"
-cargo test --all-targets --no-fail-fast "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 
 # The real-HA conformance and restart tests once more, against Home Assistant
 # 2024.3.3 (Python 3.12/3.11), each version in a virtual environment of its own.
@@ -34,5 +34,5 @@ if [ "${HA_SECOND:-1}" = 1 ]; then
     HA_TEST_TOKEN="$(sed -n 's/^HA_TOKEN=//p' <<<"$older")" \
     HA_VENV="$(sed -n 's/^HA_VENV=//p' <<<"$older")" \
     HA_RESTARTS_PORT=8126 HA_RESTARTS_CONFIG="$HOME/.cache/ha-fetchers/ha-restarts-2024.3.3" \
-        cargo test --test it --no-fail-fast "$@" -- real_ha
+        cargo test --workspace --test it --no-fail-fast "$@" -- real_ha
 fi

@@ -84,12 +84,9 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     // Templates are checked by the engine `serve` builds (its limits, its
     // `sql` source), over these rows and no Home Assistant.
-    let mut offline = settings.clone();
-    offline.ha_url = None;
-    offline.supervisor_token = None;
     let stop = tokio_util::sync::CancellationToken::new();
     let started =
-        crate::engine::Engine::start(&offline, Arc::new(MemoryStore::new()), &stop).await?;
+        crate::engine::Engine::start_offline(settings, Arc::new(MemoryStore::new()), &stop).await?;
     let templates = match &settings.database_url {
         Some(_) => crate::prompt::load_db(&pool(settings)?)
             .await

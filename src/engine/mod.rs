@@ -82,6 +82,25 @@ impl Engine {
         store: SharedStore,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Started> {
+        Self::start_with(settings, store, shutdown, true).await
+    }
+
+    /// As [`start`](Self::start) with no Home Assistant, whatever the
+    /// settings say, and no word about it: `check` reads definitions only.
+    pub async fn start_offline(
+        settings: &Settings,
+        store: SharedStore,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Started> {
+        Self::start_with(settings, store, shutdown, false).await
+    }
+
+    async fn start_with(
+        settings: &Settings,
+        store: SharedStore,
+        shutdown: &CancellationToken,
+        with_ha: bool,
+    ) -> anyhow::Result<Started> {
         crate::telemetry::prometheus();
         let (writer, writer_task) = Writer::spawn(store.clone(), settings.cache_mode());
         let mut tasks = vec![
@@ -97,7 +116,10 @@ impl Engine {
                 crate::telemetry::metrics_upkeep,
             ),
         ];
-        let (fallback, link) = mirror(settings, &writer, shutdown, &mut tasks)?;
+        let (fallback, link) = match with_ha {
+            true => mirror(settings, &writer, shutdown, &mut tasks)?,
+            false => (None, Link::default()),
+        };
         let states = StateManager::new(store, fallback)
             .with_feed(writer.feed().clone())
             .with_writer_stats(writer.stats.clone());
