@@ -17,4 +17,5 @@ done
 [ -n "$PY" ] || { echo "start-2024.sh: Home Assistant 2024.3.3 needs Python 3.11 or 3.12" >&2; exit 1; }
 export HA_PYTHON="$PY" HA_VENV="$HOME/.cache/ha-fetchers/ha-venv-2024.3.3"
 "$HERE/start.sh" "$HOME/.cache/ha-fetchers/ha-config-2024.3.3" "$PORT"
+[ "${HA_INSTALL_ONLY:-0}" = 1 ] && exit 0
 echo "HA_VENV=$HA_VENV"

@@ -5,6 +5,7 @@
 # Usage: scripts/ha/start.sh [CONFIG_DIR] [PORT]
 # With HA_TLS_CERT, HA_TLS_KEY and HA_TLS_CA set, HA serves https itself
 # (`http: ssl_certificate`/`ssl_key`) and HA_URL is https://.
+# HA_INSTALL_ONLY=1 installs it and stops there (CI installs while it compiles).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 VENV="${HA_VENV:-$HOME/.cache/ha-fetchers/ha-venv}"
@@ -13,6 +14,7 @@ PORT="${2:-${HA_PORT:-8123}}"
 URL="http://127.0.0.1:$PORT"
 curl_tls=()
 [ -x "$VENV/bin/hass" ] || "$HERE/install.sh" "$VENV" >&2
+[ "${HA_INSTALL_ONLY:-0}" = 1 ] && exit 0
 mkdir -p "$CONF"
 # Written each start, so a run with TLS and one without never mix.
 sed "s/@PORT@/$PORT/" "$HERE/configuration.yaml" > "$CONF/configuration.yaml"
