@@ -226,12 +226,7 @@ pub struct MysqlHealth {
 )]
 pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json<MysqlHealth>) {
     let body = mysql(&app).await;
-    let code = if body.ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    (status(body.ok), Json(body))
 }
 
 /// Where definitions come from, and whether MySQL answers.

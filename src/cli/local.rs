@@ -34,11 +34,10 @@ pub struct Local {
 }
 
 impl Local {
-    /// Builds and starts the engine, then waits for the first snapshot
+    /// Builds and starts the engine from settings the command line has
+    /// already validated, then waits for the first snapshot
     /// (when HA is configured) for at most [`SNAPSHOT_WAIT`].
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
-        settings.validate()?;
-        let wait_for_ha = settings.home_assistant()?.is_some();
         let store = crate::app::open_store(&settings).await?;
         let stop = CancellationToken::new();
         let Started {
@@ -46,7 +45,7 @@ impl Local {
             writer,
             tasks,
         } = Engine::start(&settings, store, &stop).await?;
-        if wait_for_ha {
+        if engine.link().configured {
             let deadline = tokio::time::Instant::now() + SNAPSHOT_WAIT;
             while engine.states().meta().last_resync_at.is_none()
                 && tokio::time::Instant::now() < deadline
