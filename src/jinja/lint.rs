@@ -11,12 +11,16 @@ use super::walk::{self, at, Visit};
 /// What is wrong with `src`, one line per use, naming where and the fix.
 /// A syntax error is the one problem when the template does not parse.
 pub fn lint(name: &str, src: &str) -> Vec<String> {
-    let tree = match walk::parse(name, src) {
-        Ok(t) => t,
-        Err(e) => return vec![e.to_string()],
-    };
+    match walk::parse(name, src) {
+        Ok(tree) => lint_tree(&tree),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+/// What is wrong with a parsed template, as [`lint`] says it.
+pub fn lint_tree(tree: &ast::Stmt<'_>) -> Vec<String> {
     let mut found = Found::default();
-    walk::walk(&tree, &mut found);
+    walk::walk(tree, &mut found);
     found.0
 }
 

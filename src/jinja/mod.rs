@@ -6,11 +6,14 @@
 //! `fetch()`; a template fetcher gets `params`; everything else is the same.
 //!
 //! - [`environment`]: the environment over a state manager, built once per user.
+//! - [`Compiled`]: a template parsed and compiled once, when it loads.
 //! - [`render`]: a template into capped text, with the limits' errors told apart.
 //! - [`reads`]: which domains a render read, so a cached result knows when it is stale.
 //! - [`walk`]: a visitor over a parsed template (the `fetch()` calls, the lint).
 //! - [`lint`]: forms of the old fetcher dialect, each with its fix.
 
+mod compiled;
+mod entity;
 mod filters;
 mod ha;
 mod lint;
@@ -20,18 +23,19 @@ mod states;
 mod time;
 pub mod walk;
 
-use std::io;
-
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, Template};
 
-pub use filters::{entities, name_in_id, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
+pub use compiled::Compiled;
+pub use entity::{name_in_id, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
+pub use filters::entities;
 pub use ha::GLOBALS;
-pub use lint::lint;
+pub use lint::{lint, lint_tree};
 pub(crate) use marker::Unavailable;
 pub use states::{state_object, StateObject};
 pub use time::DateTimeValue;
 
+use crate::capped::Capped;
 use crate::state::StateManager;
 
 /// Instructions one render may execute: a home-sized template needs well
@@ -46,6 +50,16 @@ pub const MAX_OUTPUT: usize = 256 * 1024;
 /// the output filters and the limits. No loader, so no file access.
 pub fn environment(states: &StateManager) -> Environment<'static> {
     let mut env = Environment::new();
+    configure(&mut env);
+    ha::register(&mut env, states);
+    filters::register(&mut env, states);
+    env.add_filter("number", number);
+    env
+}
+
+/// The limits and the syntax settings: what [`Compiled`] compiles with and
+/// every render runs under.
+fn configure(env: &mut Environment<'static>) {
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION_LIMIT);
     // Prompts are plain text; HTML escaping would mangle them.
@@ -53,10 +67,6 @@ pub fn environment(states: &StateManager) -> Environment<'static> {
     env.set_keep_trailing_newline(true);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    ha::register(&mut env, states);
-    filters::register(&mut env, states);
-    env.add_filter("number", number);
-    env
 }
 
 /// `x | number`: a float, or none when `x` is not numeric (HA states are
@@ -106,41 +116,17 @@ pub fn located(e: &minijinja::Error, name: &str, src: &str) -> String {
 
 /// Renders `tmpl` with `ctx`; output past [`MAX_OUTPUT`] stops the render.
 pub fn render(tmpl: &Template<'_, '_>, ctx: Value) -> Result<String, Failure> {
-    let mut out = Capped::default();
+    let mut out = Capped::new(MAX_OUTPUT);
     match tmpl.render_captured_to(ctx, &mut out) {
-        Ok(_) => String::from_utf8(out.buf).map_err(|e| {
+        Ok(_) => String::from_utf8(out.into_inner()).map_err(|e| {
             Failure::Error(minijinja::Error::new(
                 ErrorKind::InvalidOperation,
                 e.to_string(),
             ))
         }),
         Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(Failure::OutOfFuel),
-        Err(_) if out.over => Err(Failure::TooLarge),
+        Err(_) if out.over() => Err(Failure::TooLarge),
         Err(e) => Err(Failure::Error(e)),
-    }
-}
-
-/// Collects output and refuses to grow past [`MAX_OUTPUT`].
-#[derive(Default)]
-struct Capped {
-    /// The text so far.
-    buf: Vec<u8>,
-    /// Set once a write was refused.
-    over: bool,
-}
-
-impl io::Write for Capped {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + b.len() > MAX_OUTPUT {
-            self.over = true;
-            return Err(io::Error::other("output limit reached"));
-        }
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -4,7 +4,6 @@
 
 use rmcp::model::{GetPromptResult, JsonObject, Prompt, PromptArgument, PromptMessage, Role};
 use rmcp::ErrorData;
-use serde_json::Map;
 
 use crate::engine::Engine;
 use crate::prompt::{PromptTemplate, RenderError, RenderOptions};
@@ -32,8 +31,7 @@ pub fn list(app: &Engine) -> Vec<Prompt> {
 /// caller may pass. Optional: an unset one renders empty, as in the REST API.
 fn arguments(app: &Engine, t: &PromptTemplate) -> Vec<PromptArgument> {
     app.prompts()
-        .renderer()
-        .references(&t.name, &t.body, &Map::new())
+        .references(&t.name)
         .map(|r| r.unknown)
         .unwrap_or_default()
         .into_iter()
@@ -55,7 +53,7 @@ pub async fn get(
         variables: arguments,
         strict: false,
     };
-    match app.prompts().render(name, opts).await {
+    match app.render(name, opts).await {
         Ok(r) => {
             let mut out = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, r.text)]);
             if let Some(t) = app.prompts().get(name) {

@@ -1,11 +1,15 @@
 //! Validation of stored templates: syntax, and names that are no fetcher.
 
 use super::template::PromptTemplate;
-use super::Renderer;
+use super::{Prepared, RenderError, Renderer};
 use crate::fetchers::{valid_name, Problem, NAME_RULE};
 
-/// Checks every template: valid name, parsable body, and only known fetchers.
-pub fn check(renderer: &Renderer, templates: &[PromptTemplate]) -> Vec<Problem> {
+/// Checks every template as loaded (with its compiled form or why it has
+/// none): valid name, a body that compiles, and only known fetchers.
+pub fn check(
+    renderer: &Renderer,
+    templates: &[(&PromptTemplate, Result<&Prepared, &RenderError>)],
+) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |t: &PromptTemplate, field: &str, reason: String| {
         out.push(Problem {
@@ -13,12 +17,12 @@ pub fn check(renderer: &Renderer, templates: &[PromptTemplate]) -> Vec<Problem> 
             ..Problem::new(&t.name, field, reason)
         })
     };
-    for t in templates {
+    for (t, prepared) in templates {
         if !valid_name(&t.name) {
             problem(t, "name", NAME_RULE.into());
         }
-        let refs = match renderer.references(&t.name, &t.body, &Default::default()) {
-            Ok(r) => r,
+        let refs = match prepared {
+            Ok(p) => renderer.references(p, &Default::default()),
             Err(e) => {
                 problem(t, "body", e.to_string());
                 continue;

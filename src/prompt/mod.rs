@@ -6,7 +6,7 @@
 //!   template uses, then renders.
 //! - [`FetcherSource`]: what the renderer needs from the fetcher engine.
 //! - [`Prompts`]: the stored templates (MySQL with hot reload, else files).
-//! - [`check`]: the validator behind `ha-fetchers check`.
+//! - `check`: the validator behind `ha-fetchers check` ([`Prompts::check`]).
 
 mod check;
 mod fetch;
@@ -16,10 +16,10 @@ mod source;
 mod store;
 mod template;
 
-pub use check::check;
+use check::check;
 pub use fetch::{FetchFailure, FetchRun};
-pub use refs::{fetch_calls, FetchCall, RefsError, MAX_FETCH_CALLS};
-pub use render::{References, RenderOptions, Rendered, Renderer};
+pub use refs::{fetch_calls, FetchCall, TooManyCalls, MAX_FETCH_CALLS};
+pub use render::{prepare, Prepared, References, RenderOptions, Rendered, Renderer};
 pub use source::{FetcherSource, NoFetchers};
 pub use store::{load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR};
 pub use template::PromptTemplate;

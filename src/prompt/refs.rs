@@ -27,24 +27,18 @@ pub struct FetchCall {
     pub upfront: bool,
 }
 
-/// Why the calls of a template could not be listed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RefsError {
-    #[error("{0}")]
-    Syntax(String),
-    #[error("more than {MAX_FETCH_CALLS} distinct fetch() calls")]
-    TooMany,
-}
+/// A template makes more than [`MAX_FETCH_CALLS`] distinct calls.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("more than {MAX_FETCH_CALLS} distinct fetch() calls")]
+pub struct TooManyCalls;
 
-/// Every `fetch("…", …)` call in `src` whose name is a string literal, once
-/// per name and literal params, in the order they first appear.
-pub fn fetch_calls(name: &str, src: &str) -> Result<Vec<FetchCall>, RefsError> {
-    let tree = walk::parse(name, src)
-        .map_err(|e| RefsError::Syntax(crate::jinja::located(&e, name, src)))?;
+/// Every `fetch("…", …)` call in a parsed template whose name is a string
+/// literal, once per name and literal params, in the order they first appear.
+pub fn fetch_calls(tree: &ast::Stmt<'_>) -> Result<Vec<FetchCall>, TooManyCalls> {
     let mut found = Calls::default();
-    walk::walk(&tree, &mut found);
+    walk::walk(tree, &mut found);
     match found.over {
-        true => Err(RefsError::TooMany),
+        true => Err(TooManyCalls),
         false => Ok(found.calls),
     }
 }
@@ -116,8 +110,12 @@ fn literal_kwargs(args: &[ast::CallArg<'_>]) -> Option<Map<String, Value>> {
 mod tests {
     use super::*;
 
+    fn calls_of(src: &str) -> Result<Vec<FetchCall>, TooManyCalls> {
+        fetch_calls(&walk::parse("t", src).unwrap())
+    }
+
     fn calls(src: &str) -> Vec<FetchCall> {
-        fetch_calls("t", src).unwrap()
+        calls_of(src).unwrap()
     }
 
     #[test]
@@ -169,7 +167,7 @@ mod tests {
         let many: String = (0..=MAX_FETCH_CALLS)
             .map(|i| format!("{{{{ fetch(\"f\", n={i}) }}}}"))
             .collect();
-        assert_eq!(fetch_calls("t", &many), Err(RefsError::TooMany));
+        assert_eq!(calls_of(&many), Err(TooManyCalls));
         let exact: String = (0..MAX_FETCH_CALLS)
             .map(|i| format!("{{{{ fetch(\"f\", n={i}) }}}}"))
             .collect();

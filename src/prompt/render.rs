@@ -2,7 +2,7 @@
 //! `fetch()`, and the fetchers a template uses run concurrently before it
 //! renders.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,12 +15,12 @@ use serde_json::Map;
 use super::fetch::{
     cache_key, fetch_fn, too_many_fetches, FetchCtx, FetchFailure, FetchRun, Values, FETCH_CTX,
 };
-use super::refs::{fetch_calls, FetchCall, RefsError};
+use super::refs::{fetch_calls, FetchCall};
 use super::source::FetcherSource;
 use super::RenderError;
 use crate::bounds::{self, Limits};
 use crate::fetchers::FetchRequest;
-use crate::jinja::{self, Failure};
+use crate::jinja::{self, Compiled, Failure};
 use crate::state::StateManager;
 
 /// minijinja's own globals and the names templates bind implicitly.
@@ -75,6 +75,40 @@ pub struct References {
     pub unknown: Vec<String>,
 }
 
+/// A prompt template compiled once, when it loads (or per request for a
+/// preview), with the `fetch()` calls found in the same parse.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The program.
+    compiled: Compiled,
+    /// Its literal `fetch()` calls.
+    calls: Arc<[FetchCall]>,
+}
+
+impl Prepared {
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        self.compiled.name()
+    }
+}
+
+/// Compiles `body` as the template `name` and finds its `fetch()` calls.
+pub fn prepare(name: &str, body: &str) -> Result<Prepared, RenderError> {
+    let mut calls = Ok(Vec::new());
+    let compiled =
+        Compiled::new(name, body, |tree| calls = fetch_calls(tree)).map_err(|message| {
+            RenderError::Syntax {
+                template: name.to_string(),
+                message,
+            }
+        })?;
+    let calls = calls.map_err(|_| too_many_fetches(name))?;
+    Ok(Prepared {
+        compiled,
+        calls: calls.into(),
+    })
+}
+
 /// Renders templates; built once and shared.
 pub struct Renderer {
     /// The environment: HA functions, filters, limits; no loader, so no file access.
@@ -110,103 +144,90 @@ impl Renderer {
         &self.source
     }
 
-    /// Parses `body` and lists what it refers to; unknown names are reported, not errors.
+    /// What `t` refers to, given the fetchers loaded now; unknown names are
+    /// reported, not errors.
     pub fn references(
         &self,
-        name: &str,
-        body: &str,
+        t: &Prepared,
         variables: &Map<String, serde_json::Value>,
-    ) -> Result<References, RenderError> {
-        let tmpl = self.compile(name, body)?;
-        self.references_of(&tmpl, name, body, variables)
-    }
-
-    fn compile<'s>(
-        &self,
-        name: &'s str,
-        body: &'s str,
-    ) -> Result<minijinja::Template<'_, 's>, RenderError> {
-        self.env
-            .template_from_named_str(name, body)
-            .map_err(|e| RenderError::Syntax {
-                template: name.to_string(),
-                message: jinja::located(&e, name, body),
-            })
-    }
-
-    fn references_of(
-        &self,
-        tmpl: &minijinja::Template<'_, '_>,
-        name: &str,
-        body: &str,
-        variables: &Map<String, serde_json::Value>,
-    ) -> Result<References, RenderError> {
-        let calls = fetch_calls(name, body).map_err(|e| match e {
-            RefsError::Syntax(message) => RenderError::Syntax {
-                template: name.to_string(),
-                message,
-            },
-            RefsError::TooMany => too_many_fetches(name),
-        })?;
+    ) -> References {
         let mut refs = References {
-            calls,
+            calls: t.calls.to_vec(),
             ..Default::default()
         };
-        let undeclared: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
-        for v in undeclared {
-            if variables.contains_key(&v)
+        for v in t.compiled.undeclared() {
+            if variables.contains_key(v)
                 || jinja::GLOBALS.contains(&v.as_str())
                 || BUILTINS.contains(&v.as_str())
             {
                 continue;
             }
-            if self.source.exists(&v) {
-                refs.fetchers.push(v);
+            if self.source.exists(v) {
+                refs.fetchers.push(v.clone());
             } else {
-                refs.unknown.push(v);
+                refs.unknown.push(v.clone());
             }
         }
-        Ok(refs)
+        refs
     }
 
-    /// Runs the fetchers `body` uses, then renders it.
-    pub async fn render(
+    /// Compiles `body` for this one render and renders it: previews, tests.
+    /// The compile runs inside the render's budget (it folds constants).
+    pub async fn render_source(
         self: &Arc<Self>,
         name: &str,
         body: &str,
         opts: RenderOptions,
     ) -> Result<Rendered, RenderError> {
-        let this = self.clone();
-        let (name, body) = (name.to_string(), body.to_string());
-        let handle = tokio::runtime::Handle::current();
-        let budget = self.limits.budget();
-        // The render is synchronous and may wait on lazy `fetch` calls, so it runs
-        // off the async workers, under its budget: it stops itself at the
-        // deadline or the memory limit, so no thread is left running.
-        tokio::task::spawn_blocking(move || {
-            bounds::run(budget, || this.render_blocking(&name, &body, opts, handle)).unwrap_or_else(
-                |stop| {
-                    Err(RenderError::Stopped {
-                        template: name.clone(),
-                        stop,
-                    })
-                },
-            )
+        let (n, body) = (name.to_string(), body.to_string());
+        self.bounded(name, move |this, handle| {
+            this.render_blocking(&prepare(&n, &body)?, opts, handle)
         })
         .await
-        .map_err(|e| RenderError::Internal(e.to_string()))?
+    }
+
+    /// Runs the fetchers `t` uses, then renders it, under the render budget.
+    pub async fn render(
+        self: &Arc<Self>,
+        t: &Prepared,
+        opts: RenderOptions,
+    ) -> Result<Rendered, RenderError> {
+        let (name, t) = (t.name().to_string(), t.clone());
+        self.bounded(&name, move |this, handle| {
+            this.render_blocking(&t, opts, handle)
+        })
+        .await
+    }
+
+    /// Runs `f` on the one bounded render path ([`bounds::spawn`]).
+    async fn bounded(
+        self: &Arc<Self>,
+        name: &str,
+        f: impl FnOnce(&Renderer, tokio::runtime::Handle) -> Result<Rendered, RenderError>
+            + Send
+            + 'static,
+    ) -> Result<Rendered, RenderError> {
+        let this = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        bounds::spawn(self.limits.budget(), move || f(&this, handle))
+            .await
+            .unwrap_or_else(|stop| {
+                Err(RenderError::Stopped {
+                    template: name.to_string(),
+                    stop,
+                })
+            })
     }
 
     fn render_blocking(
         &self,
-        name: &str,
-        body: &str,
+        t: &Prepared,
         opts: RenderOptions,
         handle: tokio::runtime::Handle,
     ) -> Result<Rendered, RenderError> {
         let started = Instant::now();
-        let tmpl = self.compile(name, body)?;
-        let refs = self.references_of(&tmpl, name, body, &opts.variables)?;
+        let name = t.name();
+        let refs = self.references(t, &opts.variables);
         if let Some(unknown) = refs.unknown.first() {
             return Err(RenderError::UnknownFetcher {
                 template: name.to_string(),
@@ -238,11 +259,11 @@ impl Renderer {
         }
         vars.insert(FETCH_CTX.to_string(), Value::from_dyn_object(ctx.clone()));
 
-        let res = jinja::render(&tmpl, Value::from(vars));
+        let res = t.compiled.render(&self.env, Value::from(vars));
         if let Some(fatal) = ctx.fatal.lock().take() {
             return Err(fatal);
         }
-        let text = res.map_err(|f| failure(name, body, f))?;
+        let text = res.map_err(|f| failure(&t.compiled, f))?;
         let fetchers = std::mem::take(&mut *ctx.runs.lock());
         let errors = std::mem::take(&mut *ctx.errors.lock());
         Ok(Rendered {
@@ -287,9 +308,9 @@ impl Renderer {
     }
 }
 
-/// The render error for what stopped `template` (its source `src`).
-fn failure(template: &str, src: &str, f: Failure) -> RenderError {
-    let template = template.to_string();
+/// The render error for what stopped `t`.
+fn failure(t: &Compiled, f: Failure) -> RenderError {
+    let template = t.name().to_string();
     match f {
         Failure::OutOfFuel => RenderError::OutOfFuel {
             template,
@@ -299,8 +320,8 @@ fn failure(template: &str, src: &str, f: Failure) -> RenderError {
             template,
             limit: jinja::MAX_OUTPUT,
         },
-        Failure::Error(e) => RenderError::Render {
-            message: jinja::located(&e, &template, src),
+        Failure::Error(_) => RenderError::Render {
+            message: t.describe(&f),
             template,
         },
     }

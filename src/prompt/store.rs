@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
+use serde_json::Map;
 use sqlx::MySqlPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::template::PromptTemplate;
-use super::{check, RenderError, RenderOptions, Rendered, Renderer};
+use super::{check, prepare, Prepared, References, RenderError, RenderOptions, Rendered, Renderer};
 use crate::fetchers::valid_name;
 use crate::fetchers::Problem;
 
@@ -133,10 +134,18 @@ pub struct Prompts {
     /// Shared environment and fetcher source.
     renderer: Arc<Renderer>,
     /// By name; swapped whole on reload, so a render sees one consistent set.
-    templates: RwLock<Arc<BTreeMap<String, PromptTemplate>>>,
+    templates: RwLock<Arc<BTreeMap<String, Stored>>>,
     /// Bumped when a reload changed the set, and pushed to whoever waits on
     /// it (the change stream, MCP sessions), so nobody polls.
     revision: tokio::sync::watch::Sender<u64>,
+}
+
+/// One template as loaded: compiled once, when it (or its text) arrived.
+struct Stored {
+    /// The row or file.
+    template: PromptTemplate,
+    /// Its program, or why it does not compile (`check` names it, a render answers with it).
+    prepared: Result<Prepared, RenderError>,
 }
 
 impl Prompts {
@@ -154,15 +163,36 @@ impl Prompts {
         &self.renderer
     }
 
-    /// Swaps in a new set of templates, when it differs from the current one.
+    /// Swaps in a new set of templates, when it differs from the current one;
+    /// only a template whose text changed is compiled again.
     pub fn replace(&self, templates: Vec<PromptTemplate>) {
-        let map: BTreeMap<_, _> = templates.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut current = self.templates.write();
-        if **current != map {
-            *current = Arc::new(map);
-            drop(current);
-            self.revision.send_modify(|r| *r += 1);
+        let same = current.len() == templates.len()
+            && templates
+                .iter()
+                .all(|t| current.get(&t.name).is_some_and(|s| s.template == *t));
+        if same {
+            return;
         }
+        let map: BTreeMap<String, Stored> = templates
+            .into_iter()
+            .map(|t| {
+                let prepared = match current.get(&t.name) {
+                    Some(s) if s.template.body == t.body => s.prepared.clone(),
+                    _ => prepare(&t.name, &t.body),
+                };
+                (
+                    t.name.clone(),
+                    Stored {
+                        template: t,
+                        prepared,
+                    },
+                )
+            })
+            .collect();
+        *current = Arc::new(map);
+        drop(current);
+        self.revision.send_modify(|r| *r += 1);
     }
 
     /// Changes with every reload that changed the set.
@@ -177,41 +207,66 @@ impl Prompts {
 
     /// Every template, sorted by name.
     pub fn list(&self) -> Vec<PromptTemplate> {
-        self.templates.read().values().cloned().collect()
+        self.templates
+            .read()
+            .values()
+            .map(|s| s.template.clone())
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<PromptTemplate> {
-        self.templates.read().get(name).cloned()
+        self.templates.read().get(name).map(|s| s.template.clone())
+    }
+
+    /// What the stored template `name` refers to, given the fetchers loaded
+    /// now; `None` when there is no such template or it does not compile.
+    pub fn references(&self, name: &str) -> Option<References> {
+        let set = self.templates.read().clone();
+        let prepared = set.get(name)?.prepared.as_ref().ok()?;
+        Some(self.renderer.references(prepared, &Map::new()))
     }
 
     /// Renders a stored, enabled template.
     pub async fn render(&self, name: &str, opts: RenderOptions) -> Result<Rendered, RenderError> {
-        let t = self
+        let prepared = self
+            .templates
+            .read()
             .get(name)
-            .filter(|t| t.enabled)
+            .filter(|s| s.template.enabled)
+            .map(|s| s.prepared.clone())
             .ok_or_else(|| RenderError::NotFound(name.to_string()))?;
         let started = std::time::Instant::now();
-        let res = self.renderer.render(&t.name, &t.body, opts).await;
-        metrics::histogram!("ha_render_duration_seconds", "template" => t.name.clone())
+        let res = match prepared {
+            Ok(t) => self.renderer.render(&t, opts).await,
+            Err(e) => Err(e),
+        };
+        metrics::histogram!("ha_render_duration_seconds", "template" => name.to_string())
             .record(started.elapsed().as_secs_f64());
         if res.is_err() {
-            metrics::counter!("ha_render_errors_total", "template" => t.name).increment(1);
+            metrics::counter!("ha_render_errors_total", "template" => name.to_string())
+                .increment(1);
         }
         res
     }
 
-    /// Renders a body that is not stored: the authors' preview.
+    /// Renders a body that is not stored: the authors' preview, compiled for
+    /// this request only.
     pub async fn render_inline(
         &self,
         body: &str,
         opts: RenderOptions,
     ) -> Result<Rendered, RenderError> {
-        self.renderer.render(INLINE_NAME, body, opts).await
+        self.renderer.render_source(INLINE_NAME, body, opts).await
     }
 
     /// Problems with the current templates.
     pub fn check(&self) -> Vec<Problem> {
-        check(&self.renderer, &self.list())
+        let set = self.templates.read().clone();
+        let loaded: Vec<_> = set
+            .values()
+            .map(|s| (&s.template, s.prepared.as_ref()))
+            .collect();
+        check(&self.renderer, &loaded)
     }
 
     /// Reloads from MySQL every `every` until `shutdown`; a failed load keeps the last good set.

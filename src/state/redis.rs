@@ -162,18 +162,21 @@ impl RedisStore {
     }
 
     /// Every entity id Redis knows.
+    #[cfg(feature = "test-support")]
     pub async fn redis_ids(&self) -> Result<HashSet<String>, StoreError> {
         let mut conn = self.conn.clone();
         Ok(conn.smembers(self.key("entities")).await?)
     }
 
-    /// The raw JSON Redis holds for one entity (tests and tools).
+    /// The raw JSON Redis holds for one entity (tests and the bench).
+    #[cfg(feature = "test-support")]
     pub async fn redis_state(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         Ok(conn.get(self.state_key(id)).await?)
     }
 
     /// The meta hash as Redis holds it.
+    #[cfg(feature = "test-support")]
     pub async fn redis_meta(
         &self,
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {

@@ -78,7 +78,7 @@ proptest! {
         let body: String = parts.iter().map(|&i| FRAGMENTS[i]).collect();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let started = Instant::now();
-        let res = rt.block_on(renderer().render("fuzz", &body, Default::default()));
+        let res = rt.block_on(renderer().render_source("fuzz", &body, Default::default()));
         prop_assert!(started.elapsed() < Duration::from_secs(5), "{body:?} took {:?}", started.elapsed());
         if let Ok(r) = res {
             prop_assert!(r.text.len() <= 256 * 1024);

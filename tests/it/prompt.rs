@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ha_fetchers::fetchers::{FetchError, FetchOutcome, FetchRequest};
 use ha_fetchers::prompt::{
-    check, load_dir, FetcherSource, PromptTemplate, RenderError, RenderOptions, Rendered, Renderer,
+    load_dir, FetcherSource, PromptTemplate, Prompts, RenderError, RenderOptions, Rendered,
+    Renderer,
 };
 use ha_fetchers::state::{EntityState, MemoryStore, RegistryKind, StateManager, Store};
 use serde_json::{json, Value};
@@ -196,7 +197,7 @@ async fn renderer() -> (Arc<Renderer>, Arc<FakeSource>) {
 
 async fn render(body: &str) -> Result<Rendered, RenderError> {
     let (r, _) = renderer().await;
-    r.render("t", body, RenderOptions::default()).await
+    r.render_source("t", body, RenderOptions::default()).await
 }
 
 async fn text(body: &str) -> String {
@@ -349,7 +350,7 @@ async fn filters_write_compact_text() {
 async fn runs_only_the_fetchers_a_template_uses() {
     let (r, src) = renderer().await;
     let out = r
-        .render(
+        .render_source(
             "t",
             "{{ ha_lights_on | length }} {{ fetch('ha_search_pattern', pattern='sensor.outside_*') | length }} {{ fetch('ha_lights_on') | length }}",
             RenderOptions::default(),
@@ -369,7 +370,7 @@ async fn runs_only_the_fetchers_a_template_uses() {
 async fn lazy_fetch_for_computed_names() {
     let (r, src) = renderer().await;
     let out = r
-        .render(
+        .render_source(
             "t",
             "{% for n in ['ha_lights_on', 'ha_switches_on'] %}{{ fetch(n) | length }} {% endfor %}",
             RenderOptions::default(),
@@ -398,7 +399,10 @@ async fn unknown_fetchers_are_named_in_the_error() {
     let mut opts = RenderOptions::default();
     opts.variables.insert("who".into(), json!("Ann"));
     assert_eq!(
-        r.render("t", "hi {{ who }}", opts).await.unwrap().text,
+        r.render_source("t", "hi {{ who }}", opts)
+            .await
+            .unwrap()
+            .text,
         "hi Ann"
     );
 }
@@ -434,7 +438,7 @@ async fn strict_mode_fails_the_whole_render() {
         ..Default::default()
     };
     let e = r
-        .render("t", "{{ ha_slow }}", strict.clone())
+        .render_source("t", "{{ ha_slow }}", strict.clone())
         .await
         .unwrap_err();
     assert!(
@@ -442,7 +446,7 @@ async fn strict_mode_fails_the_whole_render() {
         "{e}"
     );
     let e = r
-        .render("t", "{% set n = 'ha_broken' %}{{ fetch(n) }}", strict)
+        .render_source("t", "{% set n = 'ha_broken' %}{{ fetch(n) }}", strict)
         .await
         .unwrap_err();
     assert!(
@@ -480,7 +484,7 @@ async fn output_is_capped() {
     let mut opts = RenderOptions::default();
     opts.variables.insert("s".into(), json!("x".repeat(1024)));
     let e = r
-        .render(
+        .render_source(
             "t",
             "{% for i in range(300) %}{{ s }}{% endfor %}",
             opts.clone(),
@@ -492,7 +496,7 @@ async fn output_is_capped() {
         "{e}"
     );
     let ok = r
-        .render("t", "{% for i in range(200) %}{{ s }}{% endfor %}", opts)
+        .render_source("t", "{% for i in range(200) %}{{ s }}{% endfor %}", opts)
         .await
         .unwrap();
     assert_eq!(ok.text.len(), 200 * 1024);
@@ -573,7 +577,7 @@ async fn home_status_is_no_larger_than_home_assistants_yaml() {
         .expect("home_status ships");
     assert!(!t.description.is_empty());
     let out = r
-        .render(&t.name, &t.body, RenderOptions::default())
+        .render_source(&t.name, &t.body, RenderOptions::default())
         .await
         .unwrap();
     assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -628,7 +632,7 @@ async fn home_status_lists_unavailable_entities_under_needs_attention() {
         .expect("home_status ships");
     let quiet = Renderer::new(home().await, source());
     let out = Arc::new(quiet)
-        .render(&t.name, &t.body, RenderOptions::default())
+        .render_source(&t.name, &t.body, RenderOptions::default())
         .await
         .unwrap();
     assert!(!out.text.contains("Needs attention"), "{}", out.text);
@@ -636,7 +640,7 @@ async fn home_status_lists_unavailable_entities_under_needs_attention() {
     let src = source_with(json!({"unavailable": ["light.bed_light", "sensor.outside_humidity"]}));
     let r = Arc::new(Renderer::new(home().await, src));
     let out = r
-        .render(&t.name, &t.body, RenderOptions::default())
+        .render_source(&t.name, &t.body, RenderOptions::default())
         .await
         .unwrap();
     assert!(
@@ -658,18 +662,16 @@ async fn check_reports_syntax_and_unknown_fetchers() {
         enabled: true,
         updated_at: None,
     };
-    let problems = check(
-        &r,
-        &[
-            t(
-                "good",
-                "{{ ha_lights_on | compact }} {{ states('light.x') }}",
-            ),
-            t("broken", "{% if %}"),
-            t("typo", "{{ ha_lihgts_on }} {{ fetch('ha_nope') }}"),
-            t("Bad-Name", "x"),
-        ],
-    );
+    let check = |templates: Vec<PromptTemplate>| Prompts::new(r.clone(), templates).check();
+    let problems = check(vec![
+        t(
+            "good",
+            "{{ ha_lights_on | compact }} {{ states('light.x') }}",
+        ),
+        t("broken", "{% if %}"),
+        t("typo", "{{ ha_lihgts_on }} {{ fetch('ha_nope') }}"),
+        t("Bad-Name", "x"),
+    ]);
     let got: Vec<(&str, &str)> = problems
         .iter()
         .map(|p| (p.name.as_str(), p.field.as_str()))
@@ -677,15 +679,20 @@ async fn check_reports_syntax_and_unknown_fetchers() {
     assert_eq!(
         got,
         vec![
+            ("Bad-Name", "name"),
             ("broken", "body"),
             ("typo", "body"),
             ("typo", "body"),
-            ("Bad-Name", "name")
         ]
     );
-    assert!(problems[1].reason.contains("ha_lihgts_on"));
-    assert!(problems[2].reason.contains("ha_nope"));
-    assert!(check(&r, &shipped()).is_empty());
+    assert!(
+        problems[1].reason.contains("(line 1, column"),
+        "{}",
+        problems[1]
+    );
+    assert!(problems[2].reason.contains("ha_lihgts_on"));
+    assert!(problems[3].reason.contains("ha_nope"));
+    assert!(check(shipped()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -792,8 +799,14 @@ async fn warm_renders_follow_state_changes() {
     let engine = Arc::new(Runner::new(Registry::from_rows(rows), sm.clone()));
     let r = Arc::new(Renderer::new(sm.clone(), engine));
     let body = "{{ ha_lights_on | compact }}";
-    let first = r.render("t", body, RenderOptions::default()).await.unwrap();
-    let again = r.render("t", body, RenderOptions::default()).await.unwrap();
+    let first = r
+        .render_source("t", body, RenderOptions::default())
+        .await
+        .unwrap();
+    let again = r
+        .render_source("t", body, RenderOptions::default())
+        .await
+        .unwrap();
     assert_eq!(first.text, again.text);
     assert!(
         first
@@ -810,7 +823,10 @@ async fn warm_renders_follow_state_changes() {
         .upsert(vec![EntityState::from_raw(&bed.to_string()).unwrap()])
         .await
         .unwrap();
-    let after = r.render("t", body, RenderOptions::default()).await.unwrap();
+    let after = r
+        .render_source("t", body, RenderOptions::default())
+        .await
+        .unwrap();
     assert!(
         after
             .text

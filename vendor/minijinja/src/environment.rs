@@ -432,6 +432,42 @@ impl<'source> Environment<'source> {
         ))
     }
 
+    /// Compiles `source` as [`template_from_named_str`](Self::template_from_named_str)
+    /// does, first handing the parsed tree to `inspect`: an embedder that
+    /// reads a template (its calls, its undeclared variables) before it
+    /// renders it parses it once. The result is kept by the caller and
+    /// rendered with [`template_from_compiled`](Self::template_from_compiled).
+    #[cfg(feature = "unstable_machinery")]
+    pub fn compile_inspected<'s>(
+        &self,
+        name: &'s str,
+        source: &'s str,
+        inspect: impl FnOnce(&crate::compiler::ast::Stmt<'s>),
+    ) -> Result<CompiledTemplate<'s>, Error> {
+        attach_basic_debug_info(
+            CompiledTemplate::_inspected_impl(
+                name,
+                source,
+                &self.templates.template_config,
+                inspect,
+            ),
+            source,
+        )
+    }
+
+    /// A handle to render `compiled` (from
+    /// [`compile_inspected`](Self::compile_inspected)) in this environment.
+    #[cfg(feature = "unstable_machinery")]
+    pub fn template_from_compiled<'a>(
+        &'a self,
+        compiled: &'a CompiledTemplate<'a>,
+    ) -> Template<'a, 'a>
+    where
+        'source: 'a,
+    {
+        Template::new(self, CompiledTemplateRef::Borrowed(compiled))
+    }
+
     /// Loads a template from a string, with name `<string>`.
     ///
     /// This is a shortcut to [`template_from_named_str`](Self::template_from_named_str)

@@ -542,12 +542,23 @@ impl<'source> CompiledTemplate<'source> {
         source: &'source str,
         config: &TemplateConfig,
     ) -> Result<CompiledTemplate<'source>, Error> {
+        Self::_inspected_impl(name, source, config, |_| {})
+    }
+
+    /// Parses, lets `inspect` read the tree, then compiles that tree.
+    pub(crate) fn _inspected_impl(
+        name: &'source str,
+        source: &'source str,
+        config: &TemplateConfig,
+        inspect: impl FnOnce(&crate::compiler::ast::Stmt<'source>),
+    ) -> Result<CompiledTemplate<'source>, Error> {
         let ast = ok!(parse(
             source,
             name,
             config.syntax_config.clone(),
             config.ws_config
         ));
+        inspect(&ast);
         let mut g = CodeGenerator::new(name, source);
         g.compile_stmt(&ast);
         let buffer_size_hint = g.buffer_size_hint();

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use minijinja::{Error, ErrorKind};
+mod guard;
+
+use guard::{coarse_now_ns, guard};
 
 /// How much one render may grow the process by default (`RENDER_MEMORY_LIMIT`).
 pub const DEFAULT_MEMORY: usize = crate::config::DEFAULT_RENDER_MEMORY;
@@ -113,6 +115,9 @@ pub enum Stop {
     /// The renders running together hold the process's whole render memory.
     #[error("the renders running at once hold all of RENDER_MEMORY_TOTAL ({} MiB); retry shortly", .0 / (1024 * 1024))]
     Total(usize),
+    /// The template engine panicked: a bug, logged where it happened.
+    #[error("it failed inside the template engine (a bug; the log has the panic)")]
+    Panicked,
 }
 
 /// What all renders together may hold (`RENDER_MEMORY_TOTAL`). The unit
@@ -201,6 +206,17 @@ pub fn run<T>(budget: Budget, f: impl FnOnce() -> T) -> Result<T, Stop> {
     run_for(None, budget, f)
 }
 
+/// [`run`] on an account of its own that never waits for the total: for a
+/// compile, whose guarded steps are constant folds, each refused (and left
+/// to the render) rather than waited for.
+pub fn run_alone<T>(budget: Budget, f: impl FnOnce() -> T) -> Result<T, Stop> {
+    let account = Arc::new(Account {
+        limit: budget.memory,
+        held: AtomicUsize::new(0),
+    });
+    run_for(Some(account), budget, f)
+}
+
 /// [`run`], for the render that owns `caller` when given: this thread's
 /// holding counts against that render's budget, not a budget of its own.
 pub fn run_for<T>(
@@ -246,6 +262,25 @@ pub fn run_for<T>(
     }
 }
 
+/// The one way a render runs, a prompt's or a template fetcher's: on a
+/// blocking thread, since it is synchronous and may wait on fetches, under
+/// `budget`, which stops it at the deadline or the memory limit so no thread
+/// is left running. It counts against the account of the render that asked
+/// for it (a template fetcher inside a prompt), else one of its own.
+pub async fn spawn<T: Send + 'static>(
+    budget: Budget,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Stop> {
+    let caller = caller();
+    match tokio::task::spawn_blocking(move || run_for(caller, budget, f)).await {
+        Ok(ran) => ran,
+        // The panic hook has logged it; the caller answers with an error.
+        Err(e) if e.is_panic() => Err(Stop::Panicked),
+        // The runtime is shutting down.
+        Err(_) => Err(Stop::Deadline(budget.timeout)),
+    }
+}
+
 /// Waits (up to [`ADMIT_WAIT`], and never past `deadline`) until the renders
 /// running hold less than the total, else refuses.
 fn admit(deadline: Instant) -> Result<(), Stop> {
@@ -279,113 +314,6 @@ pub fn stop_for_deadline() {
     });
 }
 
-/// The check minijinja calls: `bytes` is what it is about to allocate. With
-/// nothing announced, the render may hold half its budget, since the step
-/// after may double what it holds (a string or list growing); an announced
-/// allocation must fit the whole budget. The same holds for the total.
-fn guard(bytes: usize) -> Result<(), Error> {
-    ACTIVE.with(|cell| {
-        let Some(mut a) = cell.get() else {
-            return Ok(());
-        };
-        if a.stopped.is_none() {
-            let held = crate::memory::thread_balance()
-                .saturating_sub(a.base)
-                .max(0) as usize;
-            let total_limit = TOTAL_LIMIT.load(Ordering::Relaxed);
-            // Taken out and put back, not cloned: this runs before every instruction.
-            let account = ACCOUNT.with(Cell::take);
-            let (render_held, limit, total_held) = match &account {
-                Some(account) => {
-                    // An announced allocation is reserved before it is made,
-                    // so renders checking at once cannot all pass on the same
-                    // room; drift is reported a step at a time.
-                    let target = held.saturating_add(bytes);
-                    if (bytes > 0 && target > a.reported)
-                        || held.abs_diff(a.reported) >= REPORT_STEP
-                    {
-                        report(account, a.reported, target);
-                        a.reported = target;
-                    }
-                    if bytes > 0 && TOTAL_HELD.load(Ordering::Relaxed) > total_limit {
-                        a.reported = wait_for_room(account, a.reported, held, a.deadline_ns);
-                    }
-                    (
-                        account.held.load(Ordering::Relaxed),
-                        account.limit,
-                        TOTAL_HELD.load(Ordering::Relaxed),
-                    )
-                }
-                None => (held.saturating_add(bytes), usize::MAX, 0),
-            };
-            ACCOUNT.with(|acct| acct.set(account));
-            let over = match bytes {
-                0 => render_held > limit / 2,
-                _ => render_held > limit,
-            };
-            if over {
-                a.stopped = Some(Stop::Memory(limit));
-            } else if total_held > total_limit {
-                metrics::counter!("render_memory_total_stops_total").increment(1);
-                a.stopped = Some(Stop::Total(total_limit));
-            } else if coarse_now_ns() >= a.deadline_ns {
-                a.stopped = Some(Stop::Deadline(a.timeout));
-            }
-            cell.set(Some(a));
-        }
-        match a.stopped {
-            None => Ok(()),
-            Some(stop) => Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("render stopped: {stop}"),
-            )),
-        }
-    })
-}
-
-/// An allocation of `reserved - held` bytes found the total spent: gives the
-/// reservation back and waits (up to [`ADMIT_WAIT`], never past the
-/// deadline) for other renders to end, then reserves again. Returns what is
-/// reported now; the caller stops the render if the total is still spent.
-fn wait_for_room(account: &Account, reserved: usize, held: usize, deadline_ns: u64) -> usize {
-    let limit = TOTAL_LIMIT.load(Ordering::Relaxed);
-    let bytes = reserved - held.min(reserved);
-    report(account, reserved, held);
-    let until = coarse_now_ns()
-        .saturating_add(ADMIT_WAIT.as_nanos() as u64)
-        .min(deadline_ns);
-    while TOTAL_HELD.load(Ordering::Relaxed).saturating_add(bytes) > limit
-        && coarse_now_ns() < until
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    report(account, held, reserved);
-    reserved
-}
-
-/// Moves this thread's share of `account` and the total from `before` to `now`.
-fn report(account: &Account, before: usize, now: usize) {
-    if now >= before {
-        account.held.fetch_add(now - before, Ordering::Relaxed);
-        TOTAL_HELD.fetch_add(now - before, Ordering::Relaxed);
-    } else {
-        account.held.fetch_sub(before - now, Ordering::Relaxed);
-        TOTAL_HELD.fetch_sub(before - now, Ordering::Relaxed);
-    }
-}
-
-/// A monotonic clock at tick resolution (a few ms), about five times cheaper
-/// than `Instant::now()`: it is read before every template instruction.
-fn coarse_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// A render stopped while formatting a value unwinds with a panic (`Display`
 /// cannot return the guard's error); that is an expected outcome, not a bug,
 /// so it is not printed. Every other panic still is.
@@ -405,6 +333,7 @@ fn quiet_stopped_panics() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use minijinja::Error;
 
     fn render(src: &str, memory: usize, timeout: Duration) -> Result<Result<String, Error>, Stop> {
         let mut env = minijinja::Environment::new();
