@@ -67,11 +67,15 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let reg = open_registry(settings).await?;
     let (rows, mut problems) = reg.read_rows().await.context("reading fetcher rows")?;
     problems.extend(validate_all(&rows).1);
-    // `sql` rows are prepared against the live database, so an unknown table
-    // or column is named here, not at the first call.
-    if let Some(sql) = crate::fetchers::sql::Database::of(settings)? {
-        problems.extend(db::check_sql_rows(&sql, &rows).await);
-    }
+    // Everything is checked by the engine `serve` builds (its limits, its
+    // `sql` source), over these rows and no Home Assistant: each row by its
+    // source against what it runs on (a `sql` query prepared on the live
+    // database, so an unknown table or column is named here, not at the
+    // first call), then the templates.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let started =
+        crate::engine::Engine::start_offline(settings, Arc::new(MemoryStore::new()), &stop).await?;
+    problems.extend(started.engine.fetchers().verify(&rows).await);
     let sql_rows = rows.iter().filter(|r| r.source == "sql").count();
     if sql_rows > 0 && settings.fetchers_sql_url.is_none() && settings.database_url.is_some() {
         eprintln!(
@@ -82,11 +86,6 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     for p in &problems {
         println!("{p}");
     }
-    // Templates are checked by the engine `serve` builds (its limits, its
-    // `sql` source), over these rows and no Home Assistant.
-    let stop = tokio_util::sync::CancellationToken::new();
-    let started =
-        crate::engine::Engine::start_offline(settings, Arc::new(MemoryStore::new()), &stop).await?;
     let templates = match &settings.database_url {
         Some(_) => crate::prompt::load_db(&pool(settings)?)
             .await
@@ -96,7 +95,8 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     };
     let renderer = started.engine.prompts().renderer().clone();
     stop.cancel();
-    let template_problems = crate::prompt::check(&renderer, &templates);
+    let count = templates.len();
+    let template_problems = crate::prompt::Prompts::new(renderer, templates).check();
     for p in &template_problems {
         println!("{p}");
     }
@@ -105,14 +105,14 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         eprintln!(
             "{} fetcher rows and {} templates, all valid",
             rows.len(),
-            templates.len()
+            count
         );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
             "{total} problem(s) in {} rows and {} templates",
             rows.len(),
-            templates.len()
+            count
         );
         Ok(ExitCode::FAILURE)
     }

@@ -4,7 +4,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::Row as _;
 
-use super::definition::{Problem, Row};
+use super::definition::Row;
 
 /// The numbered files in `mysql/schemas/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./mysql/schemas");
@@ -96,24 +96,4 @@ pub async fn load_rows(pool: &MySqlPool) -> Result<Vec<Row>, DbError> {
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(DbError::from)
-}
-
-/// Every `sql` row of `rows` whose query parses, prepared against the live
-/// database `sql`: one problem (field `params.query`) per row the server
-/// refuses, naming the unknown table or column. For `check`.
-pub async fn check_sql_rows(sql: &super::sql::Database, rows: &[Row]) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for row in rows.iter().filter(|r| r.source == "sql") {
-        let Some(q) = serde_json::from_str::<serde_json::Value>(&row.params)
-            .ok()
-            .and_then(|p| p.get("query")?.as_str().map(super::sql::parse))
-            .and_then(Result::ok)
-        else {
-            continue; // `validate` reports it.
-        };
-        if let Err(reason) = sql.prepare(&q).await {
-            problems.push(Problem::new(&row.name, "params.query", reason));
-        }
-    }
-    problems
 }

@@ -191,14 +191,6 @@ pub fn validate(row: &Row) -> Result<Definition, Vec<Problem>> {
         }
     }
     let template = row.template.as_deref().filter(|t| !t.trim().is_empty());
-    if let (Some(k), Some(_)) = (kind, template) {
-        if !k.takes_template() {
-            bad(
-                "template",
-                format!("only source template uses a template, not {}", row.source),
-            );
-        }
-    }
     if row.timeout_ms == 0 || row.timeout_ms > MAX_TIMEOUT_MS {
         bad("timeout_ms", format!("must be 1..={MAX_TIMEOUT_MS}"));
     }

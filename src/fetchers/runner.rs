@@ -199,14 +199,32 @@ impl Runner {
         def: &Definition,
         params: &Map<String, Value>,
     ) -> Result<(Value, Vec<Read>), FetchError> {
-        let cx = Context {
+        def.source.run(&self.context(def), params).await
+    }
+
+    /// What a run of `def` may use.
+    fn context(&self, def: &Definition) -> Context {
+        Context {
             states: self.states.clone(),
             env: self.env.clone(),
             render_memory: self.render_memory,
             timeout: def.timeout,
             sql: self.sql.clone(),
-        };
-        def.source.run(&cx, params).await
+        }
+    }
+
+    /// Each valid row of `rows` checked against what it will run on, by its
+    /// own source (a `sql` query prepared on the live database): one problem
+    /// per row refused. For `check`; rows that do not validate are left to
+    /// [`validate`](super::validate), which names them.
+    pub async fn verify(&self, rows: &[super::Row]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for def in rows.iter().filter_map(|r| super::validate(r).ok()) {
+            if let Err((field, reason)) = def.source.verify(&self.context(&def)).await {
+                problems.push(Problem::new(&def.name, field, reason));
+            }
+        }
+        problems
     }
 }
 

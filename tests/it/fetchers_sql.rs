@@ -361,7 +361,13 @@ async fn check_prepares_sql_rows_against_the_live_schema(pool: MySqlPool) {
         ),
     ];
     rows.push(row("not_sql", "summary", "{}"));
-    let problems = db::check_sql_rows(&sql_db(&pool), &rows).await;
+    // Each row is verified by its own source: only `sql` looks at MySQL.
+    let runner = Runner::new(
+        Registry::from_rows(Vec::new()),
+        StateManager::new(fixture_store().await, None),
+    )
+    .with_sql(Some(sql_db(&pool)));
+    let problems = runner.verify(&rows).await;
     let found: Vec<(&str, &str)> = problems
         .iter()
         .map(|p| (p.name.as_str(), p.field.as_str()))

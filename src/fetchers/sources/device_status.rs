@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{checked, typed, Context, Kind, Source};
+use super::{Context, Typed};
 use crate::fetchers::FetchError;
 use crate::state::Read;
 
@@ -26,42 +26,15 @@ pub struct Params {
     pub domains: Vec<String>,
 }
 
-/// The kind, and (having no state) the ready source too.
-#[derive(Debug)]
+/// The source.
 pub struct DeviceStatus;
 
-impl Kind for DeviceStatus {
-    fn name(&self) -> &'static str {
-        "device_status"
-    }
-
-    fn params_schema(&self) -> Option<Value> {
-        super::schema_of::<Params>()
-    }
-
-    fn build(
-        &self,
-        _name: &str,
-        probe: &Map<String, Value>,
-        _template: Option<&str>,
-    ) -> Result<Arc<dyn Source>, (&'static str, String)> {
-        let _: Params = checked(probe)?;
-        Ok(Arc::new(DeviceStatus))
-    }
-}
-
 #[async_trait]
-impl Source for DeviceStatus {
-    fn kind(&self) -> &'static str {
-        self.name()
-    }
+impl Typed for DeviceStatus {
+    const NAME: &'static str = "device_status";
+    type Params = Params;
 
-    async fn run(
-        &self,
-        cx: &Context,
-        params: &Map<String, Value>,
-    ) -> Result<(Value, Vec<Read>), FetchError> {
-        let p: Params = typed(params)?;
+    async fn run(cx: &Context, p: Params) -> Result<(Value, Vec<Read>), FetchError> {
         let states = &cx.states;
         let read = Read::of(states, None);
         let summary = states.summary();

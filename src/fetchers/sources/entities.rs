@@ -2,13 +2,12 @@
 //! counts per state if asked.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{checked, entry, state_err, typed, Context, Kind, Source};
+use super::{entry, state_err, Context, Typed};
 use crate::fetchers::FetchError;
 use crate::state::{Glob, Query, Read};
 
@@ -40,45 +39,24 @@ pub struct Params {
     pub limit: Option<usize>,
 }
 
-/// The kind, and (having no state) the ready source too.
-#[derive(Debug)]
+/// The source.
 pub struct Entities;
 
-impl Kind for Entities {
-    fn name(&self) -> &'static str {
-        "entities"
-    }
-
-    fn params_schema(&self) -> Option<Value> {
-        super::schema_of::<Params>()
-    }
-
-    fn build(
-        &self,
-        _name: &str,
-        probe: &Map<String, Value>,
-        _template: Option<&str>,
-    ) -> Result<Arc<dyn Source>, (&'static str, String)> {
-        let p: Params = checked(probe)?;
-        if let Some(pat) = &p.pattern {
-            Glob::new(pat).map_err(|e| ("params", format!("pattern: {e}")))?;
-        }
-        Ok(Arc::new(Entities))
-    }
-}
-
 #[async_trait]
-impl Source for Entities {
-    fn kind(&self) -> &'static str {
-        self.name()
+impl Typed for Entities {
+    const NAME: &'static str = "entities";
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        match &p.pattern {
+            Some(pat) => Glob::new(pat)
+                .map(drop)
+                .map_err(|e| format!("pattern: {e}")),
+            None => Ok(()),
+        }
     }
 
-    async fn run(
-        &self,
-        cx: &Context,
-        params: &Map<String, Value>,
-    ) -> Result<(Value, Vec<Read>), FetchError> {
-        let p: Params = typed(params)?;
+    async fn run(cx: &Context, p: Params) -> Result<(Value, Vec<Read>), FetchError> {
         let states = &cx.states;
         let pattern = match &p.pattern {
             Some(s) => {

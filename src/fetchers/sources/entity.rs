@@ -1,12 +1,10 @@
 //! `entity`: one entity, with all its attributes but the noisy ones.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{checked, entry_json, state_err, typed, Context, Kind, Source};
+use super::{entry_json, state_err, Context, Typed};
 use crate::fetchers::FetchError;
 use crate::state::Read;
 
@@ -18,54 +16,25 @@ pub struct Params {
     pub entity_id: Option<String>,
 }
 
-/// The kind, and (having no state) the ready source too.
-#[derive(Debug)]
+/// The source.
 pub struct Entity;
 
-impl Kind for Entity {
-    fn name(&self) -> &'static str {
-        "entity"
-    }
-
-    fn params_schema(&self) -> Option<Value> {
-        super::schema_of::<Params>()
-    }
-
-    fn required(&self) -> &'static [&'static str] {
-        &["entity_id"]
-    }
-
-    fn build(
-        &self,
-        _name: &str,
-        probe: &Map<String, Value>,
-        _template: Option<&str>,
-    ) -> Result<Arc<dyn Source>, (&'static str, String)> {
-        let p: Params = checked(probe)?;
-        if let Some(id) = &p.entity_id {
-            if !crate::state::valid_entity_id(id) {
-                return Err((
-                    "params",
-                    format!("entity_id {id:?} is not a valid entity id"),
-                ));
-            }
-        }
-        Ok(Arc::new(Entity))
-    }
-}
-
 #[async_trait]
-impl Source for Entity {
-    fn kind(&self) -> &'static str {
-        self.name()
+impl Typed for Entity {
+    const NAME: &'static str = "entity";
+    const REQUIRED: &'static [&'static str] = &["entity_id"];
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        match &p.entity_id {
+            Some(id) if !crate::state::valid_entity_id(id) => {
+                Err(format!("entity_id {id:?} is not a valid entity id"))
+            }
+            _ => Ok(()),
+        }
     }
 
-    async fn run(
-        &self,
-        cx: &Context,
-        params: &Map<String, Value>,
-    ) -> Result<(Value, Vec<Read>), FetchError> {
-        let p: Params = typed(params)?;
+    async fn run(cx: &Context, p: Params) -> Result<(Value, Vec<Read>), FetchError> {
         let states = &cx.states;
         let id = p
             .entity_id

@@ -21,10 +21,10 @@ use crate::state::{EntityState, Read, StateError, StateManager};
 
 /// Every source, under the name rows use.
 pub const ALL: &[&dyn Kind] = &[
-    &entities::Entities,
-    &entity::Entity,
-    &summary::Summary,
-    &device_status::DeviceStatus,
+    &Of::<entities::Entities>::KIND,
+    &Of::<entity::Entity>::KIND,
+    &Of::<summary::Summary>::KIND,
+    &Of::<device_status::DeviceStatus>::KIND,
     &template::Template,
     &sql::Sql,
 ];
@@ -48,10 +48,6 @@ pub trait Kind: Sync {
     fn required(&self) -> &'static [&'static str] {
         &[]
     }
-    /// Whether rows of this source carry a template.
-    fn takes_template(&self) -> bool {
-        false
-    }
     /// Params only the row sets: left out of a fetcher's input schema, and
     /// refused when a call changes them (a `sql` fetcher's query).
     fn fixed(&self) -> &'static [&'static str] {
@@ -64,8 +60,9 @@ pub trait Kind: Sync {
         None
     }
     /// Checks a row's params (its defaults, with placeholders for the
-    /// required ones) and template, and makes the source ready to run.
-    /// `Err` is the field at fault and why.
+    /// required ones) and template (`None` when empty; only a source that
+    /// renders one accepts it), and makes the source ready to run, compiling
+    /// what it can. `Err` is the field at fault and why.
     fn build(
         &self,
         name: &str,
@@ -92,6 +89,96 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         cx: &Context,
         params: &Map<String, Value>,
     ) -> Result<(Value, Vec<Read>), FetchError>;
+    /// Checks the row against what it will run on (a `sql` query against the
+    /// live database), for `check`; `Err` is the field at fault and why.
+    async fn verify(&self, _cx: &Context) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
+}
+
+/// A source whose params are one serde type and which keeps nothing per row,
+/// as the state sources are: one impl of this is the whole source, and
+/// [`Of`] makes it a [`Kind`] and a [`Source`].
+#[async_trait]
+pub trait Typed: Send + Sync + 'static {
+    /// The name rows use.
+    const NAME: &'static str;
+    /// Params a call cannot run without (see [`Kind::required`]).
+    const REQUIRED: &'static [&'static str] = &[];
+    /// Its params, checked by name and type.
+    type Params: serde::de::DeserializeOwned + schemars::JsonSchema + Send;
+    /// What a row's params must also satisfy beyond their types.
+    fn check(_params: &Self::Params) -> Result<(), String> {
+        Ok(())
+    }
+    /// Computes the result and says which domains it read.
+    async fn run(cx: &Context, params: Self::Params) -> Result<(Value, Vec<Read>), FetchError>;
+}
+
+/// A [`Typed`] source as a kind and, having no state, as the ready source.
+pub struct Of<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Of<T> {
+    /// The one value, for [`ALL`].
+    pub const KIND: Self = Of(std::marker::PhantomData);
+}
+
+impl<T: Typed> std::fmt::Debug for Of<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(T::NAME)
+    }
+}
+
+impl<T: Typed> Kind for Of<T> {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn required(&self) -> &'static [&'static str] {
+        T::REQUIRED
+    }
+
+    fn params_schema(&self) -> Option<Value> {
+        schema_of::<T::Params>()
+    }
+
+    fn build(
+        &self,
+        _name: &str,
+        probe: &Map<String, Value>,
+        template: Option<&str>,
+    ) -> Result<Arc<dyn Source>, (&'static str, String)> {
+        no_template(T::NAME, template)?;
+        let p: T::Params = checked(probe)?;
+        T::check(&p).map_err(|r| ("params", r))?;
+        Ok(Arc::new(Self::KIND))
+    }
+}
+
+#[async_trait]
+impl<T: Typed> Source for Of<T> {
+    fn kind(&self) -> &'static str {
+        T::NAME
+    }
+
+    async fn run(
+        &self,
+        cx: &Context,
+        params: &Map<String, Value>,
+    ) -> Result<(Value, Vec<Read>), FetchError> {
+        T::run(cx, typed(params)?).await
+    }
+}
+
+/// The `template` field's problem when a source that renders none is given one.
+fn no_template(source: &str, template: Option<&str>) -> Result<(), (&'static str, String)> {
+    match template {
+        Some(_) => Err((
+            "template",
+            format!("source {source} takes no template; only source template renders one"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What a run may use.

@@ -51,8 +51,9 @@ impl Kind for Sql {
         &self,
         name: &str,
         probe: &Map<String, Value>,
-        _template: Option<&str>,
+        template: Option<&str>,
     ) -> Result<Arc<dyn Source>, (&'static str, String)> {
+        super::no_template(self.name(), template)?;
         let text = probe.get("query").and_then(Value::as_str).ok_or((
             "params",
             "source sql needs params.query: one SELECT with :name params".to_string(),
@@ -152,5 +153,17 @@ impl Source for Ready {
                 .increment(1);
         }
         Ok((Value::Array(out.rows), Vec::new()))
+    }
+
+    /// Prepares the query on the live database, so an unknown table or
+    /// column is named by `check`, not at the first call.
+    async fn verify(&self, cx: &Context) -> Result<(), (&'static str, String)> {
+        match &cx.sql {
+            Some(db) => db
+                .prepare(&self.query)
+                .await
+                .map_err(|r| ("params.query", r)),
+            None => Ok(()),
+        }
     }
 }

@@ -1,12 +1,10 @@
 //! `summary`: cache health and statistics.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{checked, Context, Kind, Source};
+use super::{Context, Typed};
 use crate::fetchers::FetchError;
 use crate::state::Read;
 
@@ -15,41 +13,15 @@ use crate::state::Read;
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
-/// The kind, and (having no state) the ready source too.
-#[derive(Debug)]
+/// The source.
 pub struct Summary;
 
-impl Kind for Summary {
-    fn name(&self) -> &'static str {
-        "summary"
-    }
-
-    fn params_schema(&self) -> Option<Value> {
-        super::schema_of::<Params>()
-    }
-
-    fn build(
-        &self,
-        _name: &str,
-        probe: &Map<String, Value>,
-        _template: Option<&str>,
-    ) -> Result<Arc<dyn Source>, (&'static str, String)> {
-        let _: Params = checked(probe)?;
-        Ok(Arc::new(Summary))
-    }
-}
-
 #[async_trait]
-impl Source for Summary {
-    fn kind(&self) -> &'static str {
-        self.name()
-    }
+impl Typed for Summary {
+    const NAME: &'static str = "summary";
+    type Params = Params;
 
-    async fn run(
-        &self,
-        cx: &Context,
-        _params: &Map<String, Value>,
-    ) -> Result<(Value, Vec<Read>), FetchError> {
+    async fn run(cx: &Context, _p: Params) -> Result<(Value, Vec<Read>), FetchError> {
         let read = Read::of(&cx.states, None);
         let v = serde_json::to_value(cx.states.summary())
             .map_err(|e| FetchError::Failed(e.to_string()))?;

@@ -59,7 +59,8 @@ const REFUSED_FUNCTIONS: &[&str] = &[
 pub const RULE: &str = "only one SELECT (or WITH … SELECT) is allowed";
 
 /// Checks `sql` and rewrites its `:name` params; `Err` says what is refused
-/// and, where it can, the line and column.
+/// and, where it can, the line and column. Long because it is the one list
+/// of what a query may be, checked in order on one parse.
 pub fn parse(sql: &str) -> Result<Query, String> {
     if sql.trim().is_empty() {
         return Err(format!("is empty; {RULE}"));
