@@ -16,7 +16,7 @@ from pathlib import Path
 # The layers, lowest first: the order lib.rs's map draws. `mcp` sits above
 # `api` because it is served on `api`'s router and shares its state.
 LAYERS = [
-    ["config", "memory", "telemetry", "periodic"],
+    ["config", "memory", "telemetry", "periodic", "capped"],
     ["tls", "bounds"],
     ["state"],
     ["ha", "jinja", "sim"],
@@ -24,8 +24,8 @@ LAYERS = [
     ["prompt"],
     ["stream"],
     ["engine"],
-    ["api"],
-    ["mcp", "console"],
+    ["door"],
+    ["api", "mcp", "console"],
     ["app", "demo"],
     ["cli"],
 ]

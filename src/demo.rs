@@ -26,23 +26,61 @@ pub async fn run(
     house: Option<std::path::PathBuf>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sim = match &house {
-        None => Sim::start_demo(DEMO_TOKEN)
-            .await
-            .context("could not start the simulated house")?,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--house {}", path.display()))?;
-            let house = House::from_json(&text)
-                .with_context(|| format!("--house {}: not an /api/states array", path.display()))?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            Sim::start(listener, house, DEMO_TOKEN)?
-        }
-    };
+    let sim = start_house(house.as_deref()).await?;
     if house.is_none() {
         tokio::spawn(demo_changes(sim.clone(), DEMO_TICK, stop.clone()));
     }
+    let token_set = settings.api_token.is_some();
+    let (app, base) = start_app(settings, &sim).await?;
+    let states = app.engine().states().clone();
+    let waited = tokio::time::Instant::now();
+    while states.summary().entity_count == 0 && waited.elapsed() < FIRST_SNAPSHOT_WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "ha-fetchers demo: a simulated house of {} entities at {}",
+        states.summary().entity_count,
+        sim.url()
+    );
+    print_guide(&base, token_set);
+    match app.engine().render(DEMO_PROMPT, Default::default()).await {
+        Ok(r) => println!(
+            "The \"{DEMO_PROMPT}\" prompt, rendered in {:.1} ms:\n\n{}\n",
+            r.elapsed_ms,
+            r.text.trim()
+        ),
+        Err(e) => println!("The \"{DEMO_PROMPT}\" prompt did not render: {e}\n"),
+    }
+    println!("Serving until Ctrl-C.");
 
+    let app_stop = app.shutdown_token();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        app_stop.cancel();
+    });
+    let res = app.run_until_stopped().await;
+    sim.stop();
+    res
+}
+
+/// The simulated house: the recorded demo one, or the `/api/states` dump at `house`.
+async fn start_house(house: Option<&std::path::Path>) -> anyhow::Result<Sim> {
+    let Some(path) = house else {
+        return Sim::start_demo(DEMO_TOKEN)
+            .await
+            .context("could not start the simulated house");
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--house {}", path.display()))?;
+    let house = House::from_json(&text)
+        .with_context(|| format!("--house {}: not an /api/states array", path.display()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(Sim::start(listener, house, DEMO_TOKEN)?)
+}
+
+/// The application over `sim`, in memory, with its API's base URL; another
+/// port when the asked one is busy.
+async fn start_app(settings: Settings, sim: &Sim) -> anyhow::Result<(Application, String)> {
     let replaced: Vec<&str> = [
         ("HA_URL", settings.ha_url.is_some()),
         ("REDIS_URL", settings.redis_url.is_some()),
@@ -62,7 +100,6 @@ pub async fn run(
     settings.ha_url = Some(sim.url());
     settings.ha_token = Some(SecretString::from(DEMO_TOKEN));
     let bind = settings.bind;
-    let token_set = settings.api_token.is_some();
     let app = match Application::build(settings.clone()).await {
         Ok(app) => app,
         Err(e) if bind.port() != 0 => {
@@ -73,17 +110,11 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     let base = format!("http://{}:{}", bind.ip(), app.port());
-    let states = app.engine().states().clone();
-    let waited = tokio::time::Instant::now();
-    while states.summary().entity_count == 0 && waited.elapsed() < FIRST_SNAPSHOT_WAIT {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Ok((app, base))
+}
 
-    println!(
-        "ha-fetchers demo: a simulated house of {} entities at {}",
-        states.summary().entity_count,
-        sim.url()
-    );
+/// What to try, against `base`.
+fn print_guide(base: &str, token_set: bool) {
     println!("API: {base}");
     println!("Console: {base}/  (open it in a browser: status, fetchers, prompts, live states)");
     println!();
@@ -105,27 +136,4 @@ pub async fn run(
     println!("  Model Context Protocol (point an LLM client at {base}/mcp):");
     println!("  curl -s -XPOST {base}/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'");
     println!();
-    match app
-        .engine()
-        .prompts()
-        .render(DEMO_PROMPT, Default::default())
-        .await
-    {
-        Ok(r) => println!(
-            "The \"{DEMO_PROMPT}\" prompt, rendered in {:.1} ms:\n\n{}\n",
-            r.elapsed_ms,
-            r.text.trim()
-        ),
-        Err(e) => println!("The \"{DEMO_PROMPT}\" prompt did not render: {e}\n"),
-    }
-    println!("Serving until Ctrl-C.");
-
-    let app_stop = app.shutdown_token();
-    tokio::spawn(async move {
-        stop.cancelled().await;
-        app_stop.cancel();
-    });
-    let res = app.run_until_stopped().await;
-    sim.stop();
-    res
 }

@@ -11,7 +11,7 @@
 //!  MySQL rows / fetchers/ ─▶ fetchers::Registry ─▶ fetchers::Runner ─▶ prompt ─▶ stream (changes, reloads)
 //!                                                                                  │
 //!                         engine (states, fetchers, templates, stream: one handle) ◀┘
-//!                           ├─▶ api (axum, REST) ─▶ mcp (/mcp) · console (/)
+//!                           ├─▶ api (REST) · mcp (/mcp) · console (/), one error contract (door)
 //!                           └─▶ cli (`render`, `fetch`, `check`, `mcp` over stdio)
 //! ```
 //!
@@ -19,8 +19,8 @@
 //! lower layers (`scripts/check-cycles.py`, run by CI, holds to it):
 //!
 //! ```text
-//! config memory telemetry periodic → tls bounds → state → ha jinja sim
-//!   → fetchers → prompt → stream → engine → api → mcp console → app demo → cli
+//! config memory telemetry periodic capped → tls bounds → state → ha jinja sim
+//!   → fetchers → prompt → stream → engine → door → api mcp console → app demo → cli
 //! ```
 //!
 //! - [`config`]: typed settings from flags, environment and `.env`, checked at start.
@@ -33,7 +33,8 @@
 //! - [`prompt`]: prompt templates in that language, with `fetch()`, fed by fetchers.
 //! - [`engine`]: the one façade every door uses: states, fetchers, templates and
 //!   the change stream, built once from settings and a store.
-//! - [`api`]: the HTTP routes and `ApiError`: the token, limits and logins of this door.
+//! - [`door`]: what the HTTP doors share: the one error contract, `ApiError`.
+//! - [`api`]: the REST routes: the token, limits and logins of this door.
 //! - [`mcp`]: the Model Context Protocol front door (rmcp): fetchers as tools,
 //!   templates as prompts, live resources; mounted beside `api`.
 //! - [`stream`]: the change stream (`/api/v1/events`): numbered events, a
@@ -45,16 +46,19 @@
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`bounds`]: memory and time budgets for template renders.
 //! - [`periodic`]: the one loop behind every periodic task.
+//! - [`capped`]: the one buffer that stops at a size limit (render output, answers).
 //! - [`memory`]: the counting allocator; hands freed memory back to the OS.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod api;
 pub mod app;
 pub mod bounds;
+pub mod capped;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod door;
 pub mod engine;
 pub mod fetchers;
 pub mod ha;

@@ -12,8 +12,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 
-use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::door::ErrorBody;
 use crate::state::Glob;
 use crate::stream::{Chunk, Event, Lagged, Subscription};
 
@@ -134,7 +134,7 @@ pub async fn stream(
         return Err(ApiError::Overloaded);
     }
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let mut sub = app.engine.stream().subscribe(last);
+    let mut sub = app.engine.subscribe(last);
     let mut first = BytesMut::from(format!("retry: {RETRY_MS}\n\n").as_bytes());
     if let Some(id) = sub.expired {
         first.extend_from_slice(&crate::stream::frame(

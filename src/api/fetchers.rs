@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path, Query};
 use super::{ApiError, AppState};
+use crate::capped::Capped;
+use crate::door::{ErrorBody, MAX_RESPONSE_BYTES};
 use crate::fetchers::{
     BackendKind, Definition, FetchError, FetchOutcome, FetchRequest, LoadStatus, Problem,
 };
@@ -21,10 +22,6 @@ use crate::fetchers::{
 /// item costs a task and a result held until the answer is sent (10,000
 /// items peaked at 1.6 GB; 70,000 aborted the process).
 pub const MAX_BATCH: usize = 32;
-
-/// The largest answer a fetcher route sends; a bigger one is refused (413)
-/// before it is fully built, rather than buffered whatever its size.
-pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A definition as the API lists it.
 // Fields in alphabetical order: the order clients have always seen.
@@ -163,31 +160,14 @@ pub fn outcome_json(o: &FetchOutcome) -> Value {
     serde_json::to_value(Outcome::from(o.clone())).expect("an outcome is always JSON")
 }
 
-/// A `Vec` that refuses to grow past [`MAX_RESPONSE_BYTES`]: serialising into
-/// it stops at the limit instead of building the whole answer first.
-struct CappedBuf(Vec<u8>);
-
-impl std::io::Write for CappedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > MAX_RESPONSE_BYTES {
-            return Err(std::io::Error::other("response limit"));
-        }
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A JSON answer with a status, refused (413) when it would exceed
 /// [`MAX_RESPONSE_BYTES`].
-pub struct Capped<T>(StatusCode, T);
+pub struct CappedJson<T>(StatusCode, T);
 
-impl<T: Serialize> IntoResponse for Capped<T> {
+impl<T: Serialize> IntoResponse for CappedJson<T> {
     fn into_response(self) -> Response {
         let Self(status, body) = self;
-        let mut out = CappedBuf(Vec::new());
+        let mut out = Capped::new(MAX_RESPONSE_BYTES);
         if serde_json::to_writer(&mut out, &body).is_err() {
             return ApiError::TooLarge(format!(
                 "the answer would exceed {MAX_RESPONSE_BYTES} bytes (the response limit); \
@@ -195,7 +175,12 @@ impl<T: Serialize> IntoResponse for Capped<T> {
             ))
             .into_response();
         }
-        (status, [(header::CONTENT_TYPE, "application/json")], out.0).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            out.into_inner(),
+        )
+            .into_response()
     }
 }
 
@@ -292,7 +277,7 @@ pub async fn run_one(
     Path(name): Path<String>,
     Query(q): Query<RunQuery>,
     body: Option<JsonBody<Value>>,
-) -> Result<Capped<Outcome>, ApiError> {
+) -> Result<CappedJson<Outcome>, ApiError> {
     let params = params_of(body)?;
     let out = app
         .engine
@@ -314,7 +299,7 @@ pub async fn run_one(
     };
     let mut outcome = Outcome::from(out);
     outcome.text = text;
-    Ok(Capped(status, outcome))
+    Ok(CappedJson(status, outcome))
 }
 
 /// One entry of a batch.
@@ -352,7 +337,7 @@ pub struct RunMany {
 pub async fn run_many(
     State(app): State<Arc<AppState>>,
     JsonBody(body): JsonBody<RunMany>,
-) -> Result<Capped<RunResults>, ApiError> {
+) -> Result<CappedJson<RunResults>, ApiError> {
     if body.fetchers.len() > MAX_BATCH {
         return Err(ApiError::TooLarge(format!(
             "a batch runs at most {MAX_BATCH} fetchers, not {}",
@@ -367,9 +352,9 @@ pub async fn run_many(
             params: i.params,
         })
         .collect();
-    let outs = app.engine.fetchers().run_many(reqs).await;
+    let outs = app.engine.run_many(reqs).await;
     let results = outs.into_iter().map(Outcome::from).collect();
-    Ok(Capped(StatusCode::OK, RunResults { results }))
+    Ok(CappedJson(StatusCode::OK, RunResults { results }))
 }
 
 #[cfg(test)]
@@ -382,9 +367,12 @@ mod tests {
     #[tokio::test]
     async fn answers_over_the_response_limit_are_refused() {
         let small = json!({"results": ["x"]});
-        assert_eq!(Capped(StatusCode::OK, small).into_response().status(), 200);
+        assert_eq!(
+            CappedJson(StatusCode::OK, small).into_response().status(),
+            200
+        );
         let big = json!({"result": "x".repeat(MAX_RESPONSE_BYTES)});
-        let resp = Capped(StatusCode::OK, big).into_response();
+        let resp = CappedJson(StatusCode::OK, big).into_response();
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: Value = serde_json::from_slice(&body).unwrap();

@@ -2,7 +2,6 @@
 //! OpenAPI document, behind the limits in [`limits`] and the accept loop in [`server`].
 
 mod deadline;
-mod error;
 mod events;
 mod extract;
 mod fetchers;
@@ -17,10 +16,11 @@ mod session;
 mod states;
 mod status;
 
-pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use crate::door::MAX_RESPONSE_BYTES;
+pub use crate::door::{ApiError, RETRY_AFTER_SECS};
 pub use events::{HEARTBEAT, RETRY_MS};
 pub use fetchers::outcome_json;
-pub use fetchers::{MAX_BATCH, MAX_RESPONSE_BYTES};
+pub use fetchers::MAX_BATCH;
 pub use hosts::allowed_hosts;
 pub use limits::Limits;
 pub use openapi::{ApiDoc, BEARER};

@@ -17,9 +17,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::error::ErrorBody;
 use super::limits::sheddable;
 use super::{events, fetchers, health, prompts, session, states, status, RETRY_AFTER_SECS};
+use crate::door::ErrorBody;
 
 /// The security scheme's name in the document (the `security` attribute repeats it literally).
 pub const BEARER: &str = "bearer";

@@ -7,9 +7,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
 use super::extract::{Json as JsonBody, Path};
 use super::{ApiError, AppState};
+use crate::door::ErrorBody;
 use crate::prompt::{RenderOptions, Rendered};
 
 /// A template in the listing (the body is left out to keep it short).
@@ -119,7 +119,7 @@ pub async fn render(
     body: Option<JsonBody<RenderOptions>>,
 ) -> Result<Json<Rendered>, ApiError> {
     let opts = body.map(|JsonBody(o)| o).unwrap_or_default();
-    Ok(Json(app.engine.prompts().render(&name, opts).await?))
+    Ok(Json(app.engine.render(&name, opts).await?))
 }
 
 /// An inline template for preview.
@@ -151,10 +151,5 @@ pub async fn render_inline(
     State(app): State<Arc<AppState>>,
     JsonBody(req): JsonBody<Inline>,
 ) -> Result<Json<Rendered>, ApiError> {
-    Ok(Json(
-        app.engine
-            .prompts()
-            .render_inline(&req.body, req.opts)
-            .await?,
-    ))
+    Ok(Json(app.engine.render_inline(&req.body, req.opts).await?))
 }

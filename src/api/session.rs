@@ -21,10 +21,10 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
 use super::extract::Json as JsonBody;
 use super::server::Peer;
 use super::{ApiError, AppState};
+use crate::door::ErrorBody;
 
 /// The cookie's name.
 pub const SESSION_COOKIE: &str = "hf_session";

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ErrorBody;
 use super::extract::{Path, Query as Q};
 use super::{ApiError, AppState};
+use crate::door::ErrorBody;
 use crate::state::{DomainCount, Summary};
 use crate::state::{EntityState, Glob, Query};
 

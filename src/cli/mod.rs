@@ -187,8 +187,8 @@ async fn render(
         ..Default::default()
     };
     let res = match (&name, &inline) {
-        (_, Some(body)) => app.engine.prompts().render_inline(body, opts).await,
-        (Some(n), None) => app.engine.prompts().render(n, opts).await,
+        (_, Some(body)) => app.engine.render_inline(body, opts).await,
+        (Some(n), None) => app.engine.render(n, opts).await,
         (None, None) => unreachable!("clap requires a name or --inline"),
     };
     app.stop().await;

@@ -189,6 +189,10 @@ impl From<RenderError> for ApiError {
                 stop: crate::bounds::Stop::Total(_),
                 ..
             } => Self::Busy(e.to_string()),
+            RenderError::Stopped {
+                stop: crate::bounds::Stop::Panicked,
+                ..
+            } => Self::Internal(anyhow::anyhow!(e.to_string())),
             RenderError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
             _ => Self::Unprocessable(e.to_string()),
         }

@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::fetchers::{FetchOutcome, FetchRequest, Registry, Runner};
+use crate::fetchers::{Definition, FetchOutcome, FetchRequest, Registry, Runner};
 use crate::ha::{HaRest, Session, SessionConfig};
 use crate::periodic::every_blocking;
-use crate::prompt::{self, Prompts, Renderer};
+use crate::prompt::{self, Prompts, RenderError, RenderOptions, Rendered, Renderer};
 use crate::state::{Fallback, SharedStore, StateManager, Writer, WriterHandle};
-use crate::stream::Hub;
+use crate::stream::{Hub, Subscription};
 
 /// The states, fetchers, templates and change stream, behind one handle;
 /// cloned into every door (an `Arc` inside).
@@ -212,6 +212,36 @@ impl Engine {
     /// Runs one fetcher.
     pub async fn run(&self, req: FetchRequest) -> FetchOutcome {
         self.inner.fetchers.run(req).await
+    }
+
+    /// Runs several fetchers at once; outcomes come back in request order.
+    pub async fn run_many(&self, reqs: Vec<FetchRequest>) -> Vec<FetchOutcome> {
+        self.inner.fetchers.run_many(reqs).await
+    }
+
+    /// The fetcher `name`, if it loaded.
+    pub fn fetcher(&self, name: &str) -> Option<Arc<Definition>> {
+        self.inner.fetchers.get(name)
+    }
+
+    /// Renders the stored, enabled template `name`.
+    pub async fn render(&self, name: &str, opts: RenderOptions) -> Result<Rendered, RenderError> {
+        self.inner.prompts.render(name, opts).await
+    }
+
+    /// Renders a body that is not stored: an author's preview.
+    pub async fn render_inline(
+        &self,
+        body: &str,
+        opts: RenderOptions,
+    ) -> Result<Rendered, RenderError> {
+        self.inner.prompts.render_inline(body, opts).await
+    }
+
+    /// Follows the change stream, resuming after `last_event_id` when the
+    /// buffer still holds it.
+    pub fn subscribe(&self, last_event_id: Option<&str>) -> Subscription {
+        self.inner.stream.subscribe(last_event_id)
     }
 
     /// The fetchers' and the templates' revisions, woken when either changes:

@@ -146,6 +146,9 @@ impl Session {
         }
     }
 
+    /// One connection from handshake to its end: subscribe, snapshot, then
+    /// the event loop. Long because the order of those steps is the protocol,
+    /// and reads best in one place.
     async fn connect_once(&self) -> Result<Ended, HaError> {
         let (mut conn, version) = tokio::select! {
             r = timeout(HANDSHAKE_TIMEOUT, self.handshake()) => r.map_err(|_| HaError::Timeout("the auth handshake"))??,

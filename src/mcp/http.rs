@@ -1,7 +1,7 @@
 //! `/mcp`: the Streamable HTTP transport, mounted in the API's router behind
 //! its token check and guard.
 //!
-//! rmcp checks `Host` and `Origin` against `crate::api::allowed_hosts`, as the
+//! rmcp checks `Host` and `Origin` against the hosts `api::allowed_hosts` lists, as the
 //! API's guard does for every route (DNS rebinding:
 //! a web page on another site must not reach a loopback server under its own
 //! name) and caps bodies at `MAX_BODY_BYTES` (413). Sessions stay on, since
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::handler::Mcp;
 use super::sessions::{Sessions, SESSION_IDLE};
 use super::wire;
-use crate::api::ApiError;
+use crate::door::ApiError;
 use crate::engine::Engine;
 
 /// Where the endpoint is mounted.

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// The most a reply (a tool's text and JSON together, a resource's text) may
 /// be: the same cap the REST fetcher routes keep. A 9.9 MB entity came back
 /// from `get_entity` as 19.5 MB, past what the HTTP door buffers.
-pub const MAX_REPLY_BYTES: usize = crate::api::MAX_RESPONSE_BYTES;
+pub const MAX_REPLY_BYTES: usize = crate::door::MAX_RESPONSE_BYTES;
 
 /// Why a reply of `bytes` (or more) is not sent.
 pub fn too_large(bytes: usize) -> String {

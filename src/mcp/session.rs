@@ -239,7 +239,7 @@ impl Pending {
             let Ok(Target::Fetcher(name)) = Target::parse(uri) else {
                 continue;
             };
-            let Some(def) = app.fetchers().get(&name) else {
+            let Some(def) = app.fetcher(&name) else {
                 continue;
             };
             if def.source.follows_states() || self.due.contains_key(uri) {
@@ -266,7 +266,7 @@ impl Pending {
                 let Ok(Target::Fetcher(name)) = Target::parse(uri) else {
                     return None;
                 };
-                let def = app.fetchers().get(&name)?;
+                let def = app.fetcher(&name)?;
                 if def.source.follows_states() {
                     return None;
                 }
