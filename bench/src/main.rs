@@ -104,7 +104,7 @@ struct Args {
     /// --minutes; exits non-zero when a check fails.
     #[arg(long, conflicts_with_all = ["quick", "no_ha", "only"])]
     soak: bool,
-    /// The change stream's figures instead (BENCHMARKS.md, sixth session): 100
+    /// The change stream's figures instead (BENCHMARKS.md's change-stream runs): 100
     /// SSE subscribers at 1,000 events/s, one stalled subscriber, ingest with
     /// and without subscribers.
     #[arg(long, conflicts_with_all = ["quick", "no_ha", "only", "soak"])]
@@ -224,9 +224,17 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    let mut mode = vec![if args.quick { "quick" } else { "full" }.to_string()];
+    if let Some(only) = &args.only {
+        mode.push(format!("--only {}", only.join(",")));
+    }
+    if args.no_ha {
+        mode.push("--no-ha".into());
+    }
+    let stamp = report::Stamp::now(mode.join(", "));
     let only = args.only;
     let want = move |f: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == f));
-    match run(args.quick, args.no_ha, &want).await {
+    match run(stamp, args.quick, args.no_ha, &want).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench failed: {e:#}");
@@ -235,13 +243,19 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
+async fn run(
+    stamp: report::Stamp,
+    quick: bool,
+    no_ha: bool,
+    want: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     init_logs()?;
     let sz = if quick { Sizes::quick() } else { Sizes::full() };
-    let started = chrono::Utc::now();
     println!(
-        "bench ({}) at {started}, load average {}",
-        if quick { "quick" } else { "full" },
+        "bench ({}) at {}, commit {}, load average {}",
+        stamp.mode,
+        stamp.started,
+        stamp.commit,
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .trim()
@@ -342,16 +356,18 @@ async fn run(quick: bool, no_ha: bool, want: &dyn Fn(&str) -> bool) -> anyhow::R
     }
     rows.push(rest);
 
-    let table = report::table(&rows);
+    let block = report::block(&stamp, report::load1(), &rows);
     println!(
-        "\nResults ({}, {started}, {} entities; load generator: hyper's HTTP/1.1 client connections, kept alive, {} connections, {:?} per run):\n",
-        if quick { "quick" } else { "full" },
+        "\nResults ({} entities; load generator: hyper's HTTP/1.1 client connections, kept alive, {} connections, {:?} per run):\n",
         sz.entities,
         figures::CONNECTIONS,
         sz.load
     );
-    println!("{table}");
-    std::fs::write("target/bench/results.md", &table)?;
-    println!("(also in target/bench/results.md; the app's logs are in target/bench/app.log)");
+    println!("{block}");
+    std::fs::write("target/bench/results.md", &block)?;
+    std::fs::write("target/bench/current.md", &block)?;
+    println!(
+        "(also in target/bench/results.md and target/bench/current.md, which `scripts/bench.sh --write` puts into BENCHMARKS.md; the app's logs are in target/bench/app.log)"
+    );
     Ok(())
 }
