@@ -2,8 +2,8 @@
 //!
 //! hyper arms its header-read timer anew for every request on a connection:
 //! with tokio's timer that is a boxed `Sleep` registered and removed each
-//! time, about a tenth of a cached `GET`'s throughput (BENCHMARKS.md, fifth
-//! session). Here a deadline is only an instant compared with the clock when
+//! time, about a tenth of a cached `GET`'s throughput (BENCHMARKS.md,
+//! "2026-11-30 04:59–06:33 UTC"). Here a deadline is only an instant compared with the clock when
 //! hyper polls it; the connection's task polls hyper again every
 //! [`CHECK_EVERY`], so a client that stalls mid-headers is cut within that
 //! much of its deadline, and a request costs no timer registration at all.
