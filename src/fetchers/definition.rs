@@ -278,6 +278,16 @@ mod tests {
         let mut t = row("t", "template", "{}");
         t.template = Some("{% for x in %}".into());
         assert_eq!(fields(&t), ["template"]);
+        // Compiled at load: the reason says where.
+        let reason = &validate(&t).unwrap_err()[0].reason;
+        assert!(reason.contains("(line 1, column"), "{reason}");
+        let mut s = row("s", "summary", "{}");
+        s.template = Some("{{ 1 }}".into());
+        assert_eq!(
+            fields(&s),
+            ["template"],
+            "a source that renders none refuses one"
+        );
         let mut e = row("e", "entity", "{}");
         e.required_params = r#"["entity_id"]"#.into();
         assert!(validate(&e).is_ok());

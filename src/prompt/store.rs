@@ -166,7 +166,9 @@ impl Prompts {
     /// Swaps in a new set of templates, when it differs from the current one;
     /// only a template whose text changed is compiled again.
     pub fn replace(&self, templates: Vec<PromptTemplate>) {
-        let mut current = self.templates.write();
+        // Compiled outside the lock, so renders go on meanwhile; only the
+        // reload task replaces, so nothing changes the set in between.
+        let current = self.templates.read().clone();
         let same = current.len() == templates.len()
             && templates
                 .iter()
@@ -190,8 +192,7 @@ impl Prompts {
                 )
             })
             .collect();
-        *current = Arc::new(map);
-        drop(current);
+        *self.templates.write() = Arc::new(map);
         self.revision.send_modify(|r| *r += 1);
     }
 
