@@ -519,8 +519,9 @@ pub async fn render_home_status(app: &Running, reps: usize) -> Option<(Duration,
         prompts.render(NAME, Default::default()).await.ok()?;
         warm.push(t.elapsed());
     }
-    // Cold: a fresh engine and renderer each time, so no result is cached and
-    // the template is compiled anew.
+    // Cold: a fresh engine and renderer each time, so no result is cached.
+    // The template compiles when `Prompts::new` loads it, before the clock
+    // starts, as in the service, where it compiles at load and not per render.
     let mut cold = Vec::new();
     for _ in 0..reps.clamp(1, 50) {
         let engine = Runner::new(
