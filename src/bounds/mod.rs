@@ -151,6 +151,16 @@ pub struct Account {
     held: AtomicUsize,
 }
 
+impl Account {
+    /// A fresh account of `limit` bytes, holding nothing.
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            held: AtomicUsize::new(0),
+        })
+    }
+}
+
 tokio::task_local! {
     /// The account of the render a fetch runs for: set around the fetches a
     /// render waits on, read by the template source before its own thread.
@@ -210,11 +220,7 @@ pub fn run<T>(budget: Budget, f: impl FnOnce() -> T) -> Result<T, Stop> {
 /// compile, whose guarded steps are constant folds, each refused (and left
 /// to the render) rather than waited for.
 pub fn run_alone<T>(budget: Budget, f: impl FnOnce() -> T) -> Result<T, Stop> {
-    let account = Arc::new(Account {
-        limit: budget.memory,
-        held: AtomicUsize::new(0),
-    });
-    run_for(Some(account), budget, f)
+    run_for(Some(Account::new(budget.memory)), budget, f)
 }
 
 /// [`run`], for the render that owns `caller` when given: this thread's
@@ -229,10 +235,7 @@ pub fn run_for<T>(
         Some(a) => a,
         None => {
             admit(budget.deadline)?;
-            Arc::new(Account {
-                limit: budget.memory,
-                held: AtomicUsize::new(0),
-            })
+            Account::new(budget.memory)
         }
     };
     let left = budget.deadline.saturating_duration_since(Instant::now());

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::config::Settings;
-use crate::fetchers::{db, files, validate_all, FetchRequest, Registry};
+use crate::fetchers::{db, files, validate, validate_all, FetchRequest, Registry};
 use crate::state::MemoryStore;
 
 fn pool(settings: &Settings) -> anyhow::Result<sqlx::MySqlPool> {
@@ -66,7 +66,15 @@ pub(super) async fn seed_only(settings: &Settings) -> anyhow::Result<ExitCode> {
 pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let reg = open_registry(settings).await?;
     let (rows, mut problems) = reg.read_rows().await.context("reading fetcher rows")?;
-    problems.extend(validate_all(&rows).1);
+    // Each row validated once, disabled ones too: its problems, or a
+    // definition its source verifies below.
+    let mut defs = Vec::new();
+    for row in &rows {
+        match validate(row) {
+            Ok(def) => defs.push(def),
+            Err(p) => problems.extend(p),
+        }
+    }
     // Everything is checked by the engine `serve` builds (its limits, its
     // `sql` source), over these rows and no Home Assistant: each row by its
     // source against what it runs on (a `sql` query prepared on the live
@@ -75,7 +83,7 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let stop = tokio_util::sync::CancellationToken::new();
     let started =
         crate::engine::Engine::start_offline(settings, Arc::new(MemoryStore::new()), &stop).await?;
-    problems.extend(started.engine.fetchers().verify(&rows).await);
+    problems.extend(started.engine.fetchers().verify(&defs).await);
     let sql_rows = rows.iter().filter(|r| r.source == "sql").count();
     if sql_rows > 0 && settings.fetchers_sql_url.is_none() && settings.database_url.is_some() {
         eprintln!(

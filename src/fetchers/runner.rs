@@ -213,14 +213,13 @@ impl Runner {
         }
     }
 
-    /// Each valid row of `rows` checked against what it will run on, by its
-    /// own source (a `sql` query prepared on the live database): one problem
-    /// per row refused. For `check`; rows that do not validate are left to
-    /// [`validate`](super::validate), which names them.
-    pub async fn verify(&self, rows: &[super::Row]) -> Vec<Problem> {
+    /// Each of `defs` checked against what it will run on, by its own source
+    /// (a `sql` query prepared on the live database): one problem per
+    /// definition refused. For `check`, which validated the rows once.
+    pub async fn verify(&self, defs: &[Definition]) -> Vec<Problem> {
         let mut problems = Vec::new();
-        for def in rows.iter().filter_map(|r| super::validate(r).ok()) {
-            if let Err((field, reason)) = def.source.verify(&self.context(&def)).await {
+        for def in defs {
+            if let Err((field, reason)) = def.source.verify(&self.context(def)).await {
                 problems.push(Problem::new(&def.name, field, reason));
             }
         }

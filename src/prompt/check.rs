@@ -35,7 +35,7 @@ pub fn check(
                 format!("{name} is not a fetcher or a template function"),
             );
         }
-        for call in refs.calls {
+        for call in refs.calls.iter() {
             if !renderer.source().exists(&call.name) {
                 problem(
                     t,

@@ -69,8 +69,9 @@ pub struct Rendered {
 pub struct References {
     /// Fetchers used as plain variables.
     pub fetchers: Vec<String>,
-    /// Literal `fetch("…")` calls, each once.
-    pub calls: Vec<FetchCall>,
+    /// Literal `fetch("…")` calls, each once; shared with the compiled
+    /// template, not copied per render.
+    pub calls: Arc<[FetchCall]>,
     /// Undeclared names that are neither fetchers, functions nor given variables.
     pub unknown: Vec<String>,
 }
@@ -152,7 +153,7 @@ impl Renderer {
         variables: &Map<String, serde_json::Value>,
     ) -> References {
         let mut refs = References {
-            calls: t.calls.to_vec(),
+            calls: t.calls.clone(),
             ..Default::default()
         };
         for v in t.compiled.undeclared() {
@@ -172,7 +173,8 @@ impl Renderer {
     }
 
     /// Compiles `body` for this one render and renders it: previews, tests.
-    /// The compile runs inside the render's budget (it folds constants).
+    /// The compile runs on the render's blocking thread, off the async
+    /// workers; its constant folds have a budget of their own.
     pub async fn render_source(
         self: &Arc<Self>,
         name: &str,
@@ -286,7 +288,7 @@ impl Renderer {
                 params: Map::new(),
             })
             .collect();
-        for call in &refs.calls {
+        for call in refs.calls.iter() {
             if !self.source.exists(&call.name) {
                 return Err(RenderError::UnknownFetcher {
                     template: name.to_string(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ha_fetchers::fetchers::sql::{self, Database, Limits};
-use ha_fetchers::fetchers::{db, input_schema, Backend, FetchRequest, Registry, Runner};
+use ha_fetchers::fetchers::{db, input_schema, validate, Backend, FetchRequest, Registry, Runner};
 use ha_fetchers::state::StateManager;
 use serde_json::{json, Map, Value};
 use sqlx::MySqlPool;
@@ -367,7 +367,8 @@ async fn check_prepares_sql_rows_against_the_live_schema(pool: MySqlPool) {
         StateManager::new(fixture_store().await, None),
     )
     .with_sql(Some(sql_db(&pool)));
-    let problems = runner.verify(&rows).await;
+    let defs: Vec<_> = rows.iter().map(|r| validate(r).unwrap()).collect();
+    let problems = runner.verify(&defs).await;
     let found: Vec<(&str, &str)> = problems
         .iter()
         .map(|p| (p.name.as_str(), p.field.as_str()))
