@@ -8,17 +8,9 @@ use minijinja::machinery::ast::{self, Spanned};
 
 use super::walk::{self, at, Visit};
 
-/// What is wrong with `src`, one line per use, naming where and the fix.
-/// A syntax error is the one problem when the template does not parse.
-pub fn lint(name: &str, src: &str) -> Vec<String> {
-    match walk::parse(name, src) {
-        Ok(tree) => lint_tree(&tree),
-        Err(e) => vec![e.to_string()],
-    }
-}
-
-/// What is wrong with a parsed template, as [`lint`] says it.
-pub fn lint_tree(tree: &ast::Stmt<'_>) -> Vec<String> {
+/// What is wrong with a parsed template, one line per use, naming where and
+/// the fix (the tree [`super::Compiled::new`] hands its caller).
+pub fn lint(tree: &ast::Stmt<'_>) -> Vec<String> {
     let mut found = Found::default();
     walk::walk(tree, &mut found);
     found.0
@@ -62,10 +54,16 @@ impl Visit for Found {
 mod tests {
     use super::*;
 
+    fn lint_src(src: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        super::super::Compiled::new("t", src, |tree| found = lint(tree)).unwrap();
+        found
+    }
+
     #[test]
     fn old_fetcher_forms_are_named_with_their_fix() {
         let src = "{% for c in states(\"climate\") %}{{ state('light.a') }}{% endfor %}\n{{ compact(x) }}";
-        let found = lint("t", src);
+        let found = lint_src(src);
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(
             found[0].starts_with("line 1, column 13: states(\"climate\")"),
@@ -80,6 +78,6 @@ mod tests {
     #[test]
     fn home_assistant_forms_pass() {
         let src = "{{ states('light.kitchen') }}{% for c in states.climate %}{{ c | compact }}{% endfor %}{{ states.light.kitchen.state }}";
-        assert_eq!(lint("t", src), Vec::<String>::new());
+        assert_eq!(lint_src(src), Vec::<String>::new());
     }
 }

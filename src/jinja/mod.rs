@@ -30,7 +30,7 @@ pub use compiled::Compiled;
 pub use entity::{name_in_id, AttrCache, Attrs, Entity, EXPOSED_ATTRIBUTES};
 pub use filters::entities;
 pub use ha::GLOBALS;
-pub use lint::{lint, lint_tree};
+pub use lint::lint;
 pub(crate) use marker::Unavailable;
 pub use states::{state_object, StateObject};
 pub use time::DateTimeValue;

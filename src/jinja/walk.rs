@@ -5,7 +5,6 @@
 //! render can start early and to lint templates.
 
 use minijinja::machinery::ast::{self, Spanned};
-use minijinja::machinery::{parse as parse_tree, WhitespaceConfig};
 
 /// What the walk reports.
 pub trait Visit {
@@ -13,11 +12,6 @@ pub trait Visit {
     fn call(&mut self, _call: &Spanned<ast::Call<'_>>, _cond: bool) {}
     /// A filter applied to a value.
     fn filter(&mut self, _filter: &Spanned<ast::Filter<'_>>) {}
-}
-
-/// Parses `src` (named `name` in errors) as the environment does.
-pub fn parse<'s>(name: &'s str, src: &'s str) -> Result<ast::Stmt<'s>, minijinja::Error> {
-    parse_tree(src, name, Default::default(), WhitespaceConfig::default())
 }
 
 /// Walks `tree`, telling `visit` what it finds.

@@ -36,7 +36,7 @@ impl Kind for Template {
             .filter(|t| !t.trim().is_empty())
             .ok_or(("template", "source template needs a template".to_string()))?;
         let mut problems = Vec::new();
-        let compiled = Compiled::new(name, source, |tree| problems = jinja::lint_tree(tree))
+        let compiled = Compiled::new(name, source, |tree| problems = jinja::lint(tree))
             .map_err(|e| ("template", e))?;
         if !problems.is_empty() {
             return Err(("template", problems.join("; ")));
