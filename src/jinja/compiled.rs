@@ -193,6 +193,18 @@ mod tests {
     }
 
     #[test]
+    fn many_small_folds_share_one_budget() {
+        // Each fold under the budget, 180 MB together if all were kept.
+        let src = "{{ ('a' * 900000) | length }}".repeat(200);
+        let before = crate::memory::thread_balance();
+        let c = Compiled::new("t", &src, |_| {}).unwrap();
+        let held = crate::memory::thread_balance() - before;
+        assert!(held < 4 << 20, "the compiled template holds {held} bytes");
+        let out = c.render(syntax(), Value::UNDEFINED).unwrap();
+        assert_eq!(out, "900000".repeat(200));
+    }
+
+    #[test]
     fn errors_carry_line_and_column() {
         let err = Compiled::new("t", "ok\n{{ 1 + }}", |_| {}).unwrap_err();
         assert!(err.contains("(line 2, column"), "{err}");
