@@ -117,6 +117,10 @@ pub struct Settings {
     /// How often definitions are reloaded from MySQL.
     #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
     pub reload_interval: Duration,
+    /// The longest window a `history`, `statistics` or `logbook` call may
+    /// ask HA about; a longer one is refused with this limit named.
+    #[arg(long, env = "HISTORY_MAX_WINDOW", default_value = "31d", value_parser = duration)]
+    pub history_max_window: Duration,
 
     /// Wall time of one prompt render, fetchers included (template fetchers
     /// are held to their own `timeout_ms`).

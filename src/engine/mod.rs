@@ -116,9 +116,9 @@ impl Engine {
                 crate::telemetry::metrics_upkeep,
             ),
         ];
-        let (fallback, link) = match with_ha {
+        let (fallback, link, calls) = match with_ha {
             true => mirror(settings, &writer, shutdown, &mut tasks)?,
-            false => (None, Link::default()),
+            false => (None, Link::default(), crate::ha::Calls::none()),
         };
         let states = StateManager::new(store, fallback)
             .with_feed(writer.feed().clone())
@@ -131,9 +131,11 @@ impl Engine {
         let pool = registry.pool().cloned();
         // Process-wide, as the memory it bounds is.
         crate::bounds::set_total(settings.render_memory_total);
+        crate::fetchers::sources::past::set_max_window(settings.history_max_window);
         let fetchers = Runner::new(registry, states.clone())
             .with_render_memory(settings.render_memory_limit)
-            .with_sql(crate::fetchers::sql::Database::of(settings)?);
+            .with_sql(crate::fetchers::sql::Database::of(settings)?)
+            .with_ha(calls);
         let renderer = Arc::new(
             Renderer::new(states.clone(), Arc::new(fetchers.clone()))
                 .with_limits(crate::bounds::Limits::of(settings)),
@@ -251,6 +253,10 @@ impl Engine {
     }
 }
 
+/// What mirroring HA gives the engine: the REST fallback for misses, the
+/// link's settings for health, and calls over the link for fetchers.
+type Mirrored = (Option<Arc<dyn Fallback>>, Link, crate::ha::Calls);
+
 /// The HA session and REST fallback the settings ask for, started; none
 /// without a Home Assistant.
 fn mirror(
@@ -258,14 +264,14 @@ fn mirror(
     writer: &WriterHandle,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<(Option<Arc<dyn Fallback>>, Link)> {
+) -> anyhow::Result<Mirrored> {
     let mut link = Link {
         cache_max_age: settings.cache_max_age,
         ..Link::default()
     };
     let Some(ha) = settings.home_assistant()? else {
         tracing::warn!("HA_URL is not set: no Home Assistant to mirror");
-        return Ok((None, link));
+        return Ok((None, link, crate::ha::Calls::none()));
     };
     let tls = crate::tls::client_config(&ha.trust).context("HA_CA_FILE")?;
     let fallback: Arc<dyn Fallback> = Arc::new(HaRest::with_tls(
@@ -289,6 +295,7 @@ fn mirror(
         reconcile: (!settings.reconcile_interval.is_zero()).then_some(settings.reconcile_interval),
     };
     let session = Session::new(cfg, writer.clone(), shutdown.clone());
+    let calls = session.calls();
     tasks.push(tokio::spawn(session.run()));
     link.configured = true;
     let secure = matches!(ha.ws.scheme(), "wss" | "https");
@@ -297,7 +304,7 @@ fn mirror(
     } else {
         "verified"
     });
-    Ok((Some(fallback), link))
+    Ok((Some(fallback), link, calls))
 }
 
 /// Templates from MySQL (reloaded on an interval) when DATABASE_URL is set, else from files.

@@ -49,12 +49,16 @@ fn array(out: &mut String, a: &[Value], depth: usize) {
         indent(out, depth);
         out.push_str("- ");
         match v {
-            Value::Object(m) if m.contains_key("entity_id") => entity(out, m),
-            Value::Object(m) => {
-                out.push('\n');
-                object(out, m, depth + 1);
-                continue;
-            }
+            // A `history` entity or a `logbook` event has its own line.
+            Value::Object(m) => match (past_line(m), m.contains_key("entity_id")) {
+                (Some(l), _) => out.push_str(&l),
+                (None, true) => entity(out, m),
+                (None, false) => {
+                    out.push('\n');
+                    object(out, m, depth + 1);
+                    continue;
+                }
+            },
             other => inline(out, other),
         }
         out.push('\n');
@@ -65,6 +69,10 @@ fn array(out: &mut String, a: &[Value], depth: usize) {
 /// respells the id: the line `compact(ids=true)` and `live_context` print.
 fn entity(out: &mut String, m: &Map<String, Value>) {
     out.push_str(&crate::jinja::Entity::from_result(m).compact_line(true));
+}
+
+fn past_line(m: &Map<String, Value>) -> Option<String> {
+    super::sources::past::lean::line(m)
 }
 
 /// A value on one line: scalars bare, lists comma-separated, the rest as JSON.

@@ -22,7 +22,7 @@ mod inputs;
 pub mod lean;
 mod registry;
 mod runner;
-mod sources;
+pub mod sources;
 pub mod sql;
 
 use std::sync::Arc;

@@ -37,6 +37,8 @@ pub struct Runner {
     env: Arc<Environment<'static>>,
     /// The MySQL `sql` fetchers read; without it they fail, alone.
     sql: Option<sql::Database>,
+    /// Calls over the live link, for `history`, `statistics` and `logbook`.
+    ha: crate::ha::Calls,
 }
 
 impl Runner {
@@ -48,7 +50,14 @@ impl Runner {
             cache: Arc::default(),
             render_memory: bounds::DEFAULT_MEMORY,
             sql: None,
+            ha: crate::ha::Calls::none(),
         }
+    }
+
+    /// The same runner with a link to call HA over.
+    pub fn with_ha(mut self, calls: crate::ha::Calls) -> Self {
+        self.ha = calls;
+        self
     }
 
     /// The same runner with another memory limit for template renders.
@@ -210,6 +219,7 @@ impl Runner {
             render_memory: self.render_memory,
             timeout: def.timeout,
             sql: self.sql.clone(),
+            ha: self.ha.clone(),
         }
     }
 

@@ -1,10 +1,12 @@
 //! Home Assistant: protocol types, the WebSocket session, the REST fallback.
 
+mod calls;
 mod connection;
 pub mod protocol;
 mod rest;
 mod session;
 
+pub use calls::{CallError, Calls, MAX_IN_FLIGHT, MAX_QUEUED};
 pub use connection::Connection;
 pub use rest::HaRest;
 pub use session::{Session, SessionConfig};

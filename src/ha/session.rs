@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::value::RawValue;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::calls::{self, Calls, Inbox};
 use super::protocol::{self, out, Event, Incoming};
-use super::{Connection, HaError};
+use super::{CallError, Connection, HaError};
 use crate::state::{Change, RegistryKind, WriterHandle, WriterMsg};
 
 /// How long connecting and the auth handshake may take.
@@ -27,7 +29,7 @@ const ID_STATES: u64 = 3;
 /// Ids 4..=6 subscribe to registry update events, then 7..=9 list the registries
 /// (HA wants ids to increase, and subscribing first loses no change).
 const ID_REGISTRY_EVENTS: u64 = 4;
-/// Ids at and above this are pings.
+/// Ids at and above this are pings, later snapshots and fetchers' calls.
 const FIRST_FREE_ID: u64 = 10;
 
 /// What the session needs to know.
@@ -67,15 +69,27 @@ pub struct Session {
     writer: WriterHandle,
     /// Cancelled once, at shutdown.
     shutdown: CancellationToken,
+    /// The fetchers' end of the call queue, told when the link is up.
+    calls: Calls,
+    /// The session's end: calls waiting to be sent.
+    inbox: Inbox,
 }
 
 impl Session {
     pub fn new(cfg: SessionConfig, writer: WriterHandle, shutdown: CancellationToken) -> Self {
+        let (calls, inbox) = Calls::channel();
         Self {
             cfg,
             writer,
             shutdown,
+            calls,
+            inbox,
         }
+    }
+
+    /// A handle for calls over this session's link.
+    pub fn calls(&self) -> Calls {
+        self.calls.clone()
     }
 
     fn backoff(&self) -> backon::ExponentialBackoff {
@@ -88,11 +102,14 @@ impl Session {
     }
 
     /// Runs until shutdown, reconnecting as needed.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut backoff = self.backoff();
+        let mut inbox = std::mem::replace(&mut self.inbox, mpsc_closed());
         loop {
             let started = Instant::now();
-            let res = self.connect_once().await;
+            let res = self.connect_once(&mut inbox).await;
+            self.calls.set_up(false);
+            calls::fail_queued(&mut inbox);
             let delay = match &res {
                 Ok(Ended::Shutdown) => break,
                 Err(HaError::AuthInvalid(msg)) => {
@@ -149,7 +166,7 @@ impl Session {
     /// One connection from handshake to its end: subscribe, snapshot, then
     /// the event loop. Long because the order of those steps is the protocol,
     /// and reads best in one place.
-    async fn connect_once(&self) -> Result<Ended, HaError> {
+    async fn connect_once(&self, inbox: &mut Inbox) -> Result<Ended, HaError> {
         let (mut conn, version) = tokio::select! {
             r = timeout(HANDSHAKE_TIMEOUT, self.handshake()) => r.map_err(|_| HaError::Timeout("the auth handshake"))??,
             _ = self.shutdown.cancelled() => return Ok(Ended::Shutdown),
@@ -163,6 +180,7 @@ impl Session {
         self.writer.send(WriterMsg::Connected {
             ha_version: version,
         });
+        self.calls.set_up(true);
 
         let mut link = Link::default();
         let mut next_id = FIRST_FREE_ID;
@@ -216,6 +234,16 @@ impl Session {
                         link.buffer = Some(Vec::new());
                         tracing::debug!("Reconciling the cache with a fresh get_states");
                         conn.send(out::command(next_id, "get_states")).await?;
+                    }
+                }
+                Some(call) = inbox.recv(), if link.calls.len() < calls::MAX_IN_FLIGHT => {
+                    // A caller that gave up (its fetcher timed out) is not asked for.
+                    if !call.reply.is_closed() {
+                        next_id += 1;
+                        let mut body = call.body;
+                        body.insert("id".into(), next_id.into());
+                        conn.send(serde_json::Value::Object(body).to_string()).await?;
+                        link.calls.insert(next_id, call.reply);
                     }
                 }
                 _ = self.writer.resync_wanted() => {
@@ -295,6 +323,21 @@ impl Session {
                     ),
                 }
             }
+            "result" if m.id.is_some_and(|id| link.calls.contains_key(&id)) => {
+                let Some(reply) = m.id.and_then(|id| link.calls.remove(&id)) else {
+                    return;
+                };
+                let answer = match (m.success, m.result, m.error) {
+                    (Some(true), Some(raw), _) => Ok(raw.to_owned()),
+                    (Some(true), None, _) => Ok(RawValue::NULL.to_owned()),
+                    (_, _, e) => Err(CallError::Refused {
+                        command: String::new(),
+                        code: e.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
+                        message: e.map(|e| e.message).unwrap_or_default(),
+                    }),
+                };
+                let _ = reply.send(answer);
+            }
             "result" if m.success == Some(false) => {
                 let e = m.error.unwrap_or(protocol::ErrorBody {
                     code: String::new(),
@@ -361,6 +404,9 @@ struct Link {
     registry_pending: std::collections::HashMap<u64, RegistryKind>,
     /// Registries that changed since they were last asked for.
     registry_stale: std::collections::BTreeSet<RegistryKind>,
+    /// Fetchers' calls sent and unanswered, by command id; dropped with the
+    /// link, which fails them.
+    calls: std::collections::HashMap<u64, calls::Reply>,
 }
 
 impl Default for Link {
@@ -373,6 +419,7 @@ impl Default for Link {
             reconcile: false,
             registry_pending: Default::default(),
             registry_stale: Default::default(),
+            calls: Default::default(),
         }
     }
 }
@@ -400,6 +447,11 @@ async fn request_registries(
         link.registry_stale.remove(&kind);
     }
     Ok(())
+}
+
+/// An inbox nothing sends to, left in the session while `run` owns the real one.
+fn mpsc_closed() -> Inbox {
+    tokio::sync::mpsc::channel(1).1
 }
 
 fn expect_kind(text: &str, kind: &str) -> Result<(), HaError> {

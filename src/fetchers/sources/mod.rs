@@ -5,6 +5,7 @@
 mod device_status;
 mod entities;
 mod entity;
+pub mod past;
 mod sql;
 mod summary;
 mod template;
@@ -25,6 +26,9 @@ pub const ALL: &[&dyn Kind] = &[
     &Of::<entity::Entity>::KIND,
     &Of::<summary::Summary>::KIND,
     &Of::<device_status::DeviceStatus>::KIND,
+    &Of::<past::history::History>::KIND,
+    &Of::<past::statistics::Statistics>::KIND,
+    &Of::<past::logbook::Logbook>::KIND,
     &template::Template,
     &sql::Sql,
 ];
@@ -194,6 +198,8 @@ pub struct Context {
     pub timeout: Duration,
     /// The MySQL `sql` fetchers read, when one is configured.
     pub sql: Option<crate::fetchers::sql::Database>,
+    /// Calls over the live link to HA, for the sources of the past.
+    pub ha: crate::ha::Calls,
 }
 
 /// `params` as the source's params type; a mismatch is the caller's error.
