@@ -41,6 +41,8 @@ pub struct House {
     states: BTreeMap<String, String>,
     /// The last timestamp handed out (micros), so every change is strictly newer than the one before.
     last_ts: i64,
+    /// Every change `set` made, for the history, logbook and statistics commands.
+    pub recorder: super::recorder::Recorder,
 }
 
 /// The text of one `state_changed` event body (the `event` object of an `event` message).
@@ -60,7 +62,11 @@ impl House {
             let id: Id<'_> = serde_json::from_str(item.get())?;
             states.insert(id.entity_id.into_owned(), item.get().to_string());
         }
-        Ok(Self { states, last_ts: 0 })
+        Ok(Self {
+            states,
+            last_ts: 0,
+            recorder: Default::default(),
+        })
     }
 
     /// The recorded demo house.
@@ -118,6 +124,7 @@ impl House {
         let now = self.next_ts();
         let old = self.states.get(id).cloned();
         let new = self.build(id, state, attributes, old.as_deref(), &now);
+        self.recorder.record(id, old.as_deref(), &new, self.last_ts);
         self.states.insert(id.to_string(), new.clone());
         state_changed(id, old.as_deref(), Some(&new), &now)
     }

@@ -13,6 +13,7 @@
 //! ([`Sim::marks`]).
 
 mod house;
+mod recorder;
 mod rest;
 mod ws;
 

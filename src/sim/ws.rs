@@ -284,6 +284,16 @@ fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<Reply> {
     let Ok(cmd) = serde_json::from_str::<Command>(text) else {
         return vec![failure(None, "invalid_format", "Message incorrectly formatted.").into()];
     };
+    let recorded = {
+        let house = sim.house.lock();
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        super::recorder::answer(&house.recorder, &value, &|id| {
+            house.get(id).map(str::to_string)
+        })
+    };
+    if let Some(v) = recorded {
+        return vec![result(cmd.id, &v.to_string()).into()];
+    }
     let reply = match cmd.kind.as_str() {
         "supported_features" => result(cmd.id, "null"),
         "subscribe_events" => {
@@ -311,7 +321,7 @@ fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<Reply> {
         }
         "get_config" => result(
             cmd.id,
-            &json!({"version": sim.ha_version, "location_name": "Home", "state": "RUNNING"})
+            &json!({"version": sim.ha_version, "location_name": "Home", "state": "RUNNING", "time_zone": "UTC"})
                 .to_string(),
         ),
         // No areas, devices or entities registered, in the shapes HA answers with.

@@ -28,6 +28,7 @@ mod redis_outage;
 mod render_bounds;
 mod resilience;
 mod sim_cache_modes;
+mod sim_history;
 mod sim_link;
 mod sim_mirror;
 mod sim_protocol;

@@ -60,7 +60,9 @@ pub fn line(m: &Map<String, Value>) -> Option<String> {
                 Some(1) => "1 change".into(),
                 _ => format!("{n} changes"),
             });
-            if let Some(at) = m.get("last_changed").and_then(Value::as_str) {
+            // A number's last value says more than when it last moved.
+            let at = m.get("last_changed").and_then(Value::as_str);
+            if let (Some(at), None) = (at, m.get("mean")) {
                 parts.push(format!("last {}", stamp(at)));
             }
         }

@@ -1,0 +1,165 @@
+//! The sources of the past (`history`, `statistics`, `logbook`) over the
+//! live link to a simulated Home Assistant: calls multiplexed with the
+//! subscription, results cached until a state they cover changes, and the
+//! errors a caller sees with the link down or an integration missing.
+
+use std::time::Duration;
+
+use ha_fetchers::fetchers::{FetchError, FetchRequest};
+use serde_json::Value;
+
+use crate::helpers::{Harness, Kind};
+
+async fn run(h: &Harness, req: FetchRequest) -> (Result<Value, FetchError>, bool) {
+    let out = h.engine.run(req).await;
+    (out.result.map(|v| (*v).clone()), out.cached)
+}
+
+fn entity<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entity_id"] == id)
+        .unwrap_or_else(|| panic!("{id} in {v}"))
+}
+
+#[tokio::test]
+async fn history_counts_changes_and_durations_and_is_cached_until_a_change() {
+    let h = Harness::start(Kind::Memory).await;
+    h.synced().await;
+    let id = "light.bed_light";
+    for s in ["off", "on", "off"] {
+        h.sim.set(id, s);
+        h.wait_state(id, s).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let req = || FetchRequest::new("ha_history_today").param("since", "10s");
+    let (v, _) = run(&h, req()).await;
+    let v = v.unwrap();
+    let bed = entity(&v, id);
+    assert_eq!(bed["changes"], 3, "{bed}");
+    assert_eq!(bed["name"], "Bed Light");
+    let d = bed["durations"].as_object().unwrap();
+    let total: u64 = d.values().map(|s| s.as_u64().unwrap()).sum();
+    assert!(
+        (9..=11).contains(&total),
+        "durations cover the 10 s window: {d:?}"
+    );
+    // Off twice for 1.1 s each; on for the rest of the window.
+    let off = d["off"].as_u64().unwrap();
+    assert!((2..=3).contains(&off), "off for about 2.2 s: {d:?}");
+    assert!(bed["last_changed"].as_str().unwrap().ends_with("+00:00"));
+
+    let (_, cached) = run(&h, req()).await;
+    assert!(cached, "a repeat is served from the cache");
+    h.sim.set("light.kitchen_lights", "off");
+    h.wait_state("light.kitchen_lights", "off").await;
+    let (v, cached) = run(&h, req()).await;
+    assert!(
+        !cached,
+        "a light changed: the window that ends now is asked again"
+    );
+    assert_eq!(entity(&v.unwrap(), "light.kitchen_lights")["changes"], 1);
+
+    // Changes, newest first, capped, with the rest counted.
+    let (v, _) = run(
+        &h,
+        req()
+            .param("mode", "changes")
+            .param("limit", 2)
+            .param("entity_id", id),
+    )
+    .await;
+    let v = v.unwrap();
+    let bed = entity(&v, id);
+    let states: Vec<&str> = bed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["off", "on"]);
+    assert_eq!(bed["more"], 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn logbook_and_statistics_answer_in_lines_and_numbers() {
+    let h = Harness::start(Kind::Memory).await;
+    h.synced().await;
+    h.sim.set("light.bed_light", "off");
+    h.sim.set("switch.ac", "on");
+    h.wait_state("switch.ac", "on").await;
+    let (v, _) = run(&h, FetchRequest::new("ha_logbook_recent").param("limit", 1)).await;
+    let v = v.unwrap();
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{v}");
+    assert!(
+        events[0]["line"]
+            .as_str()
+            .unwrap()
+            .ends_with(" AC turned on"),
+        "{v}"
+    );
+    assert_eq!(v["more"], 1);
+    let text = ha_fetchers::fetchers::lean::text(&v);
+    assert!(
+        text.contains("AC turned on") && !text.contains("entity_id"),
+        "{text}"
+    );
+
+    h.sim.set("sensor.total_energy_kwh", "100.5");
+    h.sim.set("sensor.total_energy_kwh", "101.0");
+    h.wait_state("sensor.total_energy_kwh", "101.0").await;
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_energy_today").param("period", "1h"),
+    )
+    .await;
+    let v = v.unwrap();
+    assert_eq!(v["unit"], "kWh", "{v}");
+    assert!(v["value"].is_number(), "{v}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn bad_windows_unknown_entities_and_a_dead_link_are_clear_errors() {
+    let h = Harness::start(Kind::Memory).await;
+    h.synced().await;
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_history_today").param("since", "40d"),
+    )
+    .await;
+    let e = v.unwrap_err().to_string();
+    assert!(e.contains("HISTORY_MAX_WINDOW allows 31 d"), "{e}");
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_history_today").param("entity_id", "light.nowhere"),
+    )
+    .await;
+    let e = v.unwrap_err().to_string();
+    assert!(e.contains("no entity light.nowhere"), "{e}");
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_energy_today").param("statistic_id", "sensor.nothing"),
+    )
+    .await;
+    let e = v.unwrap_err().to_string();
+    assert!(e.contains("keeps no statistic sensor.nothing"), "{e}");
+
+    h.sim.stop();
+    crate::helpers::wait_for("the link to drop", || {
+        !h.engine.states().summary().connected
+    })
+    .await;
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_logbook_recent").param("since", "5m"),
+    )
+    .await;
+    let e = v.unwrap_err().to_string();
+    assert!(e.contains("link to Home Assistant is down"), "{e}");
+    h.finish().await;
+}
