@@ -39,11 +39,15 @@ async fn shipped_fetchers_on_known_data() {
             "ha_device_status",
             "ha_domain_lights",
             "ha_domain_switches",
+            "ha_energy_today",
+            "ha_history_today",
             "ha_lights_on",
             "ha_lights_on_in_area",
+            "ha_logbook_recent",
             "ha_search_pattern",
             "ha_specific_entity",
             "ha_state_summary",
+            "ha_switch_history_today",
             "ha_switches_on",
             "light_entities"
         ]

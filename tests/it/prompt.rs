@@ -181,6 +181,12 @@ fn source_with(device_status: serde_json::Value) -> Arc<FakeSource> {
     );
     f.insert("ha_device_status", Behaviour::Value(device_status));
     f.insert("ha_search_pattern", Behaviour::Value(json!([])));
+    f.insert(
+        "ha_logbook_recent",
+        Behaviour::Value(json!({"since": "2026-12-07T17:10:00+01:00", "until": "2026-12-07T18:10:00+01:00",
+            "events": [{"when": "2026-12-07T18:02:11+01:00", "entity_id": "binary_sensor.front_door",
+            "line": "18:02 Front Door opened"}], "more": 2})),
+    );
     f.insert("ha_broken", Behaviour::Fail("database is on fire"));
     f.insert("ha_slow", Behaviour::Slow);
     Arc::new(FakeSource {
@@ -588,6 +594,7 @@ async fn home_status_is_no_larger_than_home_assistants_yaml() {
         "Hvac (Kitchen): cool",
         "Outside Temperature (Living Room): 15.6 °C",
         "Switches on: none",
+        "Last hour:\n- 18:02 Front Door opened\n- and 2 more",
         "Lights: on 6",
     ] {
         assert!(
