@@ -101,6 +101,9 @@ pub(crate) struct Inner {
     tx: broadcast::Sender<Cmd>,
     /// While true, `get_states` answers are held back (the snapshot is taken on arrival).
     hold_snapshot: watch::Sender<bool>,
+    /// While true, history, logbook and statistics commands are unknown, as
+    /// in an HA without the recorder.
+    no_recorder: AtomicBool,
     /// What the tests count.
     counters: SimCounters,
     /// When things happened.
@@ -130,6 +133,7 @@ impl Sim {
             ha_version: DEMO_HA_VERSION.to_string(),
             tx,
             hold_snapshot: watch::channel(false).0,
+            no_recorder: AtomicBool::new(false),
             counters: SimCounters::default(),
             marks: Mutex::new(Marks::default()),
             shutdown: CancellationToken::new(),
@@ -307,6 +311,12 @@ impl Sim {
     /// when the command arrives; events fired meanwhile are sent before it.
     pub fn hold_snapshot(&self, hold: bool) {
         self.inner.hold_snapshot.send_replace(hold);
+    }
+
+    /// While `true`, the recorder's commands answer `unknown_command`, as an
+    /// HA without `recorder:`, `history:` and `logbook:` does.
+    pub fn without_recorder(&self, off: bool) {
+        self.inner.no_recorder.store(off, Ordering::SeqCst);
     }
 
     /// While `true`, every auth attempt gets `auth_invalid`.

@@ -149,6 +149,19 @@ async fn bad_windows_unknown_entities_and_a_dead_link_are_clear_errors() {
     let e = v.unwrap_err().to_string();
     assert!(e.contains("keeps no statistic sensor.nothing"), "{e}");
 
+    h.sim.without_recorder(true);
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_logbook_recent").param("since", "5m"),
+    )
+    .await;
+    let e = v.unwrap_err().to_string();
+    assert!(
+        e.contains("does not know logbook/get_events: enable the `logbook:` integration"),
+        "{e}"
+    );
+    h.sim.without_recorder(false);
+
     h.sim.stop();
     crate::helpers::wait_for("the link to drop", || {
         !h.engine.states().summary().connected

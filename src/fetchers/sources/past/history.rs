@@ -113,7 +113,16 @@ impl Typed for History {
         }
         let list: Vec<Value> = entities
             .iter()
-            .map(|s| accs[&*s.entity_id].finish(s, tz))
+            .map(|s| {
+                let acc = accs
+                    .get_mut(&*s.entity_id)
+                    .expect("one accumulator per entity");
+                if w.ends_now {
+                    acc.catch_up(s, &w);
+                }
+                acc.close(w.end);
+                acc.finish(s, tz)
+            })
             .collect();
         let mut out = Map::new();
         out.insert("since".into(), iso(w.start, tz).into());
@@ -179,7 +188,9 @@ impl Acc {
         }
     }
 
-    /// Folds in one slice's rows (in time order), clipped to the slice.
+    /// Folds in one slice's rows (in time order), clipped to the slice; the
+    /// state in force is credited up to the last row, and [`close`](Self::close)
+    /// credits the rest once the window is read.
     fn fold(&mut self, rows: &[Row], (start, end): (DateTime<Utc>, DateTime<Utc>)) {
         for r in rows {
             let at = from_secs(r.lu).clamp(start, end);
@@ -215,7 +226,29 @@ impl Acc {
                 self.last = Some((r.s.clone(), at));
             }
         }
-        self.close(end);
+    }
+
+    /// For a window that ends now: the mirror's state, when it changed after
+    /// the last row HA's recorder had committed (it commits each second or
+    /// so, the event reached us first). Then the answer agrees with the
+    /// states the same prompt shows.
+    fn catch_up(&mut self, s: &EntityState, w: &super::Window) {
+        let changed_at = s
+            .json()
+            .get("last_changed")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc());
+        let (Some(at), Some((state, since))) = (changed_at, &self.last) else {
+            return;
+        };
+        if *state != *s.state && at > *since && at > w.start {
+            let row = Row {
+                s: s.state.to_string(),
+                lu: at.timestamp_micros() as f64 / 1e6,
+            };
+            self.fold(std::slice::from_ref(&row), (w.start, w.end));
+        }
     }
 
     /// Credits the state in force with the time up to `at`.
@@ -338,6 +371,7 @@ mod tests {
             ]),
             (b, c),
         );
+        acc.close(c);
         assert_eq!(acc.changes, 2);
         assert_eq!(acc.durations["on"], 5400.0);
         assert_eq!(acc.durations["off"], 1800.0 + 3600.0);
@@ -355,6 +389,7 @@ mod tests {
             ]),
             (a, b),
         );
+        acc.close(b);
         let n = acc.numeric.as_ref().unwrap();
         assert_eq!(n.area / n.seconds, 12.5);
         assert_eq!((n.min, n.max), (10.0, 20.0));
