@@ -23,6 +23,7 @@ mod mcp_python;
 mod openapi;
 mod prompt;
 mod real_ha;
+mod real_ha_history;
 mod real_ha_restarts;
 mod redis_outage;
 mod render_bounds;

@@ -71,6 +71,21 @@ impl Ha {
 
     /// Calls services over HA's own WebSocket, as a person's automation would.
     pub async fn call_services(&self, calls: &[(&str, &str, &str)]) {
+        let commands = calls
+            .iter()
+            .map(|(domain, service, entity)| {
+                json!({"type": "call_service", "domain": domain, "service": service,
+                       "target": {"entity_id": entity}})
+            })
+            .collect();
+        for v in self.ws(commands).await {
+            assert_eq!(v["success"], true, "{v}");
+        }
+    }
+
+    /// Sends `commands` over one WebSocket of HA's own, one after another,
+    /// and returns each `result` message: what HA itself answers.
+    pub async fn ws(&self, commands: Vec<Value>) -> Vec<Value> {
         let ws_url = format!("{}/api/websocket", self.url.replacen("http", "ws", 1));
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
         let _required = ws.next().await.unwrap().unwrap();
@@ -79,21 +94,22 @@ impl Ha {
         let ok: Value =
             serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
         assert_eq!(ok["type"], "auth_ok");
-        for (i, (domain, service, entity)) in calls.iter().enumerate() {
+        let mut out = Vec::new();
+        for (i, mut msg) in commands.into_iter().enumerate() {
             let id = i as u64 + 1;
-            let msg = json!({"id": id, "type": "call_service", "domain": domain, "service": service,
-                             "target": {"entity_id": entity}});
+            msg["id"] = id.into();
             ws.send(Message::text(msg.to_string())).await.unwrap();
             loop {
                 let v: Value =
                     serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap())
                         .unwrap();
                 if v["id"] == id && v["type"] == "result" {
-                    assert_eq!(v["success"], true, "{v}");
+                    out.push(v);
                     break;
                 }
             }
         }
+        out
     }
 }
 

@@ -90,10 +90,11 @@ impl Ids {
     }
 }
 
-/// Which entities, as the `entities` source selects them.
+/// Which entities: those `entity_id` names, else those `domain`, `pattern`
+/// and `area` together select, as the `entities` source does.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct Select {
-    /// One entity id or a list.
+    /// One entity id or a list; when given, the other three are not used.
     pub entity_id: Option<Ids>,
     /// Every entity of this domain (`light`).
     pub domain: Option<String>,
@@ -147,7 +148,11 @@ impl Select {
             }
             reads.extend(domains.iter().map(|d| Read::of(states, Some(d))));
         }
-        if self.domain.is_some() || self.pattern.is_some() || self.area.is_some() {
+        // Named entities are the selection: a caller naming one on a row
+        // that lists a domain means that entity, not none of them.
+        let filtered = self.entity_id.is_none()
+            && (self.domain.is_some() || self.pattern.is_some() || self.area.is_some());
+        if filtered {
             let pattern = match &self.pattern {
                 Some(p) => {
                     Some(Glob::new(p).map_err(|e| FetchError::BadParams(format!("pattern: {e}")))?)
@@ -169,13 +174,7 @@ impl Select {
                 })?;
                 more.retain(|s| inside.contains(&*s.entity_id));
             }
-            if self.entity_id.is_some() {
-                // Both given: the named entities that also match.
-                let keep: BTreeSet<&str> = more.iter().map(|s| &*s.entity_id).collect();
-                found.retain(|s| keep.contains(&*s.entity_id));
-            } else {
-                found = more;
-            }
+            found = more;
         }
         if found.len() > MAX_ENTITIES {
             return Err(FetchError::BadParams(format!(
