@@ -34,8 +34,30 @@ fn shipped_definitions_pass_and_bad_ones_are_named() {
         "{{ fetch(\"ha_lights_of\") }}\n",
     )
     .unwrap();
+    // The sources of the past: windows, modes, stats and periods.
+    let past = [
+        ("bad_window", "source = \"history\"\n[params]\nsince = \"40d\"\ndomain = \"light\"\n", "HISTORY_MAX_WINDOW allows 31 d"),
+        ("bad_mode", "source = \"history\"\n[params]\nsince = \"1h\"\ndomain = \"light\"\nmode = \"diary\"\n", "unknown variant `diary`"),
+        ("bad_since", "source = \"logbook\"\n[params]\nsince = \"last tuesday\"\n", "since: \"last tuesday\" is not a time"),
+        ("bad_stat", "source = \"statistics\"\n[params]\nstatistic_id = \"sensor.energy\"\nstat = \"median\"\n", "unknown variant `median`"),
+        ("bad_period", "source = \"statistics\"\n[params]\nstatistic_id = \"sensor.energy\"\nperiod = \"fortnight\"\n", "use today, yesterday"),
+    ];
+    for (name, body, _) in past {
+        std::fs::write(dir.path().join(format!("{name}.toml")), body).unwrap();
+    }
     let (ok, out) = check(dir.path());
     assert!(!ok, "problems give a non-zero exit");
+    for (name, _, why) in past {
+        assert!(
+            out.lines().any(|l| l.contains(name) && l.contains("params") && l.contains(why)),
+            "{name}: {why}: {out}"
+        );
+    }
+    let out: String = out
+        .lines()
+        .filter(|l| !past.iter().any(|(name, _, _)| l.contains(name)))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines
