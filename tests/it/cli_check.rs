@@ -49,7 +49,8 @@ fn shipped_definitions_pass_and_bad_ones_are_named() {
     assert!(!ok, "problems give a non-zero exit");
     for (name, _, why) in past {
         assert!(
-            out.lines().any(|l| l.contains(name) && l.contains("params") && l.contains(why)),
+            out.lines()
+                .any(|l| l.contains(name) && l.contains("params") && l.contains(why)),
             "{name}: {why}: {out}"
         );
     }

@@ -176,3 +176,56 @@ async fn bad_windows_unknown_entities_and_a_dead_link_are_clear_errors() {
     assert!(e.contains("link to Home Assistant is down"), "{e}");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_calls_to_a_silent_ha_is_bounded_and_fails_fast() {
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::TOKEN)
+        .await
+        .unwrap();
+    let mut settings = crate::helpers::settings(&sim);
+    settings.ha_heartbeat_interval = Duration::from_millis(300);
+    settings.ha_heartbeat_timeout = Duration::from_millis(500);
+    let store = crate::helpers::TestStore::new(Kind::Memory).await;
+    let h = Harness::start_with(sim, settings, store).await;
+    h.synced().await;
+    // HA goes silent with the link open: nothing answers, not even pongs.
+    h.sim.blackhole();
+    let started = std::time::Instant::now();
+    // Distinct params, so neither the cache nor a shared run answers any.
+    let runs = (1..=200).map(|i| run(&h, FetchRequest::new("ha_logbook_recent").param("limit", i)));
+    let outs = futures::future::join_all(runs).await;
+    let elapsed = started.elapsed();
+    let errors: Vec<String> = outs
+        .into_iter()
+        .map(|(r, _)| r.unwrap_err().to_string())
+        .collect();
+    let busy = errors
+        .iter()
+        .filter(|e| e.contains("too many requests"))
+        .count();
+    let down = errors
+        .iter()
+        .filter(|e| e.contains("link to Home Assistant is down"))
+        .count();
+    // 64 queued and 16 in flight are all the session holds (the queue may
+    // fill before the session takes any); the rest are refused at once, and
+    // the held ones fail when the heartbeat drops the link.
+    let held = ha_fetchers::ha::MAX_IN_FLIGHT + ha_fetchers::ha::MAX_QUEUED;
+    assert!(
+        (200 - held..=200 - ha_fetchers::ha::MAX_QUEUED).contains(&busy),
+        "{busy} busy"
+    );
+    assert_eq!(busy + down, 200, "none timed out or hung: {errors:?}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "failed within the heartbeat, before the 3 s timeout: {elapsed:?}"
+    );
+    // The link comes back and calls work again.
+    crate::helpers::wait_for("the link to come back", || {
+        h.engine.states().summary().connected
+    })
+    .await;
+    let (v, _) = run(&h, FetchRequest::new("ha_logbook_recent").param("limit", 1)).await;
+    v.unwrap();
+    h.finish().await;
+}
