@@ -3,7 +3,8 @@
 # Usage: scripts/bench.sh [--quick] [--no-ha] [--only FIGURE,...] | --write | --stream | --soak [--minutes N]
 # Installs redis-benchmark (redis-tools) when missing, starts Redis via
 # scripts/services.sh when it does not answer, builds both binaries in release
-# mode (the bench is the workspace member bench/) and runs target/release/bench. The full run also starts the real Home
+# mode (the bench is the workspace member bench/) and runs target/release/bench
+# ($CARGO_TARGET_DIR/release/bench when CARGO_TARGET_DIR is set). The full run also starts the real Home
 # Assistant through scripts/ha/start.sh (a no-op when it is up).
 # --write (a full run only, no other flag): afterwards, puts the run's block
 # (target/bench/current.md) between BENCHMARKS.md's bench:current markers and
@@ -93,10 +94,12 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   scripts/services.sh >&2
 fi
 cargo build --release -p bench --bin bench -p ha-fetchers --bin ha-fetchers
+# Where cargo put them; the run's own files still go to target/bench/.
+bench="${CARGO_TARGET_DIR:-target}/release/bench"
 if [ "$write" = 0 ]; then
-  exec target/release/bench "$@"
+  exec "$bench" "$@"
 fi
-target/release/bench
+"$bench"
 if [ ! -s target/bench/current.md ]; then
   echo "bench.sh --write: the run left no target/bench/current.md; BENCHMARKS.md unchanged" >&2
   exit 1

@@ -10,6 +10,7 @@
 mod app;
 mod child;
 mod figures;
+mod history;
 mod house;
 mod http;
 mod parse;
@@ -39,6 +40,8 @@ pub struct Sizes {
     pub reps: usize,
     /// Repetitions against the real HA (slow).
     pub ha_reps: usize,
+    /// Uncached history summaries, each beside HA's own call (slower still).
+    pub past_reps: usize,
     /// Entities of the large cold start.
     pub big: usize,
     /// Requests per redis-benchmark test.
@@ -54,6 +57,7 @@ impl Sizes {
             load: Duration::from_secs(5),
             reps: 1_000,
             ha_reps: 50,
+            past_reps: 15,
             big: 100_000,
             redis_n: 300_000,
         }
@@ -66,6 +70,7 @@ impl Sizes {
             load: Duration::from_millis(500),
             reps: 100,
             ha_reps: 5,
+            past_reps: 7,
             big: 5_000,
             redis_n: 100_000,
         }
@@ -73,8 +78,8 @@ impl Sizes {
 }
 
 /// The figures `--only` can pick.
-const FIGURES: [&str; 8] = [
-    "ingest", "visible", "get", "lights", "prompt", "parse", "cold", "rss",
+const FIGURES: [&str; 9] = [
+    "ingest", "visible", "get", "lights", "prompt", "parse", "cold", "rss", "history",
 ];
 
 /// The benchmark suite, or with `--soak` the soak.
@@ -355,6 +360,17 @@ async fn run(
         rows.extend(or_failed("RSS", "≤ 64 MiB", r));
     }
     rows.push(rest);
+    // Last: it posts 10,000 states into the real HA when its recorder lacks
+    // them, and runs an app of its own against that HA.
+    if want("history") {
+        println!("8. history over the live link, against HA's own call…");
+        let r = history::run(ha_ref, &sz).await;
+        rows.extend(or_failed(
+            "history",
+            "≤ 0.1× HA's bytes; ≤ 1.5× HA's time; cached ≥ 50×",
+            r,
+        ));
+    }
 
     let block = report::block(&stamp, report::load1(), &rows);
     println!(

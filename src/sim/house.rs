@@ -65,7 +65,7 @@ impl House {
         Ok(Self {
             states,
             last_ts: 0,
-            recorder: Default::default(),
+            recorder: super::recorder::Recorder::starting_now(),
         })
     }
 

@@ -29,6 +29,9 @@ struct Change {
 pub struct Recorder {
     /// At most [`MAX_CHANGES`].
     changes: VecDeque<Change>,
+    /// When the house was built (micros): it has no past before that, as a
+    /// fresh HA's recorder has none.
+    born: i64,
 }
 
 /// Reads a state's `state` and the attribute `key` from its JSON text.
@@ -42,6 +45,14 @@ fn field(raw: &str, key: &str) -> Option<String> {
 }
 
 impl Recorder {
+    /// A recorder whose history starts now.
+    pub fn starting_now() -> Self {
+        Self {
+            changes: VecDeque::new(),
+            born: Utc::now().timestamp_micros(),
+        }
+    }
+
     /// Records a change of `id` from `old` to `new` (JSON texts) at `at`;
     /// an update that keeps the state is not a change.
     pub fn record(&mut self, id: &str, old: Option<&str>, new: &str, at: i64) {
@@ -125,8 +136,9 @@ pub fn answer(
                 let now_raw = state(id);
                 let now_state = now_raw.as_deref().and_then(|r| field(r, "state"));
                 let mut rows = Vec::new();
-                if let Some(s) = rec.state_at(id, start, now_state.as_deref()) {
-                    rows.push(json!({"s": s, "lu": secs(start)}));
+                let from = start.max(rec.born);
+                if let Some(s) = rec.state_at(id, from, now_state.as_deref()) {
+                    rows.push(json!({"s": s, "lu": secs(from)}));
                 }
                 rows.extend(
                     rec.between(Some(id), start, end)
