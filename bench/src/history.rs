@@ -125,7 +125,8 @@ struct Answer {
 
 impl HaWs {
     async fn open(ha: &RealHa) -> anyhow::Result<Self> {
-        let url: url::Url = format!("{}/api/websocket", ha.url.replacen("http", "ws", 1)).parse()?;
+        let url: url::Url =
+            format!("{}/api/websocket", ha.url.replacen("http", "ws", 1)).parse()?;
         let mut conn = Connection::connect(&url, MAX_FRAME, None).await?;
         let hello = Self::frame(&mut conn).await?;
         anyhow::ensure!(hello["type"] == "auth_required", "HA said {hello}");
@@ -296,7 +297,9 @@ async fn seed(ha: &RealHa, ws: &mut HaWs, ids: &[String]) -> anyhow::Result<Seed
         let mut restored = 0;
         for (i, (id, cur)) in ids.iter().zip(&current).enumerate() {
             if cur.is_none() {
-                let (status, _) = c.post(&format!("/api/states/{id}"), &body(i, "off")).await?;
+                let (status, _) = c
+                    .post(&format!("/api/states/{id}"), &body(i, "off"))
+                    .await?;
                 anyhow::ensure!(matches!(status, 200 | 201), "HA answered {status} to {id}");
                 restored += 1;
             }
@@ -325,7 +328,9 @@ async fn seed(ha: &RealHa, ws: &mut HaWs, ids: &[String]) -> anyhow::Result<Seed
                 for (i, (id, first_on)) in plan.iter().enumerate().skip(k).step_by(SEEDERS) {
                     let on = *first_on == (round % 2 == 0);
                     let state = if on { "on" } else { "off" };
-                    let (status, _) = c.post(&format!("/api/states/{id}"), &body(i, state)).await?;
+                    let (status, _) = c
+                        .post(&format!("/api/states/{id}"), &body(i, state))
+                        .await?;
                     anyhow::ensure!(matches!(status, 200 | 201), "HA answered {status} to {id}");
                 }
             }
@@ -420,9 +425,7 @@ async fn fetch(engine: &Engine, req: FetchRequest) -> anyhow::Result<(Arc<Value>
     let t0 = Instant::now();
     let out = engine.run(req).await;
     let took = t0.elapsed();
-    let v = out
-        .result
-        .map_err(|e| anyhow::anyhow!("{FETCHER}: {e}"))?;
+    let v = out.result.map_err(|e| anyhow::anyhow!("{FETCHER}: {e}"))?;
     Ok((v, out.cached, took))
 }
 
@@ -528,7 +531,10 @@ async fn measure(
         sliced_t.push(r.total());
         replay = Some(r);
         let (v, cached, took) = fetch(engine, ours(ids, WINDOW, i)).await?;
-        anyhow::ensure!(!cached, "run {i} with a fresh cache key came from the cache");
+        anyhow::ensure!(
+            !cached,
+            "run {i} with a fresh cache key came from the cache"
+        );
         our_t.push(took);
         if i == n {
             ha_count = Some(count(&a.result)?);
