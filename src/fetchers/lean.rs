@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 pub fn text(v: &Value) -> String {
     let mut out = String::new();
     match v {
+        // A `statistics` value: one line.
+        Value::Object(m) if m.contains_key("statistic_id") && m.contains_key("value") => {
+            out.push_str(&past_line(m).unwrap_or_default())
+        }
         Value::Object(m) => object(&mut out, m, 0),
         Value::Array(a) => array(&mut out, a, 0),
         other => scalar(&mut out, other),

@@ -111,6 +111,9 @@ pub trait Typed: Send + Sync + 'static {
     const REQUIRED: &'static [&'static str] = &[];
     /// Its params, checked by name and type.
     type Params: serde::de::DeserializeOwned + schemars::JsonSchema + Send;
+    /// Whether its result changes only with the states (see
+    /// [`Source::follows_states`]).
+    const FOLLOWS_STATES: bool = true;
     /// What a row's params must also satisfy beyond their types.
     fn check(_params: &Self::Params) -> Result<(), String> {
         Ok(())
@@ -163,6 +166,10 @@ impl<T: Typed> Kind for Of<T> {
 impl<T: Typed> Source for Of<T> {
     fn kind(&self) -> &'static str {
         T::NAME
+    }
+
+    fn follows_states(&self) -> bool {
+        T::FOLLOWS_STATES
     }
 
     async fn run(

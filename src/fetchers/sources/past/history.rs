@@ -71,6 +71,8 @@ impl Typed for History {
     }
 
     async fn run(cx: &Context, p: Params) -> Result<(Value, Vec<Read>), FetchError> {
+        // A caller's params, not only the row's.
+        Self::check(&p).map_err(FetchError::BadParams)?;
         let (entities, mut reads) = p.select.resolve(cx).await?;
         let (w, tz) = super::window_of(cx, p.since.as_deref(), p.until.as_deref()).await?;
         // A window that ends in the past is over: no state change alters it,

@@ -12,6 +12,28 @@ pub fn line(m: &Map<String, Value>) -> Option<String> {
     if let Some(Value::String(l)) = m.get("line") {
         return Some(l.clone());
     }
+    if let (Some(id), Some(v)) = (
+        m.get("statistic_id").and_then(Value::as_str),
+        m.get("value"),
+    ) {
+        let name = m.get("name").and_then(Value::as_str).unwrap_or(id);
+        let word = |k: &str| {
+            m.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .replace('_', " ")
+        };
+        let unit = m
+            .get("unit")
+            .and_then(Value::as_str)
+            .map(|u| format!(" {u}"))
+            .unwrap_or_default();
+        return Some(format!(
+            "{name}, {}: {} {v}{unit}",
+            word("period"),
+            word("stat")
+        ));
+    }
     let name = m.get("name").and_then(Value::as_str)?;
     let mut parts: Vec<String> = Vec::new();
     match m.get("changes")? {
@@ -127,6 +149,12 @@ mod tests {
         assert_eq!(
             line(m.as_object().unwrap()).unwrap(),
             "T: mean 12.5 °C, min 10.0, max 20.0, last 20.0, 1 change"
+        );
+        let m = json!({"statistic_id": "sensor.energy", "name": "Energy", "stat": "change",
+            "period": "this_week", "value": 12.25, "unit": "kWh"});
+        assert_eq!(
+            line(m.as_object().unwrap()).unwrap(),
+            "Energy, this week: change 12.25 kWh"
         );
         assert_eq!(span(59), "59 s");
         assert_eq!(span(90061), "1 d 1 h");

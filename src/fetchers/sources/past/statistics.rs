@@ -164,6 +164,8 @@ pub struct Statistics;
 impl Typed for Statistics {
     const NAME: &'static str = "statistics";
     const REQUIRED: &'static [&'static str] = &["statistic_id"];
+    /// HA compiles statistics every five minutes, unseen by the mirror.
+    const FOLLOWS_STATES: bool = false;
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {
@@ -219,8 +221,13 @@ impl Typed for Statistics {
         });
         let mut out = Map::new();
         out.insert("statistic_id".into(), id.clone().into());
-        if let Some(n) = &meta.name {
-            out.insert("name".into(), n.clone().into());
+        // HA names external statistics; an entity's is its friendly name.
+        let name = meta
+            .name
+            .clone()
+            .or_else(|| cx.states.cached(&id).map(|s| s.name().to_string()));
+        if let Some(n) = name {
+            out.insert("name".into(), n.into());
         }
         out.insert("stat".into(), stat.name().into());
         out.insert(
