@@ -6,6 +6,7 @@
 //! reply. A call made while the link is down fails at once, and one in flight
 //! when it drops fails then: a fetcher never waits for a reconnect.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +14,8 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::Incoming;
 
 /// Calls waiting for the session task to send them; past it a call is
 /// refused as busy rather than queued without end.
@@ -44,7 +47,7 @@ pub enum CallError {
 }
 
 /// Where a call's answer goes; dropped unanswered when the link drops.
-pub(super) type Reply = oneshot::Sender<Result<Box<RawValue>, CallError>>;
+type Reply = oneshot::Sender<Result<Box<RawValue>, CallError>>;
 
 /// One queued call.
 pub(super) struct Call {
@@ -158,6 +161,52 @@ impl Calls {
         });
         *self.time_zone.lock() = Some(tz);
         Ok(tz)
+    }
+}
+
+/// Calls sent and unanswered, by command id; dropping it (with the link)
+/// fails them.
+#[derive(Default)]
+pub(super) struct InFlight(HashMap<u64, Reply>);
+
+impl InFlight {
+    /// Whether another call may be sent now.
+    pub fn has_room(&self) -> bool {
+        self.0.len() < MAX_IN_FLIGHT
+    }
+
+    /// Whether `id` is a call's.
+    pub fn holds(&self, id: Option<u64>) -> bool {
+        id.is_some_and(|id| self.0.contains_key(&id))
+    }
+
+    /// Takes `call` as command `id` and gives the frame to send; `None` when
+    /// its caller gave up (its fetcher timed out), so HA is not asked.
+    pub fn send(&mut self, call: Call, id: u64) -> Option<String> {
+        if call.reply.is_closed() {
+            return None;
+        }
+        let mut body = call.body;
+        body.insert("id".into(), id.into());
+        self.0.insert(id, call.reply);
+        Some(Value::Object(body).to_string())
+    }
+
+    /// Hands a call its `result` message.
+    pub fn answer(&mut self, m: Incoming<'_>) {
+        let Some(reply) = m.id.and_then(|id| self.0.remove(&id)) else {
+            return;
+        };
+        let answer = match (m.success, m.result, m.error) {
+            (Some(true), Some(raw), _) => Ok(raw.to_owned()),
+            (Some(true), None, _) => Ok(RawValue::NULL.to_owned()),
+            (_, _, e) => Err(CallError::Refused {
+                command: String::new(),
+                code: e.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
+                message: e.map(|e| e.message).unwrap_or_default(),
+            }),
+        };
+        let _ = reply.send(answer);
     }
 }
 

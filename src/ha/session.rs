@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::value::RawValue;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::calls::{self, Calls, Inbox};
 use super::protocol::{self, out, Event, Incoming};
-use super::{CallError, Connection, HaError};
+use super::{Connection, HaError};
 use crate::state::{Change, RegistryKind, WriterHandle, WriterMsg};
 
 /// How long connecting and the auth handshake may take.
@@ -236,14 +235,10 @@ impl Session {
                         conn.send(out::command(next_id, "get_states")).await?;
                     }
                 }
-                Some(call) = inbox.recv(), if link.calls.len() < calls::MAX_IN_FLIGHT => {
-                    // A caller that gave up (its fetcher timed out) is not asked for.
-                    if !call.reply.is_closed() {
+                Some(call) = inbox.recv(), if link.calls.has_room() => {
+                    if let Some(frame) = link.calls.send(call, next_id + 1) {
                         next_id += 1;
-                        let mut body = call.body;
-                        body.insert("id".into(), next_id.into());
-                        conn.send(serde_json::Value::Object(body).to_string()).await?;
-                        link.calls.insert(next_id, call.reply);
+                        conn.send(frame).await?;
                     }
                 }
                 _ = self.writer.resync_wanted() => {
@@ -323,21 +318,7 @@ impl Session {
                     ),
                 }
             }
-            "result" if m.id.is_some_and(|id| link.calls.contains_key(&id)) => {
-                let Some(reply) = m.id.and_then(|id| link.calls.remove(&id)) else {
-                    return;
-                };
-                let answer = match (m.success, m.result, m.error) {
-                    (Some(true), Some(raw), _) => Ok(raw.to_owned()),
-                    (Some(true), None, _) => Ok(RawValue::NULL.to_owned()),
-                    (_, _, e) => Err(CallError::Refused {
-                        command: String::new(),
-                        code: e.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
-                        message: e.map(|e| e.message).unwrap_or_default(),
-                    }),
-                };
-                let _ = reply.send(answer);
-            }
+            "result" if link.calls.holds(m.id) => link.calls.answer(m),
             "result" if m.success == Some(false) => {
                 let e = m.error.unwrap_or(protocol::ErrorBody {
                     code: String::new(),
@@ -406,7 +387,7 @@ struct Link {
     registry_stale: std::collections::BTreeSet<RegistryKind>,
     /// Fetchers' calls sent and unanswered, by command id; dropped with the
     /// link, which fails them.
-    calls: std::collections::HashMap<u64, calls::Reply>,
+    calls: calls::InFlight,
 }
 
 impl Default for Link {
