@@ -25,6 +25,11 @@ pub const MAX_QUEUED: usize = 64;
 /// more in flight than this only adds load to its recorder.
 pub const MAX_IN_FLIGHT: usize = 16;
 
+/// With [`MAX_IN_FLIGHT`] calls unanswered, how often the session looks for
+/// one whose caller gave up, so a waiting call is sent within this of a place
+/// freeing even when nothing else arrives on the link.
+pub const FULL_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why a call has no answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -170,8 +175,13 @@ impl Calls {
 pub(super) struct InFlight(HashMap<u64, Reply>);
 
 impl InFlight {
-    /// Whether another call may be sent now.
-    pub fn has_room(&self) -> bool {
+    /// Whether another call may be sent now. A call whose caller gave up
+    /// (its fetcher timed out) stops counting: a command HA is slow to answer
+    /// cannot hold the link's calls shut until the next reconnect.
+    pub fn has_room(&mut self) -> bool {
+        if self.0.len() >= MAX_IN_FLIGHT {
+            self.0.retain(|_, reply| !reply.is_closed());
+        }
         self.0.len() < MAX_IN_FLIGHT
     }
 

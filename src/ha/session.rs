@@ -201,6 +201,7 @@ impl Session {
             .map_or(far, |every| Instant::now() + every);
         loop {
             let pong_deadline = link.pong_deadline.unwrap_or(far);
+            let room = link.calls.has_room();
             tokio::select! {
                 frame = conn.read_frame() => {
                     let Some(text) = frame? else { return Ok(Ended::Closed) };
@@ -235,7 +236,9 @@ impl Session {
                         conn.send(out::command(next_id, "get_states")).await?;
                     }
                 }
-                Some(call) = inbox.recv(), if link.calls.has_room() => {
+                // Full: look again soon, as callers that gave up free their place.
+                _ = sleep(calls::FULL_RECHECK), if !room => {}
+                Some(call) = inbox.recv(), if room => {
                     if let Some(frame) = link.calls.send(call, next_id + 1) {
                         next_id += 1;
                         conn.send(frame).await?;

@@ -104,6 +104,9 @@ pub(crate) struct Inner {
     /// While true, history, logbook and statistics commands are unknown, as
     /// in an HA without the recorder.
     no_recorder: AtomicBool,
+    /// While true, the recorder's commands get no answer at all, as from a
+    /// recorder stuck on a long query.
+    stall_recorder: AtomicBool,
     /// What the tests count.
     counters: SimCounters,
     /// When things happened.
@@ -134,6 +137,7 @@ impl Sim {
             tx,
             hold_snapshot: watch::channel(false).0,
             no_recorder: AtomicBool::new(false),
+            stall_recorder: AtomicBool::new(false),
             counters: SimCounters::default(),
             marks: Mutex::new(Marks::default()),
             shutdown: CancellationToken::new(),
@@ -317,6 +321,11 @@ impl Sim {
     /// HA without `recorder:`, `history:` and `logbook:` does.
     pub fn without_recorder(&self, off: bool) {
         self.inner.no_recorder.store(off, Ordering::SeqCst);
+    }
+
+    /// While `true`, the recorder's commands are never answered (pings are).
+    pub fn stall_recorder(&self, stall: bool) {
+        self.inner.stall_recorder.store(stall, Ordering::SeqCst);
     }
 
     /// While `true`, every auth attempt gets `auth_invalid`.

@@ -294,8 +294,10 @@ fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<Reply> {
             })
         }
     };
-    if let Some(v) = recorded {
-        return vec![result(cmd.id, &v.to_string()).into()];
+    match recorded {
+        Some(_) if sim.stall_recorder.load(Ordering::SeqCst) => return Vec::new(),
+        Some(v) => return vec![result(cmd.id, &v.to_string()).into()],
+        None => {}
     }
     let reply = match cmd.kind.as_str() {
         "supported_features" => result(cmd.id, "null"),

@@ -227,3 +227,39 @@ async fn a_flood_of_calls_to_a_silent_ha_is_bounded_and_fails_fast() {
     v.unwrap();
     h.finish().await;
 }
+
+#[tokio::test]
+async fn calls_ha_never_answers_do_not_hold_the_link_shut() {
+    // A row with a short timeout, beside the shipped ones.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fetchers");
+    crate::helpers::fixtures::copy_dir(&shipped, dir.path());
+    std::fs::write(
+        dir.path().join("quick_logbook.toml"),
+        "source = \"logbook\"\ntimeout_ms = 200\nttl_seconds = 0\n[params]\nsince = \"1h\"\n",
+    )
+    .unwrap();
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::TOKEN)
+        .await
+        .unwrap();
+    let mut settings = crate::helpers::settings(&sim);
+    settings.fetchers_dir = dir.path().to_path_buf();
+    let store = crate::helpers::TestStore::new(Kind::Memory).await;
+    let h = Harness::start_with(sim, settings, store).await;
+    h.synced().await;
+    h.sim.stall_recorder(true);
+    let n = ha_fetchers::ha::MAX_IN_FLIGHT * 2;
+    let runs = (1..=n).map(|i| run(&h, FetchRequest::new("quick_logbook").param("limit", i)));
+    for (r, _) in futures::future::join_all(runs).await {
+        assert!(r.unwrap_err().to_string().contains("timed out"));
+    }
+    // HA answers again; the calls it never answered no longer count.
+    h.sim.stall_recorder(false);
+    let (v, _) = run(&h, FetchRequest::new("quick_logbook").param("limit", 1)).await;
+    v.unwrap();
+    assert!(
+        h.engine.states().summary().connected,
+        "no reconnect was needed"
+    );
+    h.finish().await;
+}

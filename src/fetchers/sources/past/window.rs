@@ -76,13 +76,21 @@ fn midnight(tz: Tz, now: DateTime<Utc>, days_back: u64) -> DateTime<Utc> {
 pub(super) fn local(tz: Tz, n: NaiveDateTime) -> DateTime<Utc> {
     match tz.from_local_datetime(&n) {
         chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.to_utc(),
-        chrono::LocalResult::None => local(tz, n + chrono::Duration::hours(1)),
+        chrono::LocalResult::None => match n.checked_add_signed(chrono::Duration::hours(1)) {
+            Some(later) => local(tz, later),
+            None => n.and_utc(),
+        },
     }
 }
 
 fn at(p: &Point, tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
     match p {
-        Point::Ago(d) => now - chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::MAX / 2),
+        // Further back than the calendar goes is the start of time: the
+        // window is then refused as too long, not a panic on overflow.
+        Point::Ago(d) => chrono::Duration::from_std(*d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
         Point::Today => midnight(tz, now, 0),
         Point::Yesterday => midnight(tz, now, 1),
         Point::At(t) => t.to_utc(),
