@@ -25,11 +25,16 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 const ID_FEATURES: u64 = 1;
 const ID_SUBSCRIBE: u64 = 2;
 const ID_STATES: u64 = 3;
-/// Ids 4..=6 subscribe to registry update events, then 7..=9 list the registries
-/// (HA wants ids to increase, and subscribing first loses no change).
+/// Ids 4..=6 subscribe to registry update events, then 7..=10 list the
+/// registries and the Assist exposure (HA wants ids to increase, and
+/// subscribing first loses no change).
 const ID_REGISTRY_EVENTS: u64 = 4;
-/// Ids at and above this are pings, later snapshots and fetchers' calls.
-const FIRST_FREE_ID: u64 = 10;
+/// Ids above this are pings, later snapshots, re-lists and fetchers' calls.
+const FIRST_FREE_ID: u64 = 16;
+
+/// How often the Assist exposure is listed again: an entity outside HA's
+/// registry (a state set over REST) is exposed with no event fired.
+pub const EXPOSURE_POLL: Duration = Duration::from_secs(10);
 
 /// What the session needs to know.
 #[derive(Clone, Debug)]
@@ -183,18 +188,19 @@ impl Session {
 
         let mut link = Link::default();
         let mut next_id = FIRST_FREE_ID;
-        for (i, kind) in (0..).zip(RegistryKind::ALL) {
-            conn.send(out::subscribe(ID_REGISTRY_EVENTS + i, kind.event()))
+        for (i, event) in (0..).zip(RegistryKind::EVENTS) {
+            conn.send(out::subscribe(ID_REGISTRY_EVENTS + i, event))
                 .await?;
-            link.registry_stale.insert(kind);
         }
-        let mut first = ID_REGISTRY_EVENTS + 2;
+        link.registry_stale.extend(RegistryKind::ALL);
+        let mut first = ID_REGISTRY_EVENTS + RegistryKind::EVENTS.len() as u64 - 1;
         request_registries(&mut conn, &mut link, &mut first).await?;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         let mut next_ping = self
             .cfg
             .heartbeat
             .map_or(far, |(every, _)| Instant::now() + every);
+        let mut next_exposure = Instant::now() + EXPOSURE_POLL;
         let mut next_reconcile = self
             .cfg
             .reconcile
@@ -243,6 +249,11 @@ impl Session {
                         next_id += 1;
                         conn.send(frame).await?;
                     }
+                }
+                _ = tokio::time::sleep_until(next_exposure) => {
+                    next_exposure = Instant::now() + EXPOSURE_POLL;
+                    link.registry_stale.insert(RegistryKind::Exposed);
+                    request_registries(&mut conn, &mut link, &mut next_id).await?;
                 }
                 _ = self.writer.resync_wanted() => {
                     next_id += 1;
@@ -314,6 +325,10 @@ impl Session {
                         kind,
                         raw: raw.get().into(),
                     }),
+                    (Some(RegistryKind::Exposed), _, _) => tracing::warn!(
+                        error = m.error.map(|e| e.message),
+                        "Home Assistant refused to list what it exposes to Assist; the exposure stays as it was (none before HA first answers)"
+                    ),
                     (kind, _, _) => tracing::warn!(
                         registry = kind.map(RegistryKind::name),
                         error = m.error.map(|e| e.message),

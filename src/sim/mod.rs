@@ -12,6 +12,7 @@
 //! ([`Sim::send_frames`]) and the instants of the protocol's milestones
 //! ([`Sim::marks`]).
 
+mod exposure;
 mod house;
 mod recorder;
 mod rest;
@@ -46,6 +47,8 @@ pub const DEMO_TICK: Duration = Duration::from_secs(1);
 pub(crate) enum Cmd {
     /// One `state_changed` event body, sent to subscribers.
     Event(Arc<str>),
+    /// One `entity_registry_updated` event body, sent to its subscribers.
+    RegistryEvent(Arc<str>),
     /// Several event bodies, sent to subscribers as one coalesced array frame.
     Events(Arc<[String]>),
     /// A text frame sent as it is, subscribed or not.
@@ -104,6 +107,8 @@ pub(crate) struct Inner {
     /// While true, history, logbook and statistics commands are unknown, as
     /// in an HA without the recorder.
     no_recorder: AtomicBool,
+    /// What the house exposes to Assist, as changed by the client.
+    exposure: Mutex<exposure::Exposure>,
     /// While true, the recorder's commands get no answer at all, as from a
     /// recorder stuck on a long query.
     stall_recorder: AtomicBool,
@@ -138,6 +143,7 @@ impl Sim {
             hold_snapshot: watch::channel(false).0,
             no_recorder: AtomicBool::new(false),
             stall_recorder: AtomicBool::new(false),
+            exposure: Mutex::default(),
             counters: SimCounters::default(),
             marks: Mutex::new(Marks::default()),
             shutdown: CancellationToken::new(),
@@ -321,6 +327,20 @@ impl Sim {
     /// HA without `recorder:`, `history:` and `logbook:` does.
     pub fn without_recorder(&self, off: bool) {
         self.inner.no_recorder.store(off, Ordering::SeqCst);
+    }
+
+    /// Exposes `id` to Assist or not, as the owner would in HA's UI: the
+    /// setting changes and `entity_registry_updated` is fired.
+    pub fn expose(&self, id: &str, on: bool) {
+        let cmd = serde_json::json!({"type": "homeassistant/expose_entity",
+            "assistants": ["conversation"], "entity_ids": [id], "should_expose": on});
+        let house = self.inner.house.lock();
+        let mut states = house.ids().filter_map(|id| Some((id, house.get(id)?)));
+        self.inner.exposure.lock().answer(&cmd, &mut states);
+        let body = serde_json::json!({"event_type": "entity_registry_updated",
+            "data": {"action": "update", "entity_id": id, "changes": {"options": {}}},
+            "origin": "LOCAL", "time_fired": chrono::Utc::now().to_rfc3339()});
+        self.broadcast(Cmd::RegistryEvent(body.to_string().into()));
     }
 
     /// While `true`, the recorder's commands are never answered (pings are).

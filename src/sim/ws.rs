@@ -50,6 +50,8 @@ struct Command {
 struct Conn {
     /// The id of the `state_changed` subscription; events go out under it.
     sub: Option<u64>,
+    /// The id of the `entity_registry_updated` subscription.
+    registry_sub: Option<u64>,
     /// A `get_states` answer held back while the snapshot is on hold.
     pending: Option<String>,
 }
@@ -203,6 +205,7 @@ fn outgoing(conn: &Conn, cmd: Result<Cmd, RecvError>) -> Out {
             }
         }
         Ok(Cmd::Event(body)) => conn.sub.map(|id| event(id, &body)),
+        Ok(Cmd::RegistryEvent(body)) => conn.registry_sub.map(|id| event(id, &body)),
         Ok(Cmd::Events(bodies)) => conn.sub.map(|id| {
             let items: Vec<String> = bodies.iter().map(|b| event(id, b)).collect();
             format!("[{}]", items.join(","))
@@ -279,31 +282,49 @@ fn failure(id: Option<u64>, code: &str, message: &str) -> String {
         .to_string()
 }
 
+/// Answers the commands about the house beyond its states (its past, what
+/// it exposes to Assist), or `None` for the rest.
+fn answer_house(sim: &Inner, kind: &str, id: Option<u64>, text: &str) -> Option<Vec<Reply>> {
+    if !kind.starts_with("history/")
+        && !kind.starts_with("logbook/")
+        && !kind.starts_with("recorder/")
+        && !kind.starts_with("homeassistant/expose")
+    {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let house = sim.house.lock();
+    let mut states = house.ids().filter_map(|id| Some((id, house.get(id)?)));
+    if let Some(v) = sim.exposure.lock().answer(&value, &mut states) {
+        return Some(vec![result(id, &v.to_string()).into()]);
+    }
+    if sim.no_recorder.load(Ordering::SeqCst) {
+        return None;
+    }
+    let v = super::recorder::answer(&house.recorder, &value, &|id| {
+        house.get(id).map(str::to_string)
+    })?;
+    match sim.stall_recorder.load(Ordering::SeqCst) {
+        true => Some(Vec::new()),
+        false => Some(vec![result(id, &v.to_string()).into()]),
+    }
+}
+
 /// Answers one client message; most get one reply, a held snapshot none yet.
 fn answer(sim: &Inner, conn: &mut Conn, text: &str) -> Vec<Reply> {
     let Ok(cmd) = serde_json::from_str::<Command>(text) else {
         return vec![failure(None, "invalid_format", "Message incorrectly formatted.").into()];
     };
-    let recorded = match sim.no_recorder.load(Ordering::SeqCst) {
-        true => None,
-        false => {
-            let house = sim.house.lock();
-            let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-            super::recorder::answer(&house.recorder, &value, &|id| {
-                house.get(id).map(str::to_string)
-            })
-        }
-    };
-    match recorded {
-        Some(_) if sim.stall_recorder.load(Ordering::SeqCst) => return Vec::new(),
-        Some(v) => return vec![result(cmd.id, &v.to_string()).into()],
-        None => {}
+    if let Some(reply) = answer_house(sim, &cmd.kind, cmd.id, text) {
+        return reply;
     }
     let reply = match cmd.kind.as_str() {
         "supported_features" => result(cmd.id, "null"),
         "subscribe_events" => {
-            if matches!(cmd.event_type.as_deref(), None | Some("state_changed")) {
-                conn.sub = cmd.id;
+            match cmd.event_type.as_deref() {
+                None | Some("state_changed") => conn.sub = cmd.id,
+                Some("entity_registry_updated") => conn.registry_sub = cmd.id,
+                Some(_) => {}
             }
             result(cmd.id, "null")
         }

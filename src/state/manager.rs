@@ -286,6 +286,21 @@ impl StateManager {
         out
     }
 
+    /// Whether HA exposes `id` to Assist (see [`super::Registries::exposed`]).
+    pub fn exposed(&self, id: &str) -> bool {
+        let mut out = false;
+        self.store.read(&mut |ix| out = ix.registries().exposed(id));
+        out
+    }
+
+    /// The entities HA exposes to Assist, sorted; `None` until HA has said.
+    pub fn exposed_ids(&self) -> Option<Vec<String>> {
+        let mut out = None;
+        self.store
+            .read(&mut |ix| out = ix.registries().exposed_ids());
+        out
+    }
+
     /// The area name of each of `ids` (an entity's own area, else its device's).
     pub fn area_names(&self, ids: &[&str]) -> Vec<Option<String>> {
         let mut out = Vec::with_capacity(ids.len());

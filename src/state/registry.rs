@@ -4,21 +4,31 @@
 //! HA sends each registry as one JSON list. We keep that text as received (it
 //! is what Redis holds under `registry:{kind}`) and index only the area links.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// The three registries we mirror.
+/// The registries we mirror, and the list of what HA exposes to Assist,
+/// which HA keeps in the entity registry's options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RegistryKind {
     Area,
     Entity,
     Device,
+    /// `homeassistant/expose_entity/list`: the entities exposed to an assistant.
+    Exposed,
 }
 
 impl RegistryKind {
-    pub const ALL: [RegistryKind; 3] = [Self::Area, Self::Entity, Self::Device];
+    pub const ALL: [RegistryKind; 4] = [Self::Area, Self::Entity, Self::Device, Self::Exposed];
+
+    /// The events HA fires when one of them changes, each once.
+    pub const EVENTS: [&'static str; 3] = [
+        "area_registry_updated",
+        "entity_registry_updated",
+        "device_registry_updated",
+    ];
 
     /// The WebSocket command that lists it.
     pub fn command(self) -> &'static str {
@@ -26,21 +36,24 @@ impl RegistryKind {
             Self::Area => "config/area_registry/list",
             Self::Entity => "config/entity_registry/list_for_display",
             Self::Device => "config/device_registry/list",
+            Self::Exposed => "homeassistant/expose_entity/list",
         }
     }
 
-    /// The event HA fires when it changes.
+    /// The event HA fires when it changes: exposing an entity is an update
+    /// of its registry entry's options. (An entity outside the registry
+    /// fires none; the session also lists exposure on a timer.)
     pub fn event(self) -> &'static str {
         match self {
             Self::Area => "area_registry_updated",
-            Self::Entity => "entity_registry_updated",
+            Self::Entity | Self::Exposed => "entity_registry_updated",
             Self::Device => "device_registry_updated",
         }
     }
 
-    /// The kind an `*_registry_updated` event names.
-    pub fn from_event(event: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.event() == event)
+    /// The kinds an `*_registry_updated` event names.
+    pub fn from_event(event: &str) -> impl Iterator<Item = Self> + '_ {
+        Self::ALL.into_iter().filter(move |k| k.event() == event)
     }
 
     /// The key suffix in Redis (`registry:{name}`).
@@ -49,9 +62,13 @@ impl RegistryKind {
             Self::Area => "area",
             Self::Entity => "entity",
             Self::Device => "device",
+            Self::Exposed => "exposed",
         }
     }
 }
+
+/// The assistant whose exposure scopes follow: Assist, HA's `conversation`.
+pub const ASSISTANT: &str = "conversation";
 
 /// Why a registry list could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +106,12 @@ struct EntityList {
     entities: Vec<EntityRow>,
 }
 
+/// `{"exposed_entities": {"light.x": {"conversation": true}}}`.
+#[derive(Deserialize)]
+struct ExposedList {
+    exposed_entities: HashMap<String, HashMap<String, bool>>,
+}
+
 /// The registries as HA last sent them, with the area links indexed.
 #[derive(Debug, Default, Clone)]
 pub struct Registries {
@@ -100,6 +123,8 @@ pub struct Registries {
     device_area: HashMap<String, String>,
     /// entity id → (its own area, its device).
     entities: HashMap<String, (Option<String>, Option<String>)>,
+    /// The entities exposed to Assist; `None` until HA has said.
+    exposed: Option<HashSet<String>>,
 }
 
 impl Registries {
@@ -125,6 +150,15 @@ impl Registries {
                     .into_iter()
                     .map(|e| (e.ei, (e.ai, e.di)))
                     .collect();
+            }
+            RegistryKind::Exposed => {
+                let list: ExposedList = serde_json::from_str(&raw).map_err(err)?;
+                let exposed = list
+                    .exposed_entities
+                    .into_iter()
+                    .filter(|(_, to)| to.get(ASSISTANT) == Some(&true))
+                    .map(|(id, _)| id);
+                self.exposed = Some(exposed.collect());
             }
         }
         self.raw.insert(kind, raw);
@@ -172,6 +206,23 @@ impl Registries {
             .collect();
         out.sort();
         out
+    }
+
+    /// Whether HA exposes `entity_id` to Assist. Exactly the entities HA's
+    /// `homeassistant/expose_entity/list` names for `conversation`: HA
+    /// settles an entity of its registry when the entity is created, so the
+    /// list holds them all; one outside the registry (a state set over REST)
+    /// is listed once HA has decided for it, and until then is not exposed.
+    /// Nothing is before HA has answered.
+    pub fn exposed(&self, entity_id: &str) -> bool {
+        self.exposed.as_ref().is_some_and(|e| e.contains(entity_id))
+    }
+
+    /// The exposed entities, sorted; `None` until HA has said.
+    pub fn exposed_ids(&self) -> Option<Vec<String>> {
+        let mut ids: Vec<String> = self.exposed.as_ref()?.iter().cloned().collect();
+        ids.sort();
+        Some(ids)
     }
 
     /// Every area as (id, name), sorted by id.

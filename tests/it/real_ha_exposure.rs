@@ -1,0 +1,99 @@
+//! Assist exposure against a real Home Assistant (both versions in CI): our
+//! mirror equals HA's own `homeassistant/expose_entity/list`, and a change
+//! made with `homeassistant/expose_entity` (what HA's UI sends) arrives
+//! within the documented time: at once for an entity of HA's registry (HA
+//! fires `entity_registry_updated`), within the 10 s poll for one outside it.
+
+use std::time::{Duration, Instant};
+
+use ha_fetchers::engine::Engine;
+use ha_fetchers::{Application, Settings};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::helpers::real::{real_ha, Ha};
+
+async fn start(ha: &Ha) -> (Engine, tokio_util::sync::CancellationToken) {
+    let mut settings = Settings::embedded();
+    settings.ha_url = Some(ha.url.parse().unwrap());
+    settings.ha_token = Some(SecretString::from(ha.token.clone()));
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let engine = app.engine().clone();
+    let stop = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    (engine, stop)
+}
+
+/// HA's own list: the entities exposed to `conversation`.
+async fn theirs(ha: &Ha) -> Vec<String> {
+    let r = ha
+        .ws(vec![json!({"type": "homeassistant/expose_entity/list"})])
+        .await;
+    let map = r[0]["result"]["exposed_entities"].as_object().unwrap();
+    let mut ids: Vec<String> = map
+        .iter()
+        .filter(|(_, to)| to["conversation"] == Value::Bool(true))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn expose(ha: &Ha, id: &str, on: bool) {
+    let r = ha
+        .ws(vec![
+            json!({"type": "homeassistant/expose_entity", "assistants": ["conversation"],
+                        "entity_ids": [id], "should_expose": on}),
+        ])
+        .await;
+    assert_eq!(r[0]["success"], true, "{r:?}");
+}
+
+/// How long until `engine` sees `id` as `on`.
+async fn arrives(engine: &Engine, id: &str, on: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if engine.states().exposed(id) == on {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} exposed={on} did not arrive within {within:?}");
+}
+
+#[tokio::test]
+async fn exposure_equals_has_own_list_and_changes_arrive() {
+    let Some(ha) = real_ha() else { return };
+    let (engine, stop) = start(&ha).await;
+    let mut ours = None;
+    for _ in 0..200 {
+        ours = engine.states().exposed_ids();
+        if ours.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let want = theirs(&ha).await;
+    assert!(!want.is_empty(), "the demo exposes entities");
+    assert_eq!(ours.unwrap(), want);
+
+    // An entity of HA's registry: the registry event carries the change.
+    let id = "light.bed_light";
+    let was = engine.states().exposed(id);
+    expose(&ha, id, !was).await;
+    let event = arrives(&engine, id, !was, Duration::from_secs(5)).await;
+    expose(&ha, id, was).await;
+    arrives(&engine, id, was, Duration::from_secs(5)).await;
+    eprintln!("exposure change of a registry entity arrived in {event:?}");
+    assert!(event < Duration::from_secs(2), "{event:?}");
+
+    // A state set over REST has no registry entry: the poll finds it.
+    let legacy = format!("sensor.ha_fetchers_exposure_{}", std::process::id());
+    ha.post_state(&legacy, json!({"state": "1"})).await;
+    expose(&ha, &legacy, true).await;
+    let polled = arrives(&engine, &legacy, true, Duration::from_secs(15)).await;
+    eprintln!("exposure change of an entity outside the registry arrived in {polled:?}");
+    ha.delete_state(&legacy).await;
+    stop.cancel();
+}
