@@ -19,7 +19,7 @@ use crate::fetchers::{Definition, FetchOutcome, FetchRequest, Registry, Runner};
 use crate::ha::{HaRest, Session, SessionConfig};
 use crate::periodic::every_blocking;
 use crate::prompt::{self, Prompts, RenderError, RenderOptions, Rendered, Renderer};
-use crate::state::{Fallback, SharedStore, StateManager, Writer, WriterHandle};
+use crate::state::{Fallback, Scope, SharedStore, StateManager, Writer, WriterHandle};
 use crate::stream::{Hub, Subscription};
 
 /// The states, fetchers, templates and change stream, behind one handle;
@@ -27,7 +27,25 @@ use crate::stream::{Hub, Subscription};
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+    /// What a scoped caller sees through; `None`: everything.
+    view: Option<Arc<View>>,
 }
+
+/// The parts as one scope sees them: its states, its fetchers (with a
+/// result cache of their own), a renderer over both.
+struct View {
+    /// The scope, to tell whether a cached view is still the token's.
+    scope: Arc<Scope>,
+    /// The states it sees.
+    states: StateManager,
+    /// The fetchers it may run, over those states.
+    fetchers: Runner,
+    /// Renders templates over those states and fetchers.
+    renderer: Arc<Renderer>,
+}
+
+/// Scoped views kept at most: one per token, rebuilt when its scope changes.
+const MAX_VIEWS: usize = 256;
 
 struct Inner {
     /// Reads of the mirrored states.
@@ -40,6 +58,9 @@ struct Inner {
     stream: Hub,
     /// How Home Assistant is reached, for health.
     link: Link,
+    /// Views built for scopes, by token name: building one compiles a
+    /// template environment, so it is kept while the scope stays the same.
+    views: parking_lot::Mutex<std::collections::HashMap<Arc<str>, Arc<View>>>,
 }
 
 /// What health says about the link to Home Assistant.
@@ -172,7 +193,9 @@ impl Engine {
                 prompts,
                 stream,
                 link,
+                views: Default::default(),
             }),
+            view: None,
         }
     }
 
@@ -186,14 +209,65 @@ impl Engine {
         Self::from_parts(states, fetchers, prompts, stream, Link::default())
     }
 
+    /// The same engine as `scope` sees it: every read, fetcher run and
+    /// render through it answers as if the entities outside the scope did
+    /// not exist. Doors take the scope from the caller's token and use only
+    /// the engine they get back.
+    pub fn scoped(&self, scope: Arc<Scope>) -> Engine {
+        let mut views = self.inner.views.lock();
+        let view = match views.get(&scope.name) {
+            Some(v) if Arc::ptr_eq(&v.scope, &scope) => v.clone(),
+            _ => {
+                if views.len() >= MAX_VIEWS {
+                    views.clear();
+                }
+                let states = self.inner.states.scoped(scope.clone());
+                let fetchers = self.inner.fetchers.scoped(states.clone());
+                let renderer = self
+                    .inner
+                    .prompts
+                    .renderer()
+                    .scoped(states.clone(), Arc::new(fetchers.clone()));
+                let v = Arc::new(View {
+                    scope: scope.clone(),
+                    states,
+                    fetchers,
+                    renderer: Arc::new(renderer),
+                });
+                views.insert(scope.name.clone(), v.clone());
+                v
+            }
+        };
+        Engine {
+            inner: self.inner.clone(),
+            view: Some(view),
+        }
+    }
+
+    /// The scope this engine answers for; `None`: everything (the admin).
+    pub fn scope(&self) -> Option<&Arc<Scope>> {
+        self.view.as_ref().map(|v| &v.scope)
+    }
+
     /// Reads of the mirrored states.
     pub fn states(&self) -> &StateManager {
-        &self.inner.states
+        match &self.view {
+            Some(v) => &v.states,
+            None => &self.inner.states,
+        }
     }
 
     /// The data fetchers: list, get, run.
     pub fn fetchers(&self) -> &Runner {
-        &self.inner.fetchers
+        match &self.view {
+            Some(v) => &v.fetchers,
+            None => &self.inner.fetchers,
+        }
+    }
+
+    /// Whether this engine's scope may render the prompt `name`.
+    pub fn prompt_allowed(&self, name: &str) -> bool {
+        self.scope().is_none_or(|s| s.allows_prompt(name))
     }
 
     /// The prompt templates: list, get, render.
@@ -213,22 +287,31 @@ impl Engine {
 
     /// Runs one fetcher.
     pub async fn run(&self, req: FetchRequest) -> FetchOutcome {
-        self.inner.fetchers.run(req).await
+        self.fetchers().run(req).await
     }
 
     /// Runs several fetchers at once; outcomes come back in request order.
     pub async fn run_many(&self, reqs: Vec<FetchRequest>) -> Vec<FetchOutcome> {
-        self.inner.fetchers.run_many(reqs).await
+        self.fetchers().run_many(reqs).await
     }
 
     /// The fetcher `name`, if it loaded.
     pub fn fetcher(&self, name: &str) -> Option<Arc<Definition>> {
-        self.inner.fetchers.get(name)
+        self.fetchers().get(name)
     }
 
     /// Renders the stored, enabled template `name`.
     pub async fn render(&self, name: &str, opts: RenderOptions) -> Result<Rendered, RenderError> {
-        self.inner.prompts.render(name, opts).await
+        match &self.view {
+            Some(_) if !self.prompt_allowed(name) => Err(RenderError::NotFound(name.to_string())),
+            Some(v) => {
+                self.inner
+                    .prompts
+                    .render_with(&v.renderer, name, opts)
+                    .await
+            }
+            None => self.inner.prompts.render(name, opts).await,
+        }
     }
 
     /// Renders a body that is not stored: an author's preview.
@@ -237,7 +320,14 @@ impl Engine {
         body: &str,
         opts: RenderOptions,
     ) -> Result<Rendered, RenderError> {
-        self.inner.prompts.render_inline(body, opts).await
+        match &self.view {
+            Some(v) => {
+                v.renderer
+                    .render_source(prompt::INLINE_NAME, body, opts)
+                    .await
+            }
+            None => self.inner.prompts.render_inline(body, opts).await,
+        }
     }
 
     /// Follows the change stream, resuming after `last_event_id` when the

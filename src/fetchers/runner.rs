@@ -54,6 +54,23 @@ impl Runner {
         }
     }
 
+    /// The same fetchers as seen by `states`' scope: its entities only, its
+    /// fetchers only, and a result cache of its own, so no answer computed
+    /// for one scope is served to another.
+    pub fn scoped(&self, states: StateManager) -> Self {
+        Self {
+            env: Arc::new(jinja::environment(&states)),
+            states,
+            cache: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this runner's scope may use the fetcher `name`.
+    fn allowed(&self, name: &str) -> bool {
+        self.states.scope().is_none_or(|s| s.allows_fetcher(name))
+    }
+
     /// The same runner with a link to call HA over.
     pub fn with_ha(mut self, calls: crate::ha::Calls) -> Self {
         self.ha = calls;
@@ -87,12 +104,12 @@ impl Runner {
 
     /// Whether an enabled, valid fetcher has this name.
     pub fn exists(&self, name: &str) -> bool {
-        self.registry.get(name).is_some()
+        self.allowed(name) && self.registry.get(name).is_some()
     }
 
     /// An enabled, valid definition by name.
     pub fn get(&self, name: &str) -> Option<Arc<Definition>> {
-        self.registry.get(name)
+        self.registry.get(name).filter(|_| self.allowed(name))
     }
 
     /// The current set of definitions and problems, one consistent load.
@@ -117,12 +134,20 @@ impl Runner {
 
     /// The names of the enabled, valid fetchers, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.registry.current().defs.keys().cloned().collect()
+        let loaded = self.registry.current();
+        loaded
+            .defs
+            .keys()
+            .filter(|n| self.allowed(n))
+            .cloned()
+            .collect()
     }
 
     /// The enabled, valid definitions, sorted by name.
     pub fn definitions(&self) -> Vec<Arc<Definition>> {
-        self.registry.current().defs.values().cloned().collect()
+        let loaded = self.registry.current();
+        let defs = loaded.defs.iter().filter(|(n, _)| self.allowed(n));
+        defs.map(|(_, d)| d.clone()).collect()
     }
 
     /// What is wrong with the rows that did not load.
@@ -139,7 +164,11 @@ impl Runner {
     pub async fn run(&self, req: FetchRequest) -> FetchOutcome {
         let started = Instant::now();
         let loaded = self.registry.current();
-        let Some(def) = loaded.defs.get(&req.name).cloned() else {
+        let found = loaded
+            .defs
+            .get(&req.name)
+            .filter(|_| self.allowed(&req.name));
+        let Some(def) = found.cloned() else {
             return outcome(
                 req.name.clone(),
                 req.params,

@@ -142,8 +142,10 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
     let area_entities = move |area: &str| {
         reads::note(&s, None);
         let mut out = Vec::new();
-        s.store()
-            .read(&mut |ix| out = ix.registries().area_entities(area));
+        s.store().read(&mut |ix| {
+            out = ix.registries().area_entities(area);
+            out.retain(|id| s.sees_in(ix, id));
+        });
         Value::from(out)
     };
     env.add_function("area_entities", area_entities.clone());
@@ -155,7 +157,9 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
         let mut out = None;
         s.store().read(&mut |ix| {
             let reg = ix.registries();
-            let area = reg.area_id(lookup).or_else(|| reg.area_of(lookup));
+            // An entity outside the scope has no area, as it has no state.
+            let of = || reg.area_of(lookup).filter(|_| s.sees_in(ix, lookup));
+            let area = reg.area_id(lookup).or_else(of);
             out = area.and_then(|a| reg.area_name(a)).map(str::to_string);
         });
         Value::from(out)
@@ -169,10 +173,8 @@ pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
         let mut out = None;
         s.store().read(&mut |ix| {
             let reg = ix.registries();
-            out = reg
-                .area_id(lookup)
-                .or_else(|| reg.area_of(lookup))
-                .map(str::to_string);
+            let of = || reg.area_of(lookup).filter(|_| s.sees_in(ix, lookup));
+            out = reg.area_id(lookup).or_else(of).map(str::to_string);
         });
         Value::from(out)
     };

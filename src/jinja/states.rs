@@ -118,6 +118,7 @@ fn objects(sm: &StateManager, domain: Option<&str>) -> Vec<Value> {
             None => Box::new(ix.ids()),
         };
         out = ids
+            .filter(|id| sm.sees_in(ix, id))
             .filter_map(|id| ix.get(id).cloned().flatten())
             .map(|s| Value::from_object(StateObject::new(ix, s)))
             .collect();
@@ -132,6 +133,7 @@ pub fn state_object(sm: &StateManager, id: &str) -> Option<StateObject> {
     sm.store().read(&mut |ix| {
         out = ix
             .get(id)
+            .filter(|_| sm.sees_in(ix, id))
             .cloned()
             .flatten()
             .map(|s| StateObject::new(ix, s))

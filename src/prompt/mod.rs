@@ -21,7 +21,9 @@ pub use fetch::{FetchFailure, FetchRun};
 pub use refs::{fetch_calls, FetchCall, TooManyCalls, MAX_FETCH_CALLS};
 pub use render::{prepare, Prepared, References, RenderOptions, Rendered, Renderer};
 pub use source::{FetcherSource, NoFetchers};
-pub use store::{load_db, load_dir, seed, Prompts, TemplateStoreError, PROMPTS_SUBDIR};
+pub use store::{
+    load_db, load_dir, seed, Prompts, TemplateStoreError, INLINE_NAME, PROMPTS_SUBDIR,
+};
 pub use template::PromptTemplate;
 
 /// Why a render failed as a whole.

@@ -134,6 +134,12 @@ impl Renderer {
         }
     }
 
+    /// A renderer over `states` (a scope's) and the fetchers they see,
+    /// with this one's limits.
+    pub fn scoped(&self, states: StateManager, source: Arc<dyn FetcherSource>) -> Self {
+        Self::new(states, source).with_limits(self.limits)
+    }
+
     /// The same renderer with other render limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

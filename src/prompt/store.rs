@@ -24,7 +24,7 @@ pub const PROMPTS_SUBDIR: &str = "prompts";
 /// Template files end with this.
 const EXTENSION: &str = "j2";
 /// The name previews render under.
-const INLINE_NAME: &str = "inline";
+pub const INLINE_NAME: &str = "inline";
 
 /// Why templates could not be loaded or stored.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +229,17 @@ impl Prompts {
 
     /// Renders a stored, enabled template.
     pub async fn render(&self, name: &str, opts: RenderOptions) -> Result<Rendered, RenderError> {
+        self.render_with(&self.renderer, name, opts).await
+    }
+
+    /// [`render`](Self::render) with another renderer over the same compiled
+    /// templates: a scope's, whose states and fetchers are the scope's.
+    pub async fn render_with(
+        &self,
+        renderer: &Arc<Renderer>,
+        name: &str,
+        opts: RenderOptions,
+    ) -> Result<Rendered, RenderError> {
         let prepared = self
             .templates
             .read()
@@ -238,7 +249,7 @@ impl Prompts {
             .ok_or_else(|| RenderError::NotFound(name.to_string()))?;
         let started = std::time::Instant::now();
         let res = match prepared {
-            Ok(t) => self.renderer.render(&t, opts).await,
+            Ok(t) => renderer.render(&t, opts).await,
             Err(e) => Err(e),
         };
         metrics::histogram!("ha_render_duration_seconds", "template" => name.to_string())

@@ -102,6 +102,9 @@ pub struct StateManager {
     feed: Feed,
     /// The writer's counters (resyncs, reconciles), once wired.
     writer_stats: Option<Arc<super::WriterStats>>,
+    /// What this handle may see; `None`: everything. Entities outside it
+    /// are answered as if they did not exist, and never asked of HA.
+    scope: Option<Arc<super::Scope>>,
 }
 
 /// Seconds since the epoch, now: the unit of the meta's timestamps.
@@ -120,7 +123,36 @@ impl StateManager {
             rest_reads: Default::default(),
             feed: Feed::default(),
             writer_stats: None,
+            scope: None,
         }
+    }
+
+    /// The same states as seen by `scope`.
+    pub fn scoped(&self, scope: Arc<super::Scope>) -> Self {
+        Self {
+            scope: Some(scope),
+            ..self.clone()
+        }
+    }
+
+    /// The scope this handle sees through; `None`: everything.
+    pub fn scope(&self) -> Option<&Arc<super::Scope>> {
+        self.scope.as_ref()
+    }
+
+    /// Whether this handle sees `id`, reading the index already held.
+    pub fn sees_in(&self, ix: &super::Index, id: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.allows(id, ix))
+    }
+
+    /// Whether this handle sees `id`.
+    pub fn sees(&self, id: &str) -> bool {
+        let Some(scope) = &self.scope else {
+            return true;
+        };
+        let mut out = false;
+        self.store.read(&mut |ix| out = scope.allows(id, ix));
+        out
     }
 
     /// Reads that can report the writer's counters.
@@ -172,8 +204,11 @@ impl StateManager {
     /// The cached state, if held (no fallback).
     pub fn cached(&self, id: &str) -> Option<EntityState> {
         let mut out = None;
-        self.store
-            .read(&mut |ix| out = ix.get(id).cloned().flatten());
+        self.store.read(&mut |ix| {
+            if self.sees_in(ix, id) {
+                out = ix.get(id).cloned().flatten();
+            }
+        });
         out
     }
 
@@ -181,6 +216,9 @@ impl StateManager {
     pub async fn get(&self, id: &str) -> Result<EntityState, StateError> {
         if !super::valid_entity_id(id) {
             return Err(StateError::BadEntityId(id.to_string()));
+        }
+        if !self.sees(id) {
+            return Err(StateError::NotFound(id.to_string()));
         }
         if let Some(s) = self.cached(id) {
             metrics::counter!("ha_cache_hits_total").increment(1);
@@ -255,6 +293,7 @@ impl StateManager {
         let selective = q.domain.is_none() && (q.state.is_some() || q.pattern.is_some());
         self.store.read(&mut |ix| {
             let mut visit = |id: &Arc<str>, slot: Option<&Slot>| match slot {
+                _ if !self.sees_in(ix, id) => {}
                 Some(Some(s)) if matches_query(s, q) => found.push(s.clone()),
                 Some(None) => missing.push(id.clone()),
                 _ => {}
@@ -280,7 +319,8 @@ impl StateManager {
         self.store.read(&mut |ix| {
             let reg = ix.registries();
             if reg.area_id(area).is_some() {
-                out = Some(reg.area_entities(area).into_iter().collect());
+                let seen = reg.area_entities(area).into_iter();
+                out = Some(seen.filter(|id| self.sees_in(ix, id)).collect());
             }
         });
         out
@@ -289,15 +329,20 @@ impl StateManager {
     /// Whether HA exposes `id` to Assist (see [`super::Registries::exposed`]).
     pub fn exposed(&self, id: &str) -> bool {
         let mut out = false;
-        self.store.read(&mut |ix| out = ix.registries().exposed(id));
+        self.store
+            .read(&mut |ix| out = self.sees_in(ix, id) && ix.registries().exposed(id));
         out
     }
 
     /// The entities HA exposes to Assist, sorted; `None` until HA has said.
     pub fn exposed_ids(&self) -> Option<Vec<String>> {
         let mut out = None;
-        self.store
-            .read(&mut |ix| out = ix.registries().exposed_ids());
+        self.store.read(&mut |ix| {
+            out = ix.registries().exposed_ids().map(|mut ids| {
+                ids.retain(|id| self.sees_in(ix, id));
+                ids
+            })
+        });
         out
     }
 
@@ -324,7 +369,7 @@ impl StateManager {
             type Fast<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
             type Counts<'a> = (usize, Fast<&'a str, usize>);
             let mut counts: Fast<&str, Counts<'_>> = Fast::default();
-            for (id, slot) in ix.slots() {
+            for (id, slot) in ix.slots().filter(|(id, _)| self.sees_in(ix, id)) {
                 let e = counts.entry(super::domain_of(id)).or_default();
                 e.0 += 1;
                 let st = slot.as_ref().map_or("unknown", |s| &*s.state);
@@ -357,6 +402,13 @@ impl StateManager {
         let mut domains = BTreeMap::new();
         let mut n = 0;
         self.store.read(&mut |ix| {
+            if self.scope.is_some() {
+                for (id, _) in ix.slots().filter(|(id, _)| self.sees_in(ix, id)) {
+                    n += 1;
+                    *domains.entry(super::domain_of(id).to_string()).or_default() += 1;
+                }
+                return;
+            }
             n = ix.len();
             for (d, c) in ix.domains() {
                 domains.insert(d.to_string(), c);

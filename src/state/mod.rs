@@ -16,6 +16,7 @@ mod read;
 mod reconcile;
 mod redis;
 mod registry;
+mod scope;
 mod writer;
 
 pub use changes::{
@@ -34,6 +35,7 @@ pub use meta::Meta;
 pub use read::Read;
 pub use redis::RedisStore;
 pub use registry::{Registries, RegistryError, RegistryKind};
+pub use scope::{Entities, Scope, ScopeSpec};
 pub use writer::Writer;
 
 use std::sync::Arc;

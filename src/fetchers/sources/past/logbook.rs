@@ -92,7 +92,10 @@ impl Typed for Logbook {
                 slices.learn(slice, raw.get().len());
                 let entries: Vec<Entry> = serde_json::from_str(raw.get())
                     .map_err(|e| FetchError::Failed(format!("logbook from Home Assistant: {e}")))?;
-                for e in entries {
+                // HA answers for the whole house; a scope sees its entities'
+                // entries and those of no entity (HA started).
+                let seen = |e: &Entry| e.entity_id.as_deref().is_none_or(|id| cx.states.sees(id));
+                for e in entries.into_iter().filter(seen) {
                     total += 1;
                     if kept.len() == limit {
                         kept.pop_front();

@@ -201,6 +201,18 @@ impl Typed for Statistics {
             .clone()
             .ok_or_else(|| FetchError::BadParams("missing required param statistic_id".into()))?;
         let per = period_of(&p).map_err(FetchError::BadParams)?;
+        // A scope sees an entity's statistic only if it sees the entity, and
+        // another integration's (`domain:name`) only if it sees everything.
+        let seen = match cx.states.scope() {
+            None => true,
+            Some(s) if !crate::state::valid_entity_id(&id) => {
+                s.spec.entities == crate::state::Entities::All
+            }
+            Some(_) => cx.states.sees(&id),
+        };
+        if !seen {
+            return Err(unknown(&id));
+        }
         let meta_call = ask(
             cx,
             json!({"type": "recorder/get_statistics_metadata", "statistic_ids": [id]}),
@@ -210,9 +222,7 @@ impl Typed for Statistics {
         let meta: Vec<Meta> = serde_json::from_str(meta.get())
             .map_err(|e| FetchError::Failed(format!("statistics metadata: {e}")))?;
         let Some(meta) = meta.into_iter().next() else {
-            return Err(FetchError::BadParams(format!(
-                "statistic_id: Home Assistant keeps no statistic {id} (an entity needs a state_class to have one)"
-            )));
+            return Err(unknown(&id));
         };
         let stat = p.stat.unwrap_or(if meta.has_sum {
             Stat::Change
@@ -307,6 +317,14 @@ impl Typed for Statistics {
         // change: the row's TTL alone ages them.
         Ok((Value::Object(out), Vec::new()))
     }
+}
+
+/// The error for a statistic HA does not keep, or the caller may not see:
+/// the same words, so a scope learns nothing of what is outside it.
+fn unknown(id: &str) -> FetchError {
+    FetchError::BadParams(format!(
+        "statistic_id: Home Assistant keeps no statistic {id} (an entity needs a state_class to have one)"
+    ))
 }
 
 /// Seconds a period covers at most, for the check.
