@@ -24,7 +24,7 @@ LAYERS = [
     ["prompt"],
     ["stream"],
     ["engine"],
-    ["door"],
+    ["door", "tokens"],
     ["api", "mcp", "console"],
     ["app", "demo"],
     ["cli"],

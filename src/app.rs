@@ -80,8 +80,26 @@ impl Application {
             writer,
             tasks,
         } = Engine::start(&settings, store, &shutdown).await?;
+        let tokens = Arc::new(crate::tokens::Tokens::default());
+        let backend =
+            crate::tokens::backend(&settings, engine.fetchers().registry().pool().cloned());
+        let reload = crate::tokens::spawn_reload(
+            backend,
+            tokens.clone(),
+            settings.reload_interval,
+            shutdown.clone(),
+        );
+        let mut tasks = tasks;
+        tasks.push(reload.await);
+        if !tokens.is_empty() && settings.api_token.is_none() {
+            tracing::warn!(
+                tokens = tokens.len(),
+                "Scoped API tokens exist but API_TOKEN is not set: callers without a token see everything; set API_TOKEN"
+            );
+        }
         let state = AppState {
             engine,
+            tokens,
             sessions: Arc::default(),
             api_token: settings.api_token.clone().map(Arc::new),
             limits: api::Limits::from_settings(&settings),

@@ -20,7 +20,7 @@
 //!
 //! ```text
 //! config memory telemetry periodic capped → tls bounds → state → ha jinja sim
-//!   → fetchers → prompt → stream → engine → door → api mcp console → app demo → cli
+//!   → fetchers → prompt → stream → engine → door tokens → api mcp console → app demo → cli
 //! ```
 //!
 //! - [`config`]: typed settings from flags, environment and `.env`, checked at start.
@@ -34,6 +34,7 @@
 //! - [`engine`]: the one façade every door uses: states, fetchers, templates and
 //!   the change stream, built once from settings and a store.
 //! - [`door`]: what the HTTP doors share: the one error contract, `ApiError`.
+//! - [`tokens`]: API tokens with scopes (`token create`), kept as hashes in MySQL or a file.
 //! - [`api`]: the REST routes: the token, limits and logins of this door.
 //! - [`mcp`]: the Model Context Protocol front door (rmcp): fetchers as tools,
 //!   templates as prompts, live resources; mounted beside `api`.
@@ -72,6 +73,7 @@ pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;
 
 pub use app::Application;
 pub use config::Settings;

@@ -40,6 +40,9 @@ struct Filter {
     globs: Vec<Glob>,
     /// `full=1`: the whole state object in `state` events.
     full: bool,
+    /// A scoped caller's states: events of entities they do not see are
+    /// never sent. `None` for the admin.
+    seen: Option<crate::state::StateManager>,
 }
 
 /// `domain=` and `entity_id=` filters one stream may give: each event is
@@ -52,6 +55,7 @@ impl Filter {
             domains: HashSet::new(),
             globs: Vec::new(),
             full: false,
+            seen: None,
         };
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if f.domains.len() + f.globs.len() >= MAX_FILTERS {
@@ -93,7 +97,8 @@ impl Filter {
         let Some(id) = e.entity_id() else {
             return true;
         };
-        (self.domains.is_empty() || self.domains.contains(crate::state::domain_of(id)))
+        self.seen.as_ref().is_none_or(|s| s.sees(id))
+            && (self.domains.is_empty() || self.domains.contains(crate::state::domain_of(id)))
             && (self.globs.is_empty() || self.globs.iter().any(|g| g.matches(id)))
     }
 }
@@ -126,15 +131,18 @@ fn is_domain(s: &str) -> bool {
 )]
 pub async fn stream(
     State(app): State<Arc<AppState>>,
+    super::extract::Seen(engine): super::extract::Seen,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::parse(query.as_deref())?;
+    let mut filter = Filter::parse(query.as_deref())?;
+    // A scoped caller's stream carries its entities only, whatever it asked.
+    filter.seen = engine.scope().map(|_| engine.states().clone());
     if app.engine.stream().subscribers() >= max_streams(app.limits.max_connections) {
         return Err(ApiError::Overloaded);
     }
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let mut sub = app.engine.subscribe(last);
+    let mut sub = engine.subscribe(last);
     let mut first = BytesMut::from(format!("retry: {RETRY_MS}\n\n").as_bytes());
     if let Some(id) = sub.expired {
         first.extend_from_slice(&crate::stream::frame(

@@ -33,3 +33,26 @@ where
         Ok(body.map(|axum::Json(v)| Self(v)))
     }
 }
+
+/// The engine as the caller's token sees it: scoped for a scoped token
+/// (the middleware put its scope on the request), whole for the admin.
+/// Handlers that read states, fetchers or templates take this, not
+/// `AppState::engine`, so no door answers past a scope.
+pub struct Seen(pub crate::engine::Engine);
+
+impl FromRequestParts<std::sync::Arc<super::AppState>> for Seen {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &std::sync::Arc<super::AppState>,
+    ) -> Result<Self, ApiError> {
+        let scope = parts
+            .extensions
+            .get::<std::sync::Arc<crate::state::Scope>>();
+        Ok(Seen(match scope {
+            Some(scope) => app.engine.scoped(scope.clone()),
+            None => app.engine.clone(),
+        }))
+    }
+}

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::extract::{Json as JsonBody, Path, Query};
-use super::{ApiError, AppState};
+use super::extract::{Json as JsonBody, Path, Query, Seen};
+use super::ApiError;
 use crate::capped::Capped;
 use crate::door::{ErrorBody, MAX_RESPONSE_BYTES};
 use crate::fetchers::{
@@ -194,9 +193,9 @@ impl<T: Serialize> IntoResponse for CappedJson<T> {
         (status = 200, description = "The registry", body = FetcherList),
     )
 )]
-pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
-    let loaded = app.engine.fetchers().loaded();
-    let source = app.engine.fetchers().load_status();
+pub async fn list(Seen(engine): Seen) -> Json<FetcherList> {
+    let loaded = engine.fetchers().loaded();
+    let source = engine.fetchers().load_status();
     Json(FetcherList {
         fetchers: loaded
             .defs
@@ -223,12 +222,12 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<FetcherList> {
     )
 )]
 pub async fn one(
-    State(app): State<Arc<AppState>>,
+    Seen(engine): Seen,
     Path(name): Path<String>,
 ) -> Result<Json<DefinitionView>, ApiError> {
-    let loaded = app.engine.fetchers().loaded();
+    let loaded = engine.fetchers().loaded();
     if let Some(d) = loaded.defs.get(&name) {
-        let backend = app.engine.fetchers().load_status().backend;
+        let backend = engine.fetchers().load_status().backend;
         return Ok(Json(DefinitionView::new(d, backend)));
     }
     let problems: Vec<String> = loaded
@@ -273,17 +272,13 @@ fn params_of(body: Option<JsonBody<Value>>) -> Result<Map<String, Value>, ApiErr
     )
 )]
 pub async fn run_one(
-    State(app): State<Arc<AppState>>,
+    Seen(engine): Seen,
     Path(name): Path<String>,
     Query(q): Query<RunQuery>,
     body: Option<JsonBody<Value>>,
 ) -> Result<CappedJson<Outcome>, ApiError> {
     let params = params_of(body)?;
-    let out = app
-        .engine
-        .fetchers()
-        .run(FetchRequest { name, params })
-        .await;
+    let out = engine.run(FetchRequest { name, params }).await;
     let status = match &out.result {
         Ok(_) => StatusCode::OK,
         Err(FetchError::UnknownFetcher(n)) => {
@@ -335,7 +330,7 @@ pub struct RunMany {
     )
 )]
 pub async fn run_many(
-    State(app): State<Arc<AppState>>,
+    Seen(engine): Seen,
     JsonBody(body): JsonBody<RunMany>,
 ) -> Result<CappedJson<RunResults>, ApiError> {
     if body.fetchers.len() > MAX_BATCH {
@@ -352,7 +347,7 @@ pub async fn run_many(
             params: i.params,
         })
         .collect();
-    let outs = app.engine.run_many(reqs).await;
+    let outs = engine.run_many(reqs).await;
     let results = outs.into_iter().map(Outcome::from).collect();
     Ok(CappedJson(StatusCode::OK, RunResults { results }))
 }

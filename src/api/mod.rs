@@ -53,6 +53,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Console logins.
     pub sessions: Arc<Sessions>,
+    /// Scoped tokens in force (`ha-fetchers token create`).
+    pub tokens: Arc<crate::tokens::Tokens>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             api_token: None,
             limits: Limits::default(),
             sessions: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 }
@@ -129,11 +132,8 @@ pub fn router_with(state: AppState, doors: Router) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
         .merge(doors);
-    let guarded = state.api_token.is_some() || state.limits.ingress_proxy.is_some();
-    let routes = match guarded {
-        true => routes.layer(middleware::from_fn_with_state(state.clone(), require_token)),
-        false => routes,
-    };
+    // Always in place: scoped tokens may be created while the service runs.
+    let routes = routes.layer(middleware::from_fn_with_state(state.clone(), require_token));
     routes
         .layer(middleware::from_fn(limits::body_first))
         .layer(guard)
@@ -180,14 +180,61 @@ fn bearer_ok(app: &AppState, headers: &HeaderMap) -> bool {
     bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
 }
 
+/// The routes a scoped token reaches: the reads its scope filters. The rest
+/// (the console's login, `/mcp`, status and metrics) needs the admin's.
+fn scoped_may(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/health" | "/api/openapi.json" | "/api/v1/render" | "/api/v1/events"
+    ) || [
+        "/api/v1/states",
+        "/api/v1/domains",
+        "/api/v1/summary",
+        "/api/v1/fetchers",
+        "/api/v1/prompts",
+    ]
+    .iter()
+    .any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// A scoped token's scope, from the bearer header.
+fn bearer_scope(app: &AppState, headers: &HeaderMap) -> Option<Arc<crate::state::Scope>> {
+    let got = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    app.tokens.scope_of(got)
+}
+
 /// The bearer header, a console session's cookie, or HA's ingress proxy;
-/// never a token in a URL.
+/// never a token in a URL. A scoped token's scope goes on the request, for
+/// [`extract::Seen`] to give its handler the engine as the scope sees it.
 async fn require_token(
     State(app): State<Arc<AppState>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if !is_open(req.uri().path())
+    let path = req.uri().path();
+    if let Some(scope) = bearer_scope(&app, req.headers()) {
+        if !scoped_may(path) {
+            return Err(ApiError::Forbidden(format!(
+                "the token {:?} is scoped ({}); {path} needs the admin token",
+                &*scope.name,
+                scope.describe()
+            )));
+        }
+        req.extensions_mut().insert(scope);
+        return Ok(next.run(req).await);
+    }
+    // Nothing set: the API is open (loopback by default), as it always was.
+    let open = app.api_token.is_none() && app.limits.ingress_proxy.is_none();
+    if !open
+        && !is_open(path)
         && !ingress::from_proxy(app.limits.ingress_proxy, &req)
         && !bearer_ok(&app, req.headers())
         && !app.sessions.valid(req.headers())

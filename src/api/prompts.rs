@@ -1,14 +1,11 @@
 //! `/api/v1/prompts` and `/api/v1/render`: list and render prompt templates.
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Json as JsonBody, Path};
-use super::{ApiError, AppState};
+use super::extract::{Json as JsonBody, Path, Seen};
+use super::ApiError;
 use crate::door::ErrorBody;
 use crate::prompt::{RenderOptions, Rendered};
 
@@ -35,12 +32,13 @@ pub struct Listed {
         (status = 200, description = "The templates", body = Vec<Listed>),
     )
 )]
-pub async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Listed>> {
+pub async fn list(Seen(engine): Seen) -> Json<Vec<Listed>> {
     Json(
-        app.engine
+        engine
             .prompts()
             .list()
             .into_iter()
+            .filter(|t| engine.prompt_allowed(&t.name))
             .map(|t| Listed {
                 name: t.name,
                 description: t.description,
@@ -79,14 +77,11 @@ pub struct Template {
         (status = 404, description = "No such template", body = ErrorBody),
     )
 )]
-pub async fn one(
-    State(app): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Result<Json<Template>, ApiError> {
-    let t = app
-        .engine
+pub async fn one(Seen(engine): Seen, Path(name): Path<String>) -> Result<Json<Template>, ApiError> {
+    let t = engine
         .prompts()
         .get(&name)
+        .filter(|_| engine.prompt_allowed(&name))
         .ok_or_else(|| ApiError::NotFound(format!("no prompt template named {name}")))?;
     Ok(Json(Template {
         name: t.name,
@@ -114,12 +109,12 @@ pub async fn one(
     )
 )]
 pub async fn render(
-    State(app): State<Arc<AppState>>,
+    Seen(engine): Seen,
     Path(name): Path<String>,
     body: Option<JsonBody<RenderOptions>>,
 ) -> Result<Json<Rendered>, ApiError> {
     let opts = body.map(|JsonBody(o)| o).unwrap_or_default();
-    Ok(Json(app.engine.render(&name, opts).await?))
+    Ok(Json(engine.render(&name, opts).await?))
 }
 
 /// An inline template for preview.
@@ -148,8 +143,8 @@ pub struct Inline {
     )
 )]
 pub async fn render_inline(
-    State(app): State<Arc<AppState>>,
+    Seen(engine): Seen,
     JsonBody(req): JsonBody<Inline>,
 ) -> Result<Json<Rendered>, ApiError> {
-    Ok(Json(app.engine.render_inline(&req.body, req.opts).await?))
+    Ok(Json(engine.render_inline(&req.body, req.opts).await?))
 }

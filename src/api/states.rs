@@ -1,8 +1,5 @@
 //! `/api/v1/states`, `/api/v1/domains`, `/api/v1/summary`.
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,8 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Path, Query as Q};
-use super::{ApiError, AppState};
+use super::extract::{Path, Query as Q, Seen};
+use super::ApiError;
 use crate::door::ErrorBody;
 use crate::state::{DomainCount, Summary};
 use crate::state::{EntityState, Glob, Query};
@@ -82,10 +79,7 @@ pub fn raw_array(states: &[EntityState]) -> Response {
         (status = 503, description = "The store cannot be read", body = ErrorBody),
     )
 )]
-pub async fn list(
-    State(app): State<Arc<AppState>>,
-    Q(p): Q<ListParams>,
-) -> Result<Response, ApiError> {
+pub async fn list(Seen(engine): Seen, Q(p): Q<ListParams>) -> Result<Response, ApiError> {
     let pattern =
         p.q.as_deref()
             .map(Glob::new)
@@ -96,7 +90,7 @@ pub async fn list(
         state: p.state,
         pattern,
     };
-    Ok(raw_array(&app.engine.states().list(&q).await?))
+    Ok(raw_array(&engine.states().list(&q).await?))
 }
 
 /// One state, from the cache or (on a miss) HA's REST API.
@@ -114,11 +108,8 @@ pub async fn list(
         (status = 503, description = "Neither the cache nor HA could answer", body = ErrorBody),
     )
 )]
-pub async fn one(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let s = app.engine.states().get(&id).await?;
+pub async fn one(Seen(engine): Seen, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let s = engine.states().get(&id).await?;
     // The stored text is the body: shared, not copied.
     let body = axum::body::Body::from(axum::body::Bytes::from_owner(RawJson(s.raw)));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -143,8 +134,8 @@ impl AsRef<[u8]> for RawJson {
         (status = 200, description = "One entry per domain", body = Vec<DomainCount>),
     )
 )]
-pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>> {
-    Json(app.engine.states().domains())
+pub async fn domains(Seen(engine): Seen) -> Json<Vec<DomainCount>> {
+    Json(engine.states().domains())
 }
 
 /// Cache statistics and link status.
@@ -157,6 +148,6 @@ pub async fn domains(State(app): State<Arc<AppState>>) -> Json<Vec<DomainCount>>
         (status = 200, description = "The summary", body = Summary),
     )
 )]
-pub async fn summary(State(app): State<Arc<AppState>>) -> Json<Summary> {
-    Json(app.engine.states().summary())
+pub async fn summary(Seen(engine): Seen) -> Json<Summary> {
+    Json(engine.states().summary())
 }

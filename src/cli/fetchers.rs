@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::fetchers::{db, files, validate, validate_all, FetchRequest, Registry};
 use crate::state::MemoryStore;
 
-fn pool(settings: &Settings) -> anyhow::Result<sqlx::MySqlPool> {
+pub(super) fn pool(settings: &Settings) -> anyhow::Result<sqlx::MySqlPool> {
     let url = settings
         .database_url
         .as_ref()

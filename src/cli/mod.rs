@@ -4,6 +4,7 @@
 mod fetchers;
 mod local;
 mod mcp;
+mod token;
 
 use std::process::ExitCode;
 
@@ -68,6 +69,13 @@ pub enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Scoped API tokens: create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Render a prompt template (or an inline one) against the live house and print it.
     Render {
         /// The stored template's name.
@@ -95,6 +103,7 @@ impl Command {
             | Command::Seed { settings }
             | Command::Fetch { settings, .. }
             | Command::Check { settings }
+            | Command::Token { settings, .. }
             | Command::Render { settings, .. } => settings,
         }
     }
@@ -165,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings,
         } => fetchers::fetch(&settings, name, params).await,
         Command::Check { settings } => fetchers::check(&settings).await,
+        Command::Token { command, settings } => token::run(command, &settings).await,
         Command::Render {
             name,
             inline,

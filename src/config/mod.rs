@@ -117,6 +117,10 @@ pub struct Settings {
     /// How often definitions are reloaded from MySQL.
     #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
     pub reload_interval: Duration,
+    /// Where scoped API tokens are kept when DATABASE_URL is not set (with
+    /// it, in the `api_tokens` table): a JSON file of names, hashes and scopes.
+    #[arg(long, env = "TOKENS_FILE", default_value = "tokens.json")]
+    pub tokens_file: PathBuf,
     /// The longest window a `history`, `statistics` or `logbook` call may
     /// ask HA about; a longer one is refused with this limit named.
     #[arg(long, env = "HISTORY_MAX_WINDOW", default_value = "31d", value_parser = duration)]

@@ -97,6 +97,24 @@ pub struct Loaded {
     pre_problems: Vec<Problem>,
 }
 
+impl Loaded {
+    /// The definitions `keep` accepts, without the problems.
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Loaded {
+        Loaded {
+            defs: self
+                .defs
+                .iter()
+                .filter(|(n, _)| keep(n))
+                .map(|(n, d)| (n.clone(), d.clone()))
+                .collect(),
+            problems: Vec::new(),
+            revision: self.revision,
+            rows: Vec::new(),
+            pre_problems: Vec::new(),
+        }
+    }
+}
+
 /// Where definitions come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

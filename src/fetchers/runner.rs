@@ -112,9 +112,15 @@ impl Runner {
         self.registry.get(name).filter(|_| self.allowed(name))
     }
 
-    /// The current set of definitions and problems, one consistent load.
+    /// The current set of definitions and problems, one consistent load;
+    /// through a scope, only its fetchers and none of the rows' problems
+    /// (the author's matter, and they name rows the scope may not use).
     pub fn loaded(&self) -> Arc<Loaded> {
-        self.registry.current()
+        let all = self.registry.current();
+        match self.states.scope() {
+            None => all,
+            Some(_) => Arc::new(all.only(|name| self.allowed(name))),
+        }
     }
 
     /// How the last load went, and where definitions come from.
