@@ -29,6 +29,7 @@ mod real_ha_restarts;
 mod redis_outage;
 mod render_bounds;
 mod resilience;
+mod scopes;
 mod sim_cache_modes;
 mod sim_exposure;
 mod sim_history;

@@ -1,0 +1,448 @@
+//! Scoped tokens against a simulated HA: what each door shows a scope, and
+//! the hostile suite — path tricks, `*` in every filter, templates that walk
+//! `states`, the event stream, a revoked token, one scope's token replayed
+//! against another's cached answers. None reaches an entity outside its scope.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ha_fetchers::state::{Entities, ScopeSpec};
+use ha_fetchers::tokens::{self, Backend, Stored};
+use serde_json::{json, Value};
+
+use crate::helpers::{Harness, Kind, TestStore};
+
+const ADMIN: &str = "admin-token-for-scope-tests";
+
+/// The entities the `bed` token sees.
+const BED: &[&str] = &["light.bed_light", "switch.ac", "switch.decorative_lights"];
+
+struct Scoped {
+    h: Harness,
+    /// `light.bed_light` and the switches, `ha_*` fetchers, `home_status` only.
+    bed: String,
+    /// What HA exposes to Assist.
+    assist: String,
+    /// The tokens file, to revoke from.
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn create(file: &std::path::Path, name: &str, spec: ScopeSpec) -> String {
+    let (token, hash) = tokens::mint();
+    let row = Stored {
+        name: name.into(),
+        hash,
+        scope: spec,
+        created_at: String::new(),
+    };
+    Backend::File(file.to_path_buf()).create(row).await.unwrap();
+    token
+}
+
+async fn start() -> Scoped {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let bed = create(
+        &file,
+        "bed",
+        ScopeSpec {
+            entities: Entities::Only(vec!["light.bed_light".into(), "domain:switch".into()]),
+            fetchers: vec!["ha_*".into()],
+            prompts: vec!["home_status".into()],
+        },
+    )
+    .await;
+    let assist = create(
+        &file,
+        "assist",
+        ScopeSpec {
+            entities: Entities::Assist,
+            fetchers: vec![],
+            prompts: vec![],
+        },
+    )
+    .await;
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::TOKEN)
+        .await
+        .unwrap();
+    let mut settings = crate::helpers::settings(&sim);
+    settings.api_token = Some(ADMIN.to_string().into());
+    settings.tokens_file = file.clone();
+    settings.reload_interval = Duration::from_millis(200);
+    let h = Harness::start_with(sim, settings, TestStore::new(Kind::Memory).await).await;
+    h.synced().await;
+    crate::helpers::wait_for("the exposure list", || {
+        h.engine.states().exposed_ids().is_some()
+    })
+    .await;
+    Scoped {
+        h,
+        bed,
+        assist,
+        file,
+        _dir: dir,
+    }
+}
+
+impl Scoped {
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .h
+            .http
+            .get(format!("{}{path}", self.h.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .h
+            .http
+            .post(format!("{}{path}", self.h.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn render(&self, token: &str, body: &str) -> String {
+        let (status, v) = self
+            .post(token, "/api/v1/render", json!({"body": body}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["text"].as_str().unwrap().to_string()
+    }
+}
+
+fn ids(v: &Value) -> BTreeSet<String> {
+    let list = v.as_array().or_else(|| v["entities"].as_array()).unwrap();
+    list.iter()
+        .map(|s| s["entity_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn each_door_shows_a_scope_only_its_entities() {
+    let s = start().await;
+    let (_, all) = s.get(ADMIN, "/api/v1/states").await;
+    assert!(ids(&all).len() > 100, "the admin sees everything");
+    let (_, mine) = s.get(&s.bed, "/api/v1/states").await;
+    assert_eq!(ids(&mine), set(BED));
+    let exposed: BTreeSet<String> =
+        s.h.engine
+            .states()
+            .exposed_ids()
+            .unwrap()
+            .into_iter()
+            .collect();
+    let (_, theirs) = s.get(&s.assist, "/api/v1/states").await;
+    assert_eq!(
+        ids(&theirs),
+        exposed,
+        "the assist scope sees what HA exposes"
+    );
+    assert!(!exposed.contains("sun.sun") && exposed.contains("light.bed_light"));
+
+    // One, domains, summary.
+    let (status, _) = s.get(&s.bed, "/api/v1/states/light.bed_light").await;
+    assert_eq!(status, 200);
+    let (hidden, body_hidden) = s.get(&s.bed, "/api/v1/states/light.kitchen_lights").await;
+    let (absent, body_absent) = s.get(&s.bed, "/api/v1/states/light.not_in_the_house").await;
+    assert_eq!((hidden, absent), (404, 404));
+    assert_eq!(body_hidden["error"]["code"], body_absent["error"]["code"]);
+    let (_, domains) = s.get(&s.bed, "/api/v1/domains").await;
+    let names: Vec<&str> = domains
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["light", "switch"]);
+    let (_, summary) = s.get(&s.bed, "/api/v1/summary").await;
+    assert_eq!(summary["entity_count"], 3);
+
+    // Fetchers: results, the list, one outside the scope's names.
+    let (_, v) = s
+        .post(
+            &s.bed,
+            "/api/v1/fetchers/ha_search_pattern/run",
+            json!({"pattern": "*"}),
+        )
+        .await;
+    assert_eq!(ids(&v["result"]), set(BED));
+    let (status, _) = s
+        .post(&s.bed, "/api/v1/fetchers/light_entities/run", json!({}))
+        .await;
+    assert_eq!(
+        status, 404,
+        "a fetcher outside the scope's names does not exist for it"
+    );
+    let (_, list) = s.get(&s.bed, "/api/v1/fetchers").await;
+    assert!(list["fetchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["name"].as_str().unwrap().starts_with("ha_")));
+    let (status, v) = s
+        .post(
+            &s.bed,
+            "/api/v1/fetchers/ha_specific_entity/run",
+            json!({"entity_id": "sensor.outside_temperature"}),
+        )
+        .await;
+    // Exactly what an entity HA does not have gets.
+    let (absent, w) = s
+        .post(
+            &s.bed,
+            "/api/v1/fetchers/ha_specific_entity/run",
+            json!({"entity_id": "sensor.not_in_the_house"}),
+        )
+        .await;
+    assert_eq!(status, absent, "{v} {w}");
+    assert_eq!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("outside_temperature", "X"),
+        w["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("not_in_the_house", "X")
+    );
+    let (_, v) = s
+        .post(&s.bed, "/api/v1/fetchers/ha_device_status/run", json!({}))
+        .await;
+    assert_eq!(v["result"]["entity_count"], 3, "{v}");
+
+    // Templates.
+    let walk = "{{ states | map(attribute='entity_id') | join(',') }}";
+    assert_eq!(s.render(&s.bed, walk).await, BED.join(","));
+    assert_eq!(
+        s.render(&s.bed, "{{ states('sensor.outside_temperature') }}")
+            .await,
+        "unknown"
+    );
+    assert_eq!(
+        s.render(&s.bed, "{{ states.sensor | list | count }}").await,
+        "0"
+    );
+    assert_eq!(
+        s.render(&s.bed, "{{ is_state('light.kitchen_lights', 'on') }}")
+            .await,
+        "False"
+    );
+    assert_eq!(
+        s.render(
+            &s.bed,
+            "{{ state_attr('light.kitchen_lights', 'brightness') }}"
+        )
+        .await,
+        "None"
+    );
+    assert_eq!(
+        s.render(&s.bed, "{{ area_name('light.kitchen_lights') }}")
+            .await,
+        "None"
+    );
+    let fetched = "{{ fetch('ha_search_pattern', pattern='*').entities | map(attribute='entity_id') | join(',') }}";
+    assert_eq!(s.render(&s.bed, fetched).await, BED.join(","));
+    let (status, _) = s
+        .post(&s.bed, "/api/v1/prompts/home_status/render", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    s.h.finish().await;
+}
+
+#[tokio::test]
+async fn hostile_requests_reach_nothing_outside_the_scope() {
+    let s = start().await;
+    // Path tricks: every spelling of a hidden entity is a 404 or a 400.
+    for path in [
+        "/api/v1/states/light.kitchen_lights",
+        "/api/v1/states/light%2Ekitchen_lights",
+        "/api/v1/states/LIGHT.KITCHEN_LIGHTS",
+        "/api/v1/states/light.bed_light/../light.kitchen_lights",
+        "/api/v1/states/light.kitchen_lights%00",
+        "/api/v1/states/./light.kitchen_lights",
+        "//api/v1/states/light.kitchen_lights",
+    ] {
+        let (status, v) = s.get(&s.bed, path).await;
+        assert!(matches!(status, 400 | 403 | 404), "{path}: {status} {v}");
+        assert!(!v.to_string().contains("\"state\""), "{path}: {v}");
+    }
+    // `*` in every filter.
+    for q in [
+        "?pattern=*",
+        "?domain=light",
+        "?domain=sensor",
+        "?state=on",
+        "?pattern=*kitchen*",
+        "?pattern=light.*&state=on",
+    ] {
+        let (_, v) = s.get(&s.bed, &format!("/api/v1/states{q}")).await;
+        assert!(ids(&v).is_subset(&set(BED)), "{q}: {v}");
+    }
+    for (name, params) in [
+        ("ha_search_pattern", json!({"pattern": "*"})),
+        ("ha_domain_lights", json!({})),
+        ("ha_lights_on", json!({})),
+        ("ha_history_today", json!({"pattern": "*", "since": "1h"})),
+        (
+            "ha_history_today",
+            json!({"entity_id": "light.kitchen_lights", "since": "1h"}),
+        ),
+        ("ha_logbook_recent", json!({})),
+    ] {
+        let (_, v) = s
+            .post(
+                &s.bed,
+                &format!("/api/v1/fetchers/{name}/run"),
+                params.clone(),
+            )
+            .await;
+        let text = v.to_string();
+        // An error may echo what the caller sent; nothing else may show.
+        let asked = params.to_string();
+        for hidden in [
+            "kitchen_lights",
+            "outside_temperature",
+            "sun.sun",
+            "ceiling_lights",
+        ] {
+            assert!(
+                asked.contains(hidden) || !text.contains(hidden),
+                "{name} {params}: {text}"
+            );
+        }
+    }
+    // Templates that iterate or reach around.
+    for body in [
+        "{% for s in states %}{{ s.entity_id }} {% endfor %}",
+        "{% for d in ['light','sensor','sun'] %}{{ states[d] | list | count }} {% endfor %}",
+        "{{ states.light.kitchen_lights }}",
+        "{{ states['light']['kitchen_lights'] }}",
+        "{{ area_entities('Kitchen') }}{{ area_entities('kitchen') }}",
+        "{{ fetch('ha_specific_entity', entity_id='light.kitchen_lights') }}",
+    ] {
+        // Whatever a template names outside the scope renders as a name
+        // HA does not have would.
+        let text = s.render(&s.bed, body).await;
+        let absent = s
+            .render(&s.bed, &body.replace("kitchen_lights", "not_in_the_house"))
+            .await
+            .replace("not_in_the_house", "kitchen_lights");
+        assert_eq!(text, absent, "{body}");
+        assert!(!text.contains("Kitchen"), "{body}: {text}");
+    }
+    // A fetcher outside the scope's names is unknown to its templates too.
+    let (status, v) = s
+        .post(
+            &s.bed,
+            "/api/v1/render",
+            json!({"body": "{{ fetch('light_entities') }}"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown fetcher light_entities"));
+    // Doors the scope does not reach.
+    for path in [
+        "/mcp",
+        "/api/v1/session",
+        "/metrics",
+        "/api/v1/status",
+        "/api/health/redis",
+    ] {
+        let (status, _) = s.get(&s.bed, path).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    s.h.finish().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_carries_only_the_scopes_entities() {
+    let s = start().await;
+    let r =
+        s.h.http
+            .get(format!(
+                "{}/api/v1/events?entity_id=*&domain=light&domain=sensor",
+                s.h.base
+            ))
+            .bearer_auth(&s.bed)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut r = r;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.h.sim.set("light.kitchen_lights", "off");
+    s.h.sim.set("sensor.outside_temperature", "3.5");
+    s.h.sim.set("light.bed_light", "off");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains("light.bed_light") && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), r.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(seen.contains("light.bed_light"), "{seen}");
+    assert!(
+        !seen.contains("kitchen_lights") && !seen.contains("outside_temperature"),
+        "{seen}"
+    );
+    s.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_and_scopes_never_share_cached_answers() {
+    let s = start().await;
+    // The same fetcher and params, alternately through two scopes: each
+    // answer is its own scope's, cached or not.
+    for _ in 0..3 {
+        for (token, want) in [(&s.bed, BED.len()), (&s.assist, 0)] {
+            let (_, v) = s
+                .post(token, "/api/v1/fetchers/ha_domain_lights/run", json!({}))
+                .await;
+            let n = v["result"]["count"].as_u64().unwrap() as usize;
+            if want > 0 {
+                assert_eq!(n, 1, "bed sees one light: {v}");
+            } else {
+                assert!(n > 1, "assist sees every exposed light: {v}");
+            }
+        }
+    }
+    Backend::File(s.file.clone()).revoke("bed").await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = s.get(&s.bed, "/api/v1/states").await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "revoked within RELOAD_INTERVAL (200 ms)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = s.get(&s.assist, "/api/v1/states").await;
+    assert_eq!(status, 200, "the other token still works");
+    let (status, _) = s.get("hf_made_up_token", "/api/v1/states").await;
+    assert_eq!(status, 401);
+    s.h.finish().await;
+}
