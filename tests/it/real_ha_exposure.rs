@@ -97,3 +97,84 @@ async fn exposure_equals_has_own_list_and_changes_arrive() {
     ha.delete_state(&legacy).await;
     stop.cancel();
 }
+
+#[tokio::test]
+async fn an_assist_token_sees_exactly_what_ha_exposes() {
+    let Some(ha) = real_ha() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (token, hash) = ha_fetchers::tokens::mint();
+    let spec = ha_fetchers::state::ScopeSpec {
+        entities: ha_fetchers::state::Entities::Assist,
+        fetchers: vec![],
+        prompts: vec![],
+    };
+    let row = ha_fetchers::tokens::Stored {
+        name: "assist".into(),
+        hash,
+        scope: spec,
+        created_at: String::new(),
+    };
+    ha_fetchers::tokens::Backend::File(file.clone())
+        .create(row)
+        .await
+        .unwrap();
+    let mut settings = Settings::embedded();
+    settings.ha_url = Some(ha.url.parse().unwrap());
+    settings.ha_token = Some(SecretString::from(ha.token.clone()));
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.api_token = Some(SecretString::from("admin-of-the-exposure-test"));
+    settings.tokens_file = file;
+    let app = Application::build(settings).await.unwrap();
+    let (engine, port, stop) = (app.engine().clone(), app.port(), app.shutdown_token());
+    tokio::spawn(app.run_until_stopped());
+    for _ in 0..200 {
+        if engine.states().exposed_ids().is_some() && engine.states().cached("sun.sun").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let get = |token: &'static str| {
+        let url = format!("http://127.0.0.1:{port}/api/v1/states");
+        async move {
+            let v: Vec<Value> = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut ids: Vec<String> = v
+                .iter()
+                .map(|s| s["entity_id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let token: &'static str = Box::leak(token.into_boxed_str());
+    // HA's list names entities it no longer has states for too; the states a
+    // scope sees are those of HA's exposed entities that exist.
+    let states: std::collections::BTreeSet<String> = ha.states().await.into_keys().collect();
+    let want: Vec<String> = theirs(&ha)
+        .await
+        .into_iter()
+        .filter(|id| states.contains(id))
+        .collect();
+    assert_eq!(get(token).await, want);
+    assert_eq!(
+        get("admin-of-the-exposure-test").await.len(),
+        states.len(),
+        "the admin sees all"
+    );
+    // Unexposing an entity in HA hides it from the token within the event's time.
+    let id = want.first().cloned().unwrap();
+    expose(&ha, &id, false).await;
+    arrives(&engine, &id, false, Duration::from_secs(5)).await;
+    assert!(!get(token).await.contains(&id));
+    expose(&ha, &id, true).await;
+    arrives(&engine, &id, true, Duration::from_secs(5)).await;
+    stop.cancel();
+}
