@@ -180,12 +180,12 @@ fn bearer_ok(app: &AppState, headers: &HeaderMap) -> bool {
     bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
 }
 
-/// The routes a scoped token reaches: the reads its scope filters. The rest
-/// (the console's login, `/mcp`, status and metrics) needs the admin's.
+/// The routes a scoped token reaches: the reads its scope filters, and
+/// `/mcp`. The rest (the console's login, status, metrics) needs the admin's.
 fn scoped_may(path: &str) -> bool {
     matches!(
         path,
-        "/api/health" | "/api/openapi.json" | "/api/v1/render" | "/api/v1/events"
+        "/api/health" | "/api/openapi.json" | "/api/v1/render" | "/api/v1/events" | "/mcp"
     ) || [
         "/api/v1/states",
         "/api/v1/domains",

@@ -11,7 +11,10 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::session::{Lists, Session, MAX_SUBSCRIPTIONS};
 use super::{prompts, resources, tools};
+use std::sync::Arc;
+
 use crate::engine::Engine;
+use crate::state::Scope;
 
 /// What a client is told on `initialize`.
 const INSTRUCTIONS: &str = "A live mirror of a Home Assistant house. Start with live_context \
@@ -21,10 +24,14 @@ full. The other tools are the house's data fetchers. Everything is read-only.";
 /// One client's server: made per session by the HTTP service (and once for
 /// stdio); dropping it ends the session's watcher.
 pub struct Mcp {
-    /// Everything the REST API reaches.
+    /// Everything the REST API reaches; each request sees it through its
+    /// token's scope.
     app: Engine,
     /// This client's subscriptions and the task that tells it of changes.
     session: Session,
+    /// The scope the session was opened with (`None` inside: the admin's),
+    /// set by its first request: a session is one token's, never another's.
+    opened_by: std::sync::OnceLock<Option<Arc<str>>>,
 }
 
 impl Mcp {
@@ -33,7 +40,29 @@ impl Mcp {
         Self {
             app,
             session: Session::new(lists),
+            opened_by: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The engine as the request's token sees it: the scope the API's
+    /// middleware put on the HTTP request (none over stdio, or for the
+    /// admin). A token other than the session's is refused.
+    fn engine(&self, ext: &rmcp::model::Extensions) -> Result<Engine, ErrorData> {
+        let scope = ext
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Arc<Scope>>())
+            .cloned();
+        let name = scope.as_ref().map(|s| s.name.clone());
+        if *self.opened_by.get_or_init(|| name.clone()) != name {
+            return Err(ErrorData::invalid_request(
+                "this session was opened with another token; initialize a session of your own",
+                None,
+            ));
+        }
+        Ok(match scope {
+            Some(s) => self.app.scoped(s),
+            None => self.app.clone(),
+        })
     }
 }
 
@@ -56,43 +85,47 @@ impl ServerHandler for Mcp {
     }
 
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
-        self.session.start(&self.app, cx.peer);
+        if let Ok(app) = self.engine(&cx.extensions) {
+            self.session.start(&app, cx.peer);
+        }
     }
 
     async fn list_tools(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools::list(&self.app)))
+        let app = self.engine(&cx.extensions)?;
+        Ok(ListToolsResult::with_all_items(tools::list(&app)))
     }
 
     async fn call_tool(
         &self,
         r: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        Ok(
-            tools::call(&self.app, &r.name, r.arguments.unwrap_or_default())
-                .await
-                .into(),
-        )
+        let app = self.engine(&cx.extensions)?;
+        Ok(tools::call(&app, &r.name, r.arguments.unwrap_or_default())
+            .await
+            .into())
     }
 
     async fn list_prompts(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(prompts::list(&self.app)))
+        let app = self.engine(&cx.extensions)?;
+        Ok(ListPromptsResult::with_all_items(prompts::list(&app)))
     }
 
     async fn get_prompt(
         &self,
         r: GetPromptRequestParams,
-        _: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        prompts::get(&self.app, &r.name, r.arguments.unwrap_or_default())
+        let app = self.engine(&cx.extensions)?;
+        prompts::get(&app, &r.name, r.arguments.unwrap_or_default())
             .await
             .map(Into::into)
     }
@@ -100,11 +133,10 @@ impl ServerHandler for Mcp {
     async fn list_resources(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(resources::list(
-            &self.app,
-        )))
+        let app = self.engine(&cx.extensions)?;
+        Ok(ListResourcesResult::with_all_items(resources::list(&app)))
     }
 
     async fn list_resource_templates(
@@ -120,9 +152,10 @@ impl ServerHandler for Mcp {
     async fn read_resource(
         &self,
         r: ReadResourceRequestParams,
-        _: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        resources::read(&self.app, &r.uri).await.map(Into::into)
+        let app = self.engine(&cx.extensions)?;
+        resources::read(&app, &r.uri).await.map(Into::into)
     }
 
     // rmcp marks these deprecated for the 2026 revision's `subscriptions/listen`;
@@ -133,8 +166,9 @@ impl ServerHandler for Mcp {
         r: SubscribeRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        resources::Target::parse(&r.uri)?;
-        self.session.start(&self.app, cx.peer);
+        let app = self.engine(&cx.extensions)?;
+        resources::check_subscription(&app, &r.uri)?;
+        self.session.start(&app, cx.peer);
         if !self.session.subscribe(r.uri) {
             return Err(ErrorData::invalid_request(
                 format!("a session may hold at most {MAX_SUBSCRIPTIONS} subscriptions; unsubscribe from one first"),

@@ -14,7 +14,7 @@ pub fn list(app: &Engine) -> Vec<Prompt> {
         .prompts()
         .list()
         .into_iter()
-        .filter(|t| t.enabled)
+        .filter(|t| t.enabled && app.prompt_allowed(&t.name))
         .collect();
     templates.sort_by(|a, b| a.name.cmp(&b.name));
     templates

@@ -60,6 +60,26 @@ impl Target {
     }
 }
 
+/// Checks a subscription to `uri` before it is taken: a scoped caller may
+/// follow only an entity it sees and a fetcher it may run, answered as for a
+/// resource that does not exist.
+pub fn check_subscription(app: &Engine, uri: &str) -> Result<Target, ErrorData> {
+    let target = Target::parse(uri)?;
+    let seen = match (&target, app.scope()) {
+        (_, None) => true,
+        (Target::Entity(id), Some(_)) => app.states().sees(id),
+        (Target::Fetcher(name), Some(_)) => app.fetcher(name).is_some(),
+        (Target::Domain(_), Some(_)) => true,
+    };
+    match seen {
+        true => Ok(target),
+        false => Err(ErrorData::resource_not_found(
+            format!("no resource {uri:?}"),
+            None,
+        )),
+    }
+}
+
 /// The two templates.
 pub fn templates() -> Vec<ResourceTemplate> {
     vec![

@@ -215,7 +215,9 @@ impl Pending {
         for uri in subs {
             let touched = match Target::parse(uri) {
                 Ok(Target::Entity(id)) => c.touches(&id),
-                Ok(Target::Domain(d)) => c.touches_domain(&d),
+                // Through a scope, a change of an entity it does not see
+                // touches nothing it follows.
+                Ok(Target::Domain(d)) => c.touches_domain_where(&d, &|id| app.states().sees(id)),
                 // Which entities a fetcher reads is known only by running it;
                 // one that reads no states is polled instead.
                 Ok(Target::Fetcher(name)) => app

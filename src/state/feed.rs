@@ -54,6 +54,16 @@ impl Changed {
         }
     }
 
+    /// Whether an entity of `domain` that `seen` accepts may be among the changes.
+    pub fn touches_domain_where(&self, domain: &str, seen: &dyn Fn(&str) -> bool) -> bool {
+        match self {
+            Self::Entities(us) => us
+                .iter()
+                .any(|u| super::domain_of(&u.entity_id) == domain && seen(&u.entity_id)),
+            Self::Everything => true,
+        }
+    }
+
     /// Whether an entity of `domain` may be among the changes.
     pub fn touches_domain(&self, domain: &str) -> bool {
         match self {

@@ -361,7 +361,6 @@ async fn hostile_requests_reach_nothing_outside_the_scope() {
         .contains("unknown fetcher light_entities"));
     // Doors the scope does not reach.
     for path in [
-        "/mcp",
         "/api/v1/session",
         "/metrics",
         "/api/v1/status",
@@ -444,5 +443,165 @@ async fn a_revoked_token_stops_and_scopes_never_share_cached_answers() {
     assert_eq!(status, 200, "the other token still works");
     let (status, _) = s.get("hf_made_up_token", "/api/v1/states").await;
     assert_eq!(status, 401);
+    s.h.finish().await;
+}
+
+/// One JSON-RPC call to `/mcp` with `token`, in `session` when given; the
+/// answer and the session id it names.
+async fn mcp(
+    s: &Scoped,
+    token: &str,
+    session: Option<&str>,
+    method: &str,
+    params: Value,
+) -> (Value, Option<String>) {
+    let mut req =
+        s.h.http
+            .post(format!("{}/mcp", s.h.base))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+    if let Some(id) = session {
+        req = req
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    let r = req.send().await.unwrap();
+    let id = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.json().await.unwrap_or(Value::Null), id)
+}
+
+async fn mcp_session(s: &Scoped, token: &str) -> String {
+    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    let (_, id) = mcp(s, token, None, "initialize", init).await;
+    let id = id.expect("a session id");
+    let _ =
+        s.h.http
+            .post(format!("{}/mcp", s.h.base))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+            .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn mcp_answers_a_scoped_token_within_its_scope() {
+    let s = start().await;
+    let session = mcp_session(&s, &s.bed).await;
+    let (v, _) = mcp(&s, &s.bed, Some(&session), "tools/list", json!({})).await;
+    let names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"live_context") && names.contains(&"ha_lights_on"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"light_entities"),
+        "a fetcher outside its names is not listed: {names:?}"
+    );
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "tools/call",
+        json!({"name": "live_context", "arguments": {}}),
+    )
+    .await;
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("light.bed_light") && text.contains("switch.ac"),
+        "{text}"
+    );
+    for hidden in ["kitchen_lights", "sensor.", "sun.sun"] {
+        assert!(!text.contains(hidden), "{hidden}: {text}");
+    }
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "tools/call",
+        json!({"name": "search_entities", "arguments": {"pattern": "*"}}),
+    )
+    .await;
+    assert!(!v.to_string().contains("kitchen_lights"), "{v}");
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "tools/call",
+        json!({"name": "get_entity", "arguments": {"entity_id": "light.kitchen_lights"}}),
+    )
+    .await;
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "resources/read",
+        json!({"uri": "ha://entity/light.kitchen_lights"}),
+    )
+    .await;
+    assert!(v["error"].is_object(), "{v}");
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "resources/read",
+        json!({"uri": "ha://domain/light"}),
+    )
+    .await;
+    assert!(!v.to_string().contains("kitchen_lights"), "{v}");
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "resources/subscribe",
+        json!({"uri": "ha://entity/light.kitchen_lights"}),
+    )
+    .await;
+    assert!(
+        v["error"].is_object(),
+        "a subscription outside the scope is refused: {v}"
+    );
+    let (v, _) = mcp(
+        &s,
+        &s.bed,
+        Some(&session),
+        "resources/subscribe",
+        json!({"uri": "ha://entity/light.bed_light"}),
+    )
+    .await;
+    assert!(v["error"].is_null(), "{v}");
+    let (v, _) = mcp(&s, &s.bed, Some(&session), "prompts/list", json!({})).await;
+    let prompts: Vec<&str> = v["result"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(prompts, ["home_status"]);
+    // Another token replaying this session is refused, the admin's too.
+    for other in [s.assist.as_str(), ADMIN] {
+        let (v, _) = mcp(&s, other, Some(&session), "tools/list", json!({})).await;
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("another token"),
+            "{v}"
+        );
+    }
     s.h.finish().await;
 }
