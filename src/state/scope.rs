@@ -36,10 +36,16 @@ impl Selector {
     fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Some(d) = s.strip_prefix("domain:") {
-            return Ok(Self::Domain(d.to_string()));
+            return match d.trim() {
+                "" => Err("domain: names no domain".into()),
+                d => Ok(Self::Domain(d.to_string())),
+            };
         }
         if let Some(a) = s.strip_prefix("area:") {
-            return Ok(Self::Area(a.to_string()));
+            return match a.trim() {
+                "" => Err("area: names no area".into()),
+                a => Ok(Self::Area(a.to_string())),
+            };
         }
         if s.is_empty() {
             return Err("an empty entity selector".into());

@@ -33,8 +33,8 @@ async fn engine(pool: &MySqlPool) -> Runner {
 
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn migrate_is_idempotent_and_seed_upserts(pool: MySqlPool) {
-    assert_eq!(db::migrate(&pool).await.unwrap(), [1, 3]);
-    assert_eq!(db::migrate(&pool).await.unwrap(), [1, 3]);
+    assert_eq!(db::migrate(&pool).await.unwrap(), [1, 3, 4]);
+    assert_eq!(db::migrate(&pool).await.unwrap(), [1, 3, 4]);
     seeded(&pool).await;
     // An admin disables a shipped fetcher; re-seeding keeps that choice.
     sqlx::query("UPDATE data_fetchers SET enabled = 0 WHERE name = 'ha_switches_on'")

@@ -605,3 +605,87 @@ async fn mcp_answers_a_scoped_token_within_its_scope() {
     }
     s.h.finish().await;
 }
+
+#[sqlx::test(migrations = "mysql/schemas")]
+async fn tokens_live_in_mysql_as_hashes(pool: sqlx::MySqlPool) {
+    let store = Backend::Sql(pool.clone());
+    let (token, hash) = tokens::mint();
+    let spec = ScopeSpec {
+        entities: Entities::Only(vec!["domain:light".into()]),
+        fetchers: vec![],
+        prompts: vec![],
+    };
+    let row = |hash: String| Stored {
+        name: "desk".into(),
+        hash,
+        scope: spec.clone(),
+        created_at: String::new(),
+    };
+    store.create(row(hash.clone())).await.unwrap();
+    let again = store.create(row(tokens::mint().1)).await.unwrap_err();
+    assert!(again.to_string().contains("exists"), "{again}");
+    let bad = Stored {
+        name: "no spaces".into(),
+        ..row(tokens::mint().1)
+    };
+    assert!(store.create(bad).await.is_err());
+    let all = store.load().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].hash.as_str(), &all[0].scope),
+        (hash.as_str(), &spec)
+    );
+    let (stored,): (String,) = sqlx::query_as("SELECT token_hash FROM api_tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_ne!(stored, token, "only the hash is kept");
+    let t = tokens::Tokens::default();
+    t.replace(all);
+    assert!(t.scope_of(&token).is_some());
+    store.revoke("desk").await.unwrap();
+    assert!(store.revoke("desk").await.is_err());
+    t.replace(store.load().await.unwrap());
+    assert!(t.scope_of(&token).is_none());
+}
+
+#[test]
+fn the_token_command_prints_a_token_once_and_keeps_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ha-fetchers"))
+            .arg("token")
+            .args(args)
+            .env("TOKENS_FILE", &file)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&["create", "desk", "--scope", "assist", "--fetchers", "ha_*"]);
+    assert!(ok, "{out}");
+    let token = out.lines().last().unwrap().trim().to_string();
+    assert!(token.starts_with("hf_"), "{out}");
+    let kept = std::fs::read_to_string(&file).unwrap();
+    assert!(!kept.contains(&token) && kept.contains(&ha_fetchers::tokens::hash(&token)));
+    let (ok, out) = run(&["list"]);
+    assert!(
+        ok && out.contains("desk") && out.contains("entities exposed to Assist; fetchers ha_*"),
+        "{out}"
+    );
+    assert!(!out.contains(&token));
+    let (ok, out) = run(&["create", "desk", "--scope", "all"]);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let (ok, out) = run(&["create", "bad", "--scope", "light.*,area:"]);
+    assert!(!ok && out.contains("area: names no area"), "{out}");
+    let (ok, out) = run(&["create", "worse", "--scope", ","]);
+    assert!(!ok && out.contains("--scope: entities"), "{out}");
+    let (ok, _) = run(&["revoke", "desk"]);
+    assert!(ok);
+    let (ok, out) = run(&["revoke", "desk"]);
+    assert!(!ok && out.contains("no token named"), "{out}");
+}
