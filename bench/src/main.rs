@@ -57,7 +57,7 @@ impl Sizes {
             load: Duration::from_secs(5),
             reps: 1_000,
             ha_reps: 50,
-            past_reps: 15,
+            past_reps: 21,
             big: 100_000,
             redis_n: 300_000,
         }
