@@ -7,7 +7,7 @@
 //! slices (see [`Slices`](super::Slices)), each folded in and dropped: the
 //! memory held is one slice and one accumulator per entity.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -104,10 +104,11 @@ impl Typed for History {
                 )
                 .await?;
                 slices.learn(slice, raw.get().len());
-                let rows: HashMap<String, Vec<Row>> = serde_json::from_str(raw.get())
+                // Rows borrow the answer's text: no string per row.
+                let rows: HashMap<&str, Vec<Row<'_>>> = serde_json::from_str(raw.get())
                     .map_err(|e| FetchError::Failed(format!("history from Home Assistant: {e}")))?;
                 for (id, rows) in rows {
-                    if let Some(acc) = accs.get_mut(id.as_str()) {
+                    if let Some(acc) = accs.get_mut(id) {
                         acc.fold(&rows, slice);
                     }
                 }
@@ -122,7 +123,6 @@ impl Typed for History {
                 if w.ends_now {
                     acc.catch_up(s, &w);
                 }
-                acc.close(w.end);
                 acc.finish(s, tz)
             })
             .collect();
@@ -135,33 +135,36 @@ impl Typed for History {
 }
 
 /// One row of HA's compressed history: a state and when it was recorded
-/// (the window's start for the state the window opens with).
+/// (the slice's start for the state the slice opens with).
 #[derive(Deserialize)]
-struct Row {
+struct Row<'a> {
     /// The state.
-    s: String,
+    #[serde(borrow)]
+    s: std::borrow::Cow<'a, str>,
     /// Last updated, seconds since the epoch.
     lu: f64,
 }
 
-/// What one entity's rows add up to so far.
+/// What one entity's rows add up to so far. Slices arrive newest first and
+/// each opens with the state in force at its start, so each is folded on its
+/// own: its durations, its transitions, nothing carried between slices.
 struct Acc {
     /// What to keep.
     mode: Mode,
     /// The most changes kept in `changes` mode.
     limit: usize,
-    /// The state in force and since when, carried from slice to slice.
-    last: Option<(String, DateTime<Utc>)>,
+    /// The newest state and when it began, from the newest slice read.
+    newest: Option<(String, DateTime<Utc>)>,
     /// State transitions seen.
     changes: u64,
-    /// When the last transition was.
+    /// When the newest transition was.
     last_changed: Option<DateTime<Utc>>,
     /// Seconds in each state.
     durations: BTreeMap<String, f64>,
     /// For numeric states: the time-weighted sum and the time it covers, min, max.
     numeric: Option<Numeric>,
-    /// In `changes` mode, the newest transitions, oldest first.
-    recent: VecDeque<(DateTime<Utc>, String)>,
+    /// In `changes` mode, the newest transitions, newest first.
+    recent: Vec<(DateTime<Utc>, String)>,
 }
 
 /// Running figures of a numeric state.
@@ -176,63 +179,76 @@ struct Numeric {
     max: f64,
 }
 
+impl Numeric {
+    /// Adds `secs` of `state`, when it is a number.
+    fn add(slot: &mut Option<Numeric>, state: &str, secs: f64) {
+        let Ok(v) = state.parse::<f64>() else {
+            return;
+        };
+        let n = slot.get_or_insert(Numeric {
+            area: 0.0,
+            seconds: 0.0,
+            min: v,
+            max: v,
+        });
+        n.area += v * secs;
+        n.seconds += secs;
+        n.min = n.min.min(v);
+        n.max = n.max.max(v);
+    }
+}
+
 impl Acc {
     fn new(mode: Mode, limit: usize) -> Self {
         Self {
             mode,
             limit,
-            last: None,
+            newest: None,
             changes: 0,
             last_changed: None,
             durations: BTreeMap::new(),
             numeric: None,
-            recent: VecDeque::new(),
+            recent: Vec::new(),
         }
     }
 
-    /// Folds in one slice's rows (in time order), clipped to the slice; the
-    /// state in force is credited up to the last row, and [`close`](Self::close)
-    /// credits the rest once the window is read.
-    fn fold(&mut self, rows: &[Row], (start, end): (DateTime<Utc>, DateTime<Utc>)) {
-        for r in rows {
-            let at = from_secs(r.lu).clamp(start, end);
-            self.close(at);
-            let changed = match &self.last {
-                Some((s, _)) => *s != r.s,
-                // The window's first state is where it starts, not a change.
-                None => false,
-            };
-            if changed {
-                self.changes += 1;
-                self.last_changed = Some(at);
-                if self.mode == Mode::Changes {
-                    if self.recent.len() == self.limit {
-                        self.recent.pop_front();
-                    }
-                    if self.limit > 0 {
-                        self.recent.push_back((at, r.s.clone()));
-                    }
-                }
+    /// Folds in one slice's rows (in time order), clipped to the slice. The
+    /// slice's first row is the state in force at its start: not a change.
+    fn fold(&mut self, rows: &[Row<'_>], (start, end): (DateTime<Utc>, DateTime<Utc>)) {
+        let at: Vec<DateTime<Utc>> = rows
+            .iter()
+            .map(|r| from_secs(r.lu).clamp(start, end))
+            .collect();
+        for (i, r) in rows.iter().enumerate() {
+            let until = at.get(i + 1).copied().unwrap_or(end);
+            let secs = (until - at[i]).num_milliseconds().max(0) as f64 / 1000.0;
+            *self.durations.entry(r.s.to_string()).or_default() += secs;
+            Numeric::add(&mut self.numeric, &r.s, secs);
+        }
+        let mut began = at.first().copied();
+        let mut newest_change = None;
+        for i in (1..rows.len()).rev() {
+            if rows[i].s == rows[i - 1].s {
+                continue;
             }
-            if let Ok(v) = r.s.parse::<f64>() {
-                let n = self.numeric.get_or_insert(Numeric {
-                    area: 0.0,
-                    seconds: 0.0,
-                    min: v,
-                    max: v,
-                });
-                n.min = n.min.min(v);
-                n.max = n.max.max(v);
+            self.changes += 1;
+            newest_change.get_or_insert(at[i]);
+            if self.mode == Mode::Changes && self.recent.len() < self.limit {
+                self.recent.push((at[i], rows[i].s.to_string()));
             }
-            if changed || self.last.is_none() {
-                self.last = Some((r.s.clone(), at));
-            }
+        }
+        if let Some(t) = newest_change {
+            began = Some(t);
+            self.last_changed.get_or_insert(t);
+        }
+        if let (None, Some(last), Some(began)) = (&self.newest, rows.last(), began) {
+            self.newest = Some((last.s.to_string(), began));
         }
     }
 
     /// For a window that ends now: the mirror's state, when it changed after
-    /// the last row HA's recorder had committed (it commits each second or
-    /// so, the event reached us first). Then the answer agrees with the
+    /// the newest row HA's recorder had committed (it commits each second or
+    /// so; the event reached us first). Then the answer agrees with the
     /// states the same prompt shows.
     fn catch_up(&mut self, s: &EntityState, w: &super::Window) {
         let changed_at = s
@@ -241,30 +257,30 @@ impl Acc {
             .and_then(Value::as_str)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.to_utc());
-        let (Some(at), Some((state, since))) = (changed_at, &self.last) else {
+        let (Some(at), Some((state, since))) = (changed_at, &self.newest) else {
             return;
         };
-        if *state != *s.state && at > *since && at > w.start {
-            let row = Row {
-                s: s.state.to_string(),
-                lu: at.timestamp_micros() as f64 / 1e6,
-            };
-            self.fold(std::slice::from_ref(&row), (w.start, w.end));
+        if *state == *s.state || at <= *since || at <= w.start || at > w.end {
+            return;
         }
-    }
-
-    /// Credits the state in force with the time up to `at`.
-    fn close(&mut self, at: DateTime<Utc>) {
-        let Some((state, since)) = &mut self.last else {
-            return;
-        };
-        let secs = (at - *since).num_milliseconds().max(0) as f64 / 1000.0;
-        *self.durations.entry(state.clone()).or_default() += secs;
+        // The time since `at` was credited to the old state: it is the new one's.
+        let secs = (w.end - at).num_milliseconds().max(0) as f64 / 1000.0;
+        if let Some(d) = self.durations.get_mut(state) {
+            *d = (*d - secs).max(0.0);
+        }
         if let (Some(n), Ok(v)) = (&mut self.numeric, state.parse::<f64>()) {
-            n.area += v * secs;
-            n.seconds += secs;
+            n.area -= v * secs;
+            n.seconds -= secs;
         }
-        *since = at.max(*since);
+        *self.durations.entry(s.state.to_string()).or_default() += secs;
+        Numeric::add(&mut self.numeric, &s.state, secs);
+        self.changes += 1;
+        self.last_changed = Some(at);
+        if self.mode == Mode::Changes && self.limit > 0 {
+            self.recent.insert(0, (at, s.state.to_string()));
+            self.recent.truncate(self.limit);
+        }
+        self.newest = Some((s.state.to_string(), at));
     }
 
     fn finish(&self, s: &EntityState, tz: chrono_tz::Tz) -> Value {
@@ -277,7 +293,6 @@ impl Acc {
                 let list: Vec<Value> = self
                     .recent
                     .iter()
-                    .rev()
                     .map(|(at, state)| json!({"at": iso(*at, tz), "state": state}))
                     .collect();
                 out.insert("changes".into(), Value::Array(list));
@@ -305,7 +320,11 @@ impl Acc {
                 }
                 out.insert("min".into(), round(n.min).into());
                 out.insert("max".into(), round(n.max).into());
-                if let Some(last) = self.last.as_ref().and_then(|(v, _)| v.parse::<f64>().ok()) {
+                let last = self
+                    .newest
+                    .as_ref()
+                    .and_then(|(v, _)| v.parse::<f64>().ok());
+                if let Some(last) = last {
                     out.insert("last".into(), round(last).into());
                 }
                 let unit = s.attributes_where(&|k| k == "unit_of_measurement");
@@ -341,43 +360,39 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
     }
 
-    fn rows(v: &[(&str, &str)]) -> Vec<Row> {
+    fn rows(v: &[(&'static str, &str)]) -> Vec<Row<'static>> {
         v.iter()
             .map(|(s, at)| Row {
-                s: s.to_string(),
+                s: (*s).into(),
                 lu: t(at).timestamp_micros() as f64 / 1e6,
             })
             .collect()
     }
 
     #[test]
-    fn durations_and_changes_fold_across_slices() {
+    fn durations_and_changes_fold_across_slices_newest_first() {
         let mut acc = Acc::new(Mode::Summary, 20);
         let (a, b, c) = (
             t("2026-12-07T00:00:00Z"),
             t("2026-12-07T01:00:00Z"),
             t("2026-12-07T03:00:00Z"),
         );
-        acc.fold(
-            &rows(&[
-                ("off", "2026-12-07T00:00:00Z"),
-                ("on", "2026-12-07T00:30:00Z"),
-            ]),
-            (a, b),
-        );
-        // The next slice opens with the state in force: not a change.
-        acc.fold(
-            &rows(&[
-                ("on", "2026-12-07T01:00:00Z"),
-                ("off", "2026-12-07T02:00:00Z"),
-            ]),
-            (b, c),
-        );
-        acc.close(c);
+        // The newer slice opens with the state in force: not a change.
+        let newer = rows(&[
+            ("on", "2026-12-07T01:00:00Z"),
+            ("off", "2026-12-07T02:00:00Z"),
+        ]);
+        acc.fold(&newer, (b, c));
+        let older = rows(&[
+            ("off", "2026-12-07T00:00:00Z"),
+            ("on", "2026-12-07T00:30:00Z"),
+        ]);
+        acc.fold(&older, (a, b));
         assert_eq!(acc.changes, 2);
         assert_eq!(acc.durations["on"], 5400.0);
         assert_eq!(acc.durations["off"], 1800.0 + 3600.0);
         assert_eq!(acc.last_changed, Some(t("2026-12-07T02:00:00Z")));
+        assert_eq!(acc.newest, Some(("off".into(), t("2026-12-07T02:00:00Z"))));
     }
 
     #[test]
@@ -391,7 +406,6 @@ mod tests {
             ]),
             (a, b),
         );
-        acc.close(b);
         let n = acc.numeric.as_ref().unwrap();
         assert_eq!(n.area / n.seconds, 12.5);
         assert_eq!((n.min, n.max), (10.0, 20.0));
@@ -400,16 +414,28 @@ mod tests {
     #[test]
     fn changes_mode_keeps_the_newest_and_counts_the_rest() {
         let mut acc = Acc::new(Mode::Changes, 2);
-        let (a, b) = (t("2026-12-07T00:00:00Z"), t("2026-12-07T04:00:00Z"));
-        let states = [
-            ("off", "2026-12-07T00:00:00Z"),
-            ("on", "2026-12-07T01:00:00Z"),
-            ("off", "2026-12-07T02:00:00Z"),
-            ("on", "2026-12-07T03:00:00Z"),
-        ];
-        acc.fold(&rows(&states), (a, b));
+        let (a, b, c) = (
+            t("2026-12-07T00:00:00Z"),
+            t("2026-12-07T02:00:00Z"),
+            t("2026-12-07T04:00:00Z"),
+        );
+        acc.fold(
+            &rows(&[
+                ("off", "2026-12-07T02:00:00Z"),
+                ("on", "2026-12-07T03:00:00Z"),
+            ]),
+            (b, c),
+        );
+        acc.fold(
+            &rows(&[
+                ("off", "2026-12-07T00:00:00Z"),
+                ("on", "2026-12-07T01:00:00Z"),
+                ("off", "2026-12-07T01:30:00Z"),
+            ]),
+            (a, b),
+        );
         assert_eq!(acc.changes, 3);
         let kept: Vec<&str> = acc.recent.iter().map(|(_, s)| s.as_str()).collect();
-        assert_eq!(kept, ["off", "on"]);
+        assert_eq!(kept, ["on", "off"], "newest first");
     }
 }

@@ -1,9 +1,9 @@
 //! `logbook`: what happened over a window, from HA's `logbook/get_events`,
 //! newest first, one short line each ("18:02 Front Door opened"), capped at
-//! `limit` with the count of the rest. Read in slices, keeping only the
-//! newest `limit` lines.
+//! `limit` with the count of the rest. Read in slices, newest first, keeping
+//! only the newest `limit` lines.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ impl Typed for Logbook {
             reads.clear();
         }
         let limit = super::limit(p.limit, DEFAULT_LIMIT)?;
-        let mut kept: VecDeque<Entry> = VecDeque::new();
+        let mut kept: Vec<Entry> = Vec::new();
         let mut total = 0usize;
         let selected = !p.select.is_empty();
         if !selected || !entities.is_empty() {
@@ -95,13 +95,11 @@ impl Typed for Logbook {
                 // HA answers for the whole house; a scope sees its entities'
                 // entries and those of no entity (HA started).
                 let seen = |e: &Entry| e.entity_id.as_deref().is_none_or(|id| cx.states.sees(id));
-                for e in entries.into_iter().filter(seen) {
+                // Slices come newest first, entries oldest first within one.
+                for e in entries.into_iter().rev().filter(seen) {
                     total += 1;
-                    if kept.len() == limit {
-                        kept.pop_front();
-                    }
-                    if limit > 0 {
-                        kept.push_back(e);
+                    if kept.len() < limit {
+                        kept.push(e);
                     }
                 }
             }
@@ -110,7 +108,7 @@ impl Typed for Logbook {
             entities.iter().map(|s| (&*s.entity_id, s)).collect();
         let now = chrono::Utc::now();
         let mut events = Vec::with_capacity(kept.len());
-        for e in kept.iter().rev() {
+        for e in &kept {
             let at = from_secs(e.when);
             let known = match (&e.entity_id, by_id.is_empty()) {
                 (Some(id), false) => by_id.get(id.as_str()).map(|s| (*s).clone()),

@@ -54,9 +54,13 @@ pub const SLICE_BYTES: usize = 4 * 1024 * 1024;
 /// before asking for more.
 pub const FIRST_SLICE: Duration = Duration::from_secs(3600);
 
-/// How much longer a slice may be than the one before. A burst can make an
-/// answer this many times [`SLICE_BYTES`] at worst (32 MiB), still under the
-/// link's 64 MiB frame cap; a frame past that cap would drop the link.
+/// How much longer a slice may be than the one before. Not a hard bound on
+/// an answer: HA's history has no row limit, so a slice whose rows are more
+/// than this many times denser than the one before's weighs more than
+/// planned, and one past `HA_MAX_FRAME_BYTES` drops the link (which then
+/// reconnects and resyncs). Reading newest first keeps that rare: the rate
+/// is learned where the rows are, and older slices only grow sparser toward
+/// the recorder's purge horizon.
 pub const SLICE_GROWTH: u32 = 8;
 
 /// The longest window, in seconds: process-wide, as the setting is, so a
@@ -278,13 +282,15 @@ pub fn clock(t: DateTime<Utc>, tz: chrono_tz::Tz, now: DateTime<Utc>) -> String 
     }
 }
 
-/// The slices a window is read in, oldest first, each sized from how many
-/// bytes per second the one before weighed.
+/// The slices a window is read in, newest first, each sized from how many
+/// bytes per second the one after it weighed. Newest first because rows are
+/// densest where they are recent (older ones thin out toward the recorder's
+/// purge horizon), so the first slice learns the rate that matters.
 pub struct Slices {
-    /// Where the next slice starts.
+    /// Where the next slice ends.
     next: DateTime<Utc>,
-    /// Where the window ends.
-    end: DateTime<Utc>,
+    /// Where the window starts.
+    start: DateTime<Utc>,
     /// The next slice's length.
     len: chrono::Duration,
 }
@@ -292,20 +298,21 @@ pub struct Slices {
 impl Slices {
     pub fn new(w: &Window) -> Self {
         Self {
-            next: w.start,
-            end: w.end,
+            next: w.end,
+            start: w.start,
             len: chrono::Duration::from_std(FIRST_SLICE).unwrap_or_default(),
         }
     }
 
-    /// The next slice, or `None` once the window is covered.
+    /// The next (older) slice as `(start, end)`, or `None` once the window
+    /// is covered.
     pub fn next_slice(&mut self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        if self.next >= self.end {
+        if self.next <= self.start {
             return None;
         }
-        let start = self.next;
-        let end = (start + self.len).min(self.end);
-        self.next = end;
+        let end = self.next;
+        let start = (end - self.len).max(self.start);
+        self.next = start;
         Some((start, end))
     }
 
