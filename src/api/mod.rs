@@ -180,12 +180,18 @@ fn bearer_ok(app: &AppState, headers: &HeaderMap) -> bool {
     bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
 }
 
-/// The routes a scoped token reaches: the reads its scope filters, and
-/// `/mcp`. The rest (the console's login, status, metrics) needs the admin's.
+/// The routes a scoped token reaches: the reads its scope filters, the
+/// console's status and `/mcp`. The rest (metrics, the health of each store)
+/// needs the admin's.
 fn scoped_may(path: &str) -> bool {
     matches!(
         path,
-        "/api/health" | "/api/openapi.json" | "/api/v1/render" | "/api/v1/events" | "/mcp"
+        "/api/health"
+            | "/api/openapi.json"
+            | "/api/v1/render"
+            | "/api/v1/events"
+            | "/api/v1/status"
+            | "/mcp"
     ) || [
         "/api/v1/states",
         "/api/v1/domains",
@@ -203,7 +209,10 @@ fn scoped_may(path: &str) -> bool {
 }
 
 /// A scoped token's scope, from the bearer header.
-fn bearer_scope(app: &AppState, headers: &HeaderMap) -> Option<Arc<crate::state::Scope>> {
+pub(super) fn bearer_scope(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Option<Arc<crate::state::Scope>> {
     let got = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -220,8 +229,11 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let path = req.uri().path();
-    if let Some(scope) = bearer_scope(&app, req.headers()) {
-        if !scoped_may(path) {
+    let scope =
+        bearer_scope(&app, req.headers()).or_else(|| app.sessions.scope(req.headers()).flatten());
+    if let Some(scope) = scope {
+        // The console's page, assets and login stay open to a scoped login.
+        if !scoped_may(path) && !is_open(path) {
             return Err(ApiError::Forbidden(format!(
                 "the token {:?} is scoped ({}); {path} needs the admin token",
                 &*scope.name,

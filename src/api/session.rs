@@ -49,6 +49,8 @@ struct Live {
     /// Cancelled when it ends (logout, expiry, eviction): streams opened with
     /// its cookie end with it.
     ended: CancellationToken,
+    /// The scope of the token it logged in with; `None` for the admin's.
+    scope: Option<Arc<crate::state::Scope>>,
 }
 
 /// One peer's recent failed logins.
@@ -70,8 +72,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// A new session's id.
-    fn create(&self) -> String {
+    /// A new session's id, for a login with a token of `scope`.
+    fn create(&self, scope: Option<Arc<crate::state::Scope>>) -> String {
         let id: String = (0..32)
             .map(|_| format!("{:02x}", rand::random::<u8>()))
             .collect();
@@ -98,6 +100,7 @@ impl Sessions {
             Live {
                 expires: now + SESSION_TTL,
                 ended: CancellationToken::new(),
+                scope,
             },
         );
         id
@@ -106,6 +109,15 @@ impl Sessions {
     /// Whether the request carries a live session's cookie.
     pub fn valid(&self, headers: &HeaderMap) -> bool {
         self.lease(headers).is_some()
+    }
+
+    /// The scope of the live session the request's cookie names: `None`
+    /// without one, `Some(None)` for an admin's login.
+    pub fn scope(&self, headers: &HeaderMap) -> Option<Option<Arc<crate::state::Scope>>> {
+        let id = cookie(headers)?;
+        let live = self.live.lock();
+        let l = live.get(id).filter(|l| l.expires > Instant::now())?;
+        Some(l.scope.clone())
     }
 
     /// The live session the request's cookie names: when it expires, and a
@@ -184,6 +196,10 @@ pub struct SessionView {
     /// Why a login was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// What a scoped token's login sees (`token list`'s words); absent for
+    /// the admin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// A login.
@@ -212,12 +228,18 @@ pub async fn get(
     // HA's ingress proxy has authenticated the person already.
     let via_ingress = super::ingress::is_proxy(proxy, peer.as_ref().map(|Extension(p)| p));
     let open = app.api_token.is_none() && proxy.is_none();
-    let authenticated =
-        via_ingress || open || app.sessions.valid(&headers) || super::bearer_ok(&app, &headers);
+    let scope =
+        super::bearer_scope(&app, &headers).or_else(|| app.sessions.scope(&headers).flatten());
+    let authenticated = via_ingress
+        || open
+        || scope.is_some()
+        || app.sessions.valid(&headers)
+        || super::bearer_ok(&app, &headers);
     Json(SessionView {
         auth_required: !via_ingress && !open,
         authenticated,
         error: None,
+        scope: scope.map(|s| s.describe()),
     })
 }
 
@@ -249,13 +271,10 @@ pub async fn login(
         metrics::counter!("api_login_failures_total").increment(1);
         return Err(ApiError::TooManyRequests(secs));
     }
-    let Some(want) = &app.api_token else {
-        return Ok(Json(SessionView {
-            auth_required: false,
-            authenticated: true,
-            error: None,
-        })
-        .into_response());
+    let scope = app.tokens.scope_of(&login.token);
+    let Some(want) = app.api_token.as_ref().filter(|_| scope.is_none()) else {
+        let id = scope.as_ref().map(|_| app.sessions.create(scope.clone()));
+        return Ok(logged_in(&headers, id, scope.map(|s| s.describe())));
     };
     if !bool::from(
         login
@@ -277,25 +296,36 @@ pub async fn login(
             auth_required: true,
             authenticated: false,
             error: Some("wrong token".into()),
+            scope: None,
         })
         .into_response());
     }
-    let id = app.sessions.create();
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}",
-        super::ingress::cookie_path(&headers),
-        SESSION_TTL.as_secs()
-    );
+    let id = app.sessions.create(None);
+    Ok(logged_in(&headers, Some(id), None))
+}
+
+/// The answer to a good login: the session's cookie (none when no login is
+/// needed), and what it sees.
+fn logged_in(headers: &HeaderMap, id: Option<String>, scope: Option<String>) -> Response {
     let view = SessionView {
-        auth_required: true,
+        auth_required: id.is_some(),
         authenticated: true,
         error: None,
+        scope,
     };
-    Ok((
+    let Some(id) = id else {
+        return Json(view).into_response();
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}",
+        super::ingress::cookie_path(headers),
+        SESSION_TTL.as_secs()
+    );
+    (
         [(SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"))],
         Json(view),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Logs out: the session ends and the cookie is cleared.
@@ -317,6 +347,7 @@ pub async fn logout(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Res
         auth_required: app.api_token.is_some(),
         authenticated: app.api_token.is_none(),
         error: None,
+        scope: None,
     };
     (
         [(SET_COOKIE, HeaderValue::from_str(&clear).expect("ascii"))],

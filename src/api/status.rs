@@ -45,12 +45,18 @@ pub struct Status {
     tag = "health",
     responses((status = 200, description = "The status, healthy or not", body = Status))
 )]
-pub async fn status(State(app): State<Arc<AppState>>) -> Json<Status> {
-    let summary = app.engine.states().summary();
-    let (events_per_second, resyncs) = (
-        app.engine.stream().events_per_second(),
-        app.engine.states().resyncs(),
-    );
+pub async fn status(
+    State(app): State<Arc<AppState>>,
+    super::extract::Seen(engine): super::extract::Seen,
+) -> Json<Status> {
+    // Counts are the caller's scope's; a snapshot's counts are the house's,
+    // so a scoped caller gets none.
+    let summary = engine.states().summary();
+    let resyncs = match engine.scope() {
+        None => app.engine.states().resyncs(),
+        Some(_) => Vec::new(),
+    };
+    let events_per_second = app.engine.stream().events_per_second();
     let (redis, mysql) = tokio::join!(redis(&app), mysql(&app));
     Json(Status {
         websocket: websocket(&app),

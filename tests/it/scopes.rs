@@ -360,12 +360,7 @@ async fn hostile_requests_reach_nothing_outside_the_scope() {
         .unwrap()
         .contains("unknown fetcher light_entities"));
     // Doors the scope does not reach.
-    for path in [
-        "/api/v1/session",
-        "/metrics",
-        "/api/v1/status",
-        "/api/health/redis",
-    ] {
+    for path in ["/metrics", "/api/health/redis"] {
         let (status, _) = s.get(&s.bed, path).await;
         assert_eq!(status, 403, "{path}");
     }
@@ -688,4 +683,56 @@ fn the_token_command_prints_a_token_once_and_keeps_its_hash() {
     assert!(ok);
     let (ok, out) = run(&["revoke", "desk"]);
     assert!(!ok && out.contains("no token named"), "{out}");
+}
+
+#[tokio::test]
+async fn a_console_login_with_a_scoped_token_sees_its_scope() {
+    let s = start().await;
+    let r =
+        s.h.http
+            .post(format!("{}/api/v1/session", s.h.base))
+            .json(&json!({"token": s.bed}))
+            .send()
+            .await
+            .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["authenticated"], true);
+    assert!(
+        view["scope"].as_str().unwrap().contains("light.bed_light"),
+        "{view}"
+    );
+    let get = |path: &str| {
+        s.h.http
+            .get(format!("{}{path}", s.h.base))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let states: Value = get("/api/v1/states").await.unwrap().json().await.unwrap();
+    assert_eq!(ids(&states), set(BED));
+    let status: Value = get("/api/v1/status").await.unwrap().json().await.unwrap();
+    assert_eq!(status["entities"], 3, "{status}");
+    assert_eq!(get("/metrics").await.unwrap().status(), 403);
+    let session: Value = get("/api/v1/session").await.unwrap().json().await.unwrap();
+    assert!(session["scope"].is_string(), "{session}");
+    // The admin's login shows no scope and sees the house.
+    let r =
+        s.h.http
+            .post(format!("{}/api/v1/session", s.h.base))
+            .json(&json!({"token": ADMIN}))
+            .send()
+            .await
+            .unwrap();
+    let view: Value = r.json().await.unwrap();
+    assert!(
+        view["scope"].is_null() && view["authenticated"] == true,
+        "{view}"
+    );
+    s.h.finish().await;
 }

@@ -157,6 +157,9 @@
     app.authRequired = !!s.auth_required;
     app.authed = !s.auth_required || !!s.authenticated;
     $("logout").hidden = !app.authRequired || !app.authed;
+    // A scoped login sees only its scope: say which.
+    $("scope").hidden = !s.scope;
+    $("scope").textContent = s.scope ? `Scoped: ${s.scope}` : "";
     if (app.authed) openStream();
   }
 
@@ -167,6 +170,7 @@
     stopStatus();
     resetData();
     $("logout").hidden = true;
+    $("scope").hidden = true;
     $("login-error").textContent = message ?? (wasAuthed ? "Session expired; sign in again." : "");
     route();
   }
