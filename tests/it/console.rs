@@ -545,3 +545,53 @@ async fn with_a_token_the_console_asks_for_it_and_the_api_refuses_without() {
     assert_eq!(console_errors(&c, &[]).await, Vec::<String>::new());
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_scoped_login_shows_its_scope_and_only_its_entities() {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (token, hash) = ha_fetchers::tokens::mint();
+    let scope = ha_fetchers::state::ScopeSpec {
+        entities: ha_fetchers::state::Entities::Only(vec!["domain:switch".into()]),
+        fetchers: vec![],
+        prompts: vec![],
+    };
+    let row = ha_fetchers::tokens::Stored {
+        name: "switches".into(),
+        hash,
+        scope,
+        created_at: String::new(),
+    };
+    ha_fetchers::tokens::Backend::File(file.clone())
+        .create(row)
+        .await
+        .unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let (_demo, base) = demo(&[("API_TOKEN", "console-admin-token"), ("TOKENS_FILE", &file)]);
+    let (_driver, c) = browser(&driver).await;
+    c.goto(&base).await.unwrap();
+    until("the login form", APPEAR, || async {
+        shown(&c, "#login-form").await.then_some(())
+    })
+    .await;
+    type_into(&c, "#login-token", &token).await;
+    click(&c, "#login-submit").await;
+    until("the scope beside Log out", APPEAR, || async {
+        text(&c, "#scope")
+            .await
+            .filter(|t| t.contains("Scoped: entities domain:switch"))
+    })
+    .await;
+    until("the scope's count on the status view", APPEAR, || async {
+        text(&c, "#status-entities")
+            .await
+            .filter(|t| t.trim().starts_with('2'))
+    })
+    .await;
+    shot(&c, "scoped").await;
+    assert_eq!(console_errors(&c, &[]).await, Vec::<String>::new());
+    c.close().await.unwrap();
+}
