@@ -34,6 +34,8 @@ fi
 export BIND=0.0.0.0:8099
 export INGRESS_PROXY=172.30.32.2
 export LOG_FORMAT=text
+# Scoped API tokens (`ha-fetchers token create`) outlive the container in /data.
+export TOKENS_FILE=/data/tokens.json
 
 level="$(opt log_level)"
 export RUST_LOG="${level:-info}"
