@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_among_others() {
         let s = Sessions::default();
-        let id = s.create();
+        let id = s.create(None);
         let mut h = HeaderMap::new();
         h.insert(
             COOKIE,
@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn logout_ends_the_lease_and_failures_lock_a_peer_out() {
         let s = Sessions::default();
-        let id = s.create();
+        let id = s.create(None);
         let mut h = HeaderMap::new();
         h.insert(
             COOKIE,

@@ -169,6 +169,80 @@ async fn an_assist_token_sees_exactly_what_ha_exposes() {
         states.len(),
         "the admin sees all"
     );
+
+    // Every other door, the same set.
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let summary: Value = http
+        .get(format!("{base}/api/v1/summary"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["entity_count"], want.len());
+    let walk = "{{ states | map(attribute='entity_id') | join(',') }}";
+    let r: Value = post("/api/v1/render", json!({"body": walk}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["text"],
+        want.join(","),
+        "templates walk only the exposed states"
+    );
+    let r: Value = post(
+        "/api/v1/fetchers/ha_search_pattern/run",
+        json!({"pattern": "*"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["result"]["count"], want.len(), "{r}");
+    let hidden: Vec<&String> = states.iter().filter(|id| !want.contains(id)).collect();
+    let session = crate::helpers::mcp::open(&http, &base, token).await;
+    let args = json!({"name": "live_context", "arguments": {"limit": 10000}});
+    let (v, _) =
+        crate::helpers::mcp::call(&http, &base, token, Some(&session), "tools/call", args).await;
+    let text = v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for id in &want {
+        assert!(
+            text.contains(id.as_str()),
+            "live_context names {id}: {text}"
+        );
+    }
+    for id in &hidden {
+        assert!(
+            !text.contains(&format!("{id}:")) && !text.contains(&format!("[{id}]")),
+            "live_context hides {id}"
+        );
+    }
+    let r = http
+        .get(format!("{base}/api/v1/states/{}", hidden[0]))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "an unexposed entity does not exist for the token"
+    );
     // Unexposing an entity in HA hides it from the token within the event's time.
     let id = want.first().cloned().unwrap();
     expose(&ha, &id, false).await;

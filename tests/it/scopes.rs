@@ -441,8 +441,6 @@ async fn a_revoked_token_stops_and_scopes_never_share_cached_answers() {
     s.h.finish().await;
 }
 
-/// One JSON-RPC call to `/mcp` with `token`, in `session` when given; the
-/// answer and the session id it names.
 async fn mcp(
     s: &Scoped,
     token: &str,
@@ -450,41 +448,11 @@ async fn mcp(
     method: &str,
     params: Value,
 ) -> (Value, Option<String>) {
-    let mut req =
-        s.h.http
-            .post(format!("{}/mcp", s.h.base))
-            .bearer_auth(token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
-    if let Some(id) = session {
-        req = req
-            .header("mcp-session-id", id)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    let r = req.send().await.unwrap();
-    let id = r
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    (r.json().await.unwrap_or(Value::Null), id)
+    crate::helpers::mcp::call(&s.h.http, &s.h.base, token, session, method, params).await
 }
 
 async fn mcp_session(s: &Scoped, token: &str) -> String {
-    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
-    let (_, id) = mcp(s, token, None, "initialize", init).await;
-    let id = id.expect("a session id");
-    let _ =
-        s.h.http
-            .post(format!("{}/mcp", s.h.base))
-            .bearer_auth(token)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", &id)
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .send()
-            .await
-            .unwrap();
-    id
+    crate::helpers::mcp::open(&s.h.http, &s.h.base, token).await
 }
 
 #[tokio::test]

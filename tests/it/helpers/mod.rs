@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod harness;
 pub mod ingress;
 pub mod logs;
+pub mod mcp;
 pub mod proc;
 pub mod real;
 pub mod serial;
