@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::real::{real_ha, Ha};
 
+/// The tests here change what the shared HA exposes: one at a time.
+static EXPOSING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn start(ha: &Ha) -> (Engine, tokio_util::sync::CancellationToken) {
     let mut settings = Settings::embedded();
     settings.ha_url = Some(ha.url.parse().unwrap());
@@ -65,6 +68,7 @@ async fn arrives(engine: &Engine, id: &str, on: bool, within: Duration) -> Durat
 #[tokio::test]
 async fn exposure_equals_has_own_list_and_changes_arrive() {
     let Some(ha) = real_ha() else { return };
+    let _one = EXPOSING.lock().await;
     let (engine, stop) = start(&ha).await;
     let mut ours = None;
     for _ in 0..200 {
@@ -101,6 +105,7 @@ async fn exposure_equals_has_own_list_and_changes_arrive() {
 #[tokio::test]
 async fn an_assist_token_sees_exactly_what_ha_exposes() {
     let Some(ha) = real_ha() else { return };
+    let _one = EXPOSING.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
     let (token, hash) = ha_fetchers::tokens::mint();
