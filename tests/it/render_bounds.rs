@@ -246,6 +246,35 @@ async fn a_slow_render_stops_at_its_deadline_and_leaves_no_cpu_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_filter_walking_a_long_sequence_stops_at_the_deadline() {
+    let _alone = serial::alone().await;
+    let demo = Demo::start();
+    // One instruction, no allocation the guard sees: 100,000 references to
+    // one 100 kB string, each lowercased and compared by `unique` (found by
+    // the hostile fuzzer: 3 s past a 1 s deadline). `sum` and `map` walk the
+    // same way.
+    for template in [
+        "{{ ([('A' * 100000)] * 100000) | unique | list | length }}",
+        "{{ ([('A' * 100000)] * 100000) | map('lower') | list | length }}",
+    ] {
+        let (status, body, took) = demo.render(template).await;
+        eprintln!("long walk: {status} after {took:?}");
+        assert_eq!(status, 422, "{template}: {body}");
+        // `map` keeps what it makes: its memory limit may come first. Before
+        // the guard walked with it, it ran to the 30 s request timeout.
+        let m = message(&body);
+        assert!(
+            m.contains("time limit of 1000 ms") || m.contains("memory limit"),
+            "{body}"
+        );
+        assert!(
+            took < RENDER_TIMEOUT + DEADLINE_SLACK,
+            "{template}: answered after {took:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hostile_template_fetchers_stop_and_the_others_keep_working() {
     let _alone = serial::alone().await;
     let demo = Demo::start();

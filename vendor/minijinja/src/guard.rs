@@ -10,7 +10,10 @@
 //!   sequence concatenation and repetition, `replace`, `join`, `center`,
 //!   `indent`, `format`, `tojson`, `urlencode`, `escape`, `list`), with the
 //!   number of bytes it is about to allocate;
-//! - for every item while a sequence or map is formatted as text.
+//! - for every item while a sequence or map is formatted as text;
+//! - for every item a `ValueIter` yields: a filter walking a long sequence is
+//!   one instruction, so it is checked per item (a stop ends the walk, and
+//!   the next instruction reports it).
 //!
 //! The guard decides (it may read a clock, or an allocation counter); an
 //! `Err` stops the render with that error. While a value is formatted through

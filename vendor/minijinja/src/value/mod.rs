@@ -1936,6 +1936,14 @@ impl Iterator for ValueIter {
     type Item = Value;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A filter that walks a sequence (`unique`, `sum`, `map`, …) is one
+        // instruction however long the sequence: the guard is asked per
+        // item too. A stop ends the walk here; the guard's stop is sticky,
+        // so the next instruction fails the render with it.
+        if crate::guard::check(0).is_err() {
+            self.imp = ValueIterImpl::Empty;
+            return None;
+        }
         match self.imp {
             ValueIterImpl::Empty => None,
             ValueIterImpl::Chars(ref mut offset, ref mut len, ref s) => {
