@@ -442,7 +442,8 @@ fn our_changes(v: &Value) -> BTreeMap<String, u64> {
 /// The app's slicing of one window replayed on the bench's socket: what
 /// each slice's answer weighed, held and cost HA.
 struct Replay {
-    /// (slice length, bytes, rows, HA's time) per slice, oldest first.
+    /// (slice length, bytes, rows, HA's time) per slice, in the order the
+    /// app asks them: newest first.
     slices: Vec<(chrono::Duration, usize, usize, Duration)>,
 }
 
@@ -473,7 +474,27 @@ impl Replay {
     fn largest(&self) -> usize {
         self.slices.iter().map(|s| s.1).max().unwrap_or(0)
     }
-    /// "1 h: 2 B, 8 h: 2 B, 15 h: 301.2 KiB".
+    /// "slice 1 of 5 (1 h, the newest) carried 10050 of the 10050 rows":
+    /// the slice with the most rows.
+    fn heaviest(&self) -> String {
+        let most = self.slices.iter().enumerate().max_by_key(|(_, s)| s.2);
+        let Some((i, (len, _, rows, _))) = most else {
+            return "no slice".into();
+        };
+        let which = match i {
+            0 => ", the newest",
+            _ if i + 1 == self.slices.len() => ", the oldest",
+            _ => "",
+        };
+        format!(
+            "slice {} of {} ({:.0} h{which}) carried {rows} of the {} rows",
+            i + 1,
+            self.slices.len(),
+            len.num_seconds() as f64 / 3600.0,
+            self.rows()
+        )
+    }
+    /// "1 h: 301.2 KiB, 8 h: 2 B, 15 h: 2 B", in the order asked.
     fn describe(&self) -> String {
         self.slices
             .iter()
@@ -582,7 +603,7 @@ async fn measure(
     let cached_p50 = median(cached_t);
 
     println!(
-        "  history 24 h, {ENTITIES} lights: HA's own call p50 {:.2} ms ({} rows, {ha_bytes} bytes); its {} slices on our socket p50 {:.2} ms ({}); ours uncached p50 {:.2} ms, cached p50 {:.4} ms ({hits} of {} cached); ours {json_bytes} bytes JSON, {lean_bytes} bytes lean, {changes} changes",
+        "  history 24 h, {ENTITIES} lights: HA's own call p50 {:.2} ms ({} rows, {ha_bytes} bytes); its {} slices on our socket p50 {:.2} ms (newest first: {}); ours uncached p50 {:.2} ms, cached p50 {:.4} ms ({hits} of {} cached); ours {json_bytes} bytes JSON, {lean_bytes} bytes lean, {changes} changes",
         ms(ha_p50),
         ha_count.rows,
         replay.slices.len(),
@@ -629,7 +650,7 @@ async fn measure(
     };
     let widest = Replay::run(ws, ids, WIDEST_SECS).await?;
     println!(
-        "  history {WIDEST}: peak RSS growth {growth:.2} MiB ({}); HA holds {} rows for the lights, read in {} slices ({}), the largest answer {}; our summary counts {widest_changes} changes",
+        "  history {WIDEST}: peak RSS growth {growth:.2} MiB ({}); HA holds {} rows for the lights, read in {} slices (newest first: {}), the largest answer {}; our summary counts {widest_changes} changes",
         if hwm_reset { "VmHWM reset, and VmRSS sampled each ms" } else { "VmRSS sampled each ms" },
         widest.rows(),
         widest.slices.len(),
@@ -670,7 +691,7 @@ async fn measure(
     rows.push(
         Row::new(
             &format!(
-                "`{FETCHER}`, {ENTITIES} lights over {WINDOW}, uncached, p50 of {n} (a fresh cache key each; {} requests to HA per summary: {}; {pacing}; HA's call, the replayed slices and ours take turns at going first)",
+                "`{FETCHER}`, {ENTITIES} lights over {WINDOW}, uncached, p50 of {n} (a fresh cache key each; {} requests to HA per summary, newest first: {}; {pacing}; HA's call, the replayed slices and ours take turns at going first)",
                 replay.slices.len(),
                 replay.describe()
             ),
@@ -714,13 +735,14 @@ async fn measure(
     rows.push(
         Row::new(
             &format!(
-                "bench process's peak RSS growth (the app is in it) while summarising the widest window ({WIDEST}: every row the recorder holds for the {ENTITIES} lights, {} rows in {} slices: {}). Not the largest allowed answer: the slicing grows a slice at most {SLICE_GROWTH}× in length and sizes it toward {} MiB from the last one's bytes per second, which keeps an answer under {SLICE_GROWTH} × {} MiB = {} MiB only while the rate grows less than {SLICE_GROWTH}× from slice to slice; here the last slice, sized from empty ones, carried every row",
+                "bench process's peak RSS growth (the app is in it) while summarising the widest window ({WIDEST}: every row the recorder holds for the {ENTITIES} lights, {} rows in {} slices, newest first: {}). Not the largest allowed answer: the slicing grows a slice at most {SLICE_GROWTH}× in length and sizes it toward {} MiB from the bytes per second of the one read before it, which keeps an answer under {SLICE_GROWTH} × {} MiB = {} MiB only while the rate grows less than {SLICE_GROWTH}× from slice to slice; here {}",
                 widest.rows(),
                 widest.slices.len(),
                 widest.describe(),
                 SLICE_BYTES >> 20,
                 SLICE_BYTES >> 20,
-                (SLICE_BYTES * SLICE_GROWTH as usize) >> 20
+                (SLICE_BYTES * SLICE_GROWTH as usize) >> 20,
+                widest.heaviest()
             ),
             format!("{growth:.2} MiB"),
             "–",

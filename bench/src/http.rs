@@ -74,6 +74,28 @@ impl Conn {
         self.exchange(Method::POST, path.parse()?, Some(body)).await
     }
 
+    /// POSTs a JSON `body` to `path` with `extra` headers besides this
+    /// connection's; returns the status, the answer's headers and its body.
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        body: &str,
+        extra: &[(&'static str, &str)],
+    ) -> anyhow::Result<(u16, hyper::HeaderMap, Bytes)> {
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        let mut req = self.request(Method::POST, path.parse()?, Some(body));
+        for (name, value) in extra {
+            req.headers_mut()
+                .insert(*name, HeaderValue::from_str(value)?);
+        }
+        self.send.ready().await?;
+        let resp = self.send.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, headers, body))
+    }
+
     /// DELETEs `path`; returns the status and the body.
     pub async fn delete(&mut self, path: &str) -> anyhow::Result<(u16, Bytes)> {
         self.exchange(Method::DELETE, path.parse()?, None).await

@@ -18,6 +18,7 @@ mod pin;
 mod reconcile;
 mod refs;
 mod report;
+mod scoped;
 mod soak;
 mod stream;
 
@@ -78,8 +79,8 @@ impl Sizes {
 }
 
 /// The figures `--only` can pick.
-const FIGURES: [&str; 9] = [
-    "ingest", "visible", "get", "lights", "prompt", "parse", "cold", "rss", "history",
+const FIGURES: [&str; 10] = [
+    "ingest", "visible", "get", "lights", "prompt", "parse", "scoped", "cold", "rss", "history",
 ];
 
 /// The benchmark suite, or with `--soak` the soak.
@@ -345,6 +346,20 @@ async fn run(
     }
     let rest = figures::rest_calls(&app, &fake);
     app.stop().await;
+    // An app of its own on the same simulated HA and house, with `API_TOKEN`
+    // and scoped tokens: the figures above run with no token.
+    if want("scoped") {
+        println!(
+            "scoped tokens against the admin token: GET, {} connections, and live_context over MCP…",
+            figures::CONNECTIONS
+        );
+        let r = scoped::run(&fake, &house, &sz).await;
+        rows.extend(or_failed(
+            "scoped tokens vs the admin token",
+            "≤ 10 % slower",
+            r,
+        ));
+    }
     fake.stop();
 
     if want("cold") {

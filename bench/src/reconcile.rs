@@ -22,7 +22,7 @@ const LOAD: Duration = Duration::from_secs(5);
 const CONNECTIONS: usize = 8;
 
 /// CPU time of this whole process (app, fake HA, load client) so far.
-fn process_cpu() -> Duration {
+pub fn process_cpu() -> Duration {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes the struct it is given.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
