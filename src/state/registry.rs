@@ -123,8 +123,9 @@ pub struct Registries {
     device_area: HashMap<String, String>,
     /// entity id → (its own area, its device).
     entities: HashMap<String, (Option<String>, Option<String>)>,
-    /// The entities exposed to Assist; `None` until HA has said.
-    exposed: Option<HashSet<String>>,
+    /// The entities exposed to Assist; `None` until HA has said. Asked per
+    /// entity of every scoped listing: the fast hasher.
+    exposed: Option<HashSet<String, foldhash::fast::RandomState>>,
 }
 
 impl Registries {

@@ -49,8 +49,16 @@ pub fn mint() -> (String, String) {
 
 /// The stored form of a token.
 pub fn hash(token: &str) -> String {
+    // Asked on every scoped request: a table, not 32 `format!`s (which cost
+    // 2 µs of the 2.3 µs a scoped GET added in the bench).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// The tokens in force, by hash; swapped whole at each reload.
