@@ -123,30 +123,27 @@ pub fn backend(settings: &crate::Settings, pool: Option<sqlx::MySqlPool>) -> Bac
     }
 }
 
-/// Loads the tokens now, then again every `every` until `stop`; a failed
-/// reload keeps the set in force and says why.
+/// Loads the tokens once; a failure keeps the set in force and says why.
+async fn reload(backend: &Backend, tokens: &Tokens) {
+    match backend.load().await {
+        Ok(all) => tokens.replace(all),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not reload the API tokens; the last set stays in force")
+        }
+    }
+}
+
+/// Loads the tokens now, then again every `every` until `stop`.
 pub async fn spawn_reload(
     backend: Backend,
     tokens: Arc<Tokens>,
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let load = |backend: Backend, tokens: Arc<Tokens>| async move {
-        match backend.load().await {
-            Ok(all) => tokens.replace(all),
-            Err(e) => {
-                tracing::warn!(error = %e, "Could not reload the API tokens; the last set stays in force")
-            }
-        }
-    };
-    load(backend.clone(), tokens.clone()).await;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => load(backend.clone(), tokens.clone()).await,
-                _ = stop.cancelled() => return,
-            }
-        }
+    reload(&backend, &tokens).await;
+    crate::periodic::every(every, stop, move || {
+        let (backend, tokens) = (backend.clone(), tokens.clone());
+        async move { reload(&backend, &tokens).await }
     })
 }
 
