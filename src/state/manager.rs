@@ -217,12 +217,14 @@ impl StateManager {
         if !super::valid_entity_id(id) {
             return Err(StateError::BadEntityId(id.to_string()));
         }
-        if !self.sees(id) {
-            return Err(StateError::NotFound(id.to_string()));
-        }
+        // `cached` answers through the scope; only a miss asks it again,
+        // so an entity outside it is never read from REST.
         if let Some(s) = self.cached(id) {
             metrics::counter!("ha_cache_hits_total").increment(1);
             return Ok(s);
+        }
+        if !self.sees(id) {
+            return Err(StateError::NotFound(id.to_string()));
         }
         metrics::counter!("ha_cache_misses_total").increment(1);
         self.refill(id)
