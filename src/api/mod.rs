@@ -172,12 +172,16 @@ fn bearer_ok(app: &AppState, headers: &HeaderMap) -> bool {
     let Some(want) = &app.api_token else {
         return false;
     };
-    let got = headers
+    let got = bearer(headers).unwrap_or("");
+    bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
+}
+
+/// The token of the `Authorization: Bearer` header, if sent.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(got.as_bytes().ct_eq(want.expose_secret().as_bytes()))
 }
 
 /// The routes a scoped token reaches: the reads its scope filters, the
@@ -213,11 +217,7 @@ pub(super) fn bearer_scope(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Option<Arc<crate::state::Scope>> {
-    let got = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))?;
-    app.tokens.scope_of(got)
+    app.tokens.scope_of(bearer(headers)?)
 }
 
 /// The bearer header, a console session's cookie, or HA's ingress proxy;
