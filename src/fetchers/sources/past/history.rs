@@ -63,16 +63,14 @@ impl Typed for History {
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {
-        p.select.check()?;
-        if p.select.is_empty() {
-            return Err("name the entities: entity_id, domain, pattern or area".into());
-        }
+        check_select(&p.select)?;
         super::check_window(p.since.as_deref(), p.until.as_deref())
     }
 
     async fn run(cx: &Context, p: Params) -> Result<(Value, Vec<Read>), FetchError> {
-        // A caller's params, not only the row's.
-        Self::check(&p).map_err(FetchError::BadParams)?;
+        // A caller's selection, not only the row's; the window is checked
+        // where it is resolved, in HA's zone.
+        check_select(&p.select).map_err(FetchError::BadParams)?;
         let (entities, mut reads) = p.select.resolve(cx).await?;
         let (w, tz) = super::window_of(cx, p.since.as_deref(), p.until.as_deref()).await?;
         // A window that ends in the past is over: no state change alters it,
@@ -131,6 +129,15 @@ impl Typed for History {
         out.insert("until".into(), iso(w.end, tz).into());
         out.insert("entities".into(), Value::Array(list));
         Ok((Value::Object(out), reads))
+    }
+}
+
+/// What a selection must be: valid, and naming something.
+fn check_select(select: &super::Select) -> Result<(), String> {
+    select.check()?;
+    match select.is_empty() {
+        true => Err("name the entities: entity_id, domain, pattern or area".into()),
+        false => Ok(()),
     }
 }
 

@@ -62,8 +62,9 @@ impl Typed for Logbook {
     }
 
     async fn run(cx: &Context, p: Params) -> Result<(Value, Vec<Read>), FetchError> {
-        // A caller's params, not only the row's.
-        Self::check(&p).map_err(FetchError::BadParams)?;
+        // A caller's selection, not only the row's; the window is checked
+        // where it is resolved, in HA's zone.
+        p.select.check().map_err(FetchError::BadParams)?;
         let (entities, mut reads) = match p.select.is_empty() {
             true => (Vec::new(), vec![Read::of(&cx.states, None)]),
             false => p.select.resolve(cx).await?,
