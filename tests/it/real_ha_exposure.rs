@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use ha_fetchers::engine::Engine;
-use ha_fetchers::{Application, Settings};
+use ha_fetchers::Application;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -17,11 +17,7 @@ use crate::helpers::real::{real_ha, Ha};
 static EXPOSING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn start(ha: &Ha) -> (Engine, tokio_util::sync::CancellationToken) {
-    let mut settings = Settings::embedded();
-    settings.ha_url = Some(ha.url.parse().unwrap());
-    settings.ha_token = Some(SecretString::from(ha.token.clone()));
-    settings.bind = "127.0.0.1:0".parse().unwrap();
-    let app = Application::build(settings).await.unwrap();
+    let app = Application::build(ha.settings()).await.unwrap();
     let engine = app.engine().clone();
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
@@ -124,10 +120,7 @@ async fn an_assist_token_sees_exactly_what_ha_exposes() {
         .create(row)
         .await
         .unwrap();
-    let mut settings = Settings::embedded();
-    settings.ha_url = Some(ha.url.parse().unwrap());
-    settings.ha_token = Some(SecretString::from(ha.token.clone()));
-    settings.bind = "127.0.0.1:0".parse().unwrap();
+    let mut settings = ha.settings();
     settings.api_token = Some(SecretString::from("admin-of-the-exposure-test"));
     settings.tokens_file = file;
     let app = Application::build(settings).await.unwrap();

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DurationRound, Utc};
 use ha_fetchers::engine::Engine;
 use ha_fetchers::fetchers::FetchRequest;
-use ha_fetchers::{Application, Settings};
-use secrecy::SecretString;
+use ha_fetchers::Application;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +18,7 @@ use crate::helpers::real::{real_ha, Ha};
 
 /// Our app on the real HA, the in-memory store, the shipped fetchers.
 async fn start(ha: &Ha) -> (Engine, CancellationToken) {
-    let mut settings = Settings::embedded();
-    settings.ha_url = Some(ha.url.parse().unwrap());
-    settings.ha_token = Some(SecretString::from(ha.token.clone()));
-    settings.bind = "127.0.0.1:0".parse().unwrap();
-    let app = Application::build(settings).await.unwrap();
+    let app = Application::build(ha.settings()).await.unwrap();
     let engine = app.engine().clone();
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());

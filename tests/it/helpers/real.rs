@@ -37,6 +37,16 @@ pub fn real_ha() -> Option<Ha> {
 }
 
 impl Ha {
+    /// The embedded settings on this HA, bound to a free port: what a test
+    /// starts our app from before setting what it needs.
+    pub fn settings(&self) -> ha_fetchers::Settings {
+        let mut s = ha_fetchers::Settings::embedded();
+        s.ha_url = Some(self.url.parse().unwrap());
+        s.ha_token = Some(secrecy::SecretString::from(self.token.clone()));
+        s.bind = "127.0.0.1:0".parse().unwrap();
+        s
+    }
+
     pub async fn states(&self) -> BTreeMap<String, Value> {
         listing(
             self.http
