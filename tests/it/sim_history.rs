@@ -132,6 +132,17 @@ async fn bad_windows_unknown_entities_and_a_dead_link_are_clear_errors() {
     .await;
     let e = v.unwrap_err().to_string();
     assert!(e.contains("HISTORY_MAX_WINDOW allows 31 d"), "{e}");
+    // The same id many times over is one entity, not a way past the cap.
+    let many = vec!["light.bed_light"; 500];
+    let (v, _) = run(
+        &h,
+        FetchRequest::new("ha_history_today")
+            .param("entity_id", serde_json::json!(many))
+            .param("since", "1h"),
+    )
+    .await;
+    let v = v.unwrap();
+    assert_eq!(v["entities"].as_array().unwrap().len(), 1, "{v}");
     let (v, _) = run(
         &h,
         FetchRequest::new("ha_history_today").param("entity_id", "light.nowhere"),

@@ -138,7 +138,9 @@ impl Select {
         let mut reads = Vec::new();
         if let Some(ids) = &self.entity_id {
             let mut domains = BTreeSet::new();
-            for id in ids.list() {
+            // A repeated id is one entity: listed once, asked once.
+            let named: BTreeSet<&str> = ids.list().into_iter().collect();
+            for id in named {
                 domains.insert(crate::state::domain_of(id).to_string());
                 match states.get(id).await {
                     Ok(s) => found.push(s),
