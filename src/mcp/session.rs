@@ -170,7 +170,10 @@ impl Watcher {
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.changed.notified() => {}
+                _ = self.changed.notified() => {
+                    let subs = self.subs.lock().clone();
+                    p.follow(&app, &subs).await;
+                }
                 c = async { feed.as_mut().expect("guarded").next().await }, if feed.is_some() => match c {
                     Some(c) => p.mark(&app, &self.subs.lock(), &c),
                     None => break,
@@ -209,6 +212,24 @@ impl Watcher {
 }
 
 impl Pending {
+    /// Forgets what it kept for resources no longer subscribed, and takes
+    /// the first result of each newly subscribed fetcher as its baseline, so
+    /// the first change reported is one of its result: a change the caller
+    /// cannot see (outside its scope) is never news.
+    async fn follow(&mut self, app: &Engine, subs: &HashSet<String>) {
+        self.due.retain(|u, _| subs.contains(u));
+        self.sent.retain(|u, _| subs.contains(u));
+        self.polled.retain(|u, _| subs.contains(u));
+        self.results.retain(|u, _| subs.contains(u));
+        for uri in subs {
+            if let Ok(Target::Fetcher(name)) = Target::parse(uri) {
+                if !self.results.contains_key(uri) {
+                    self.result_changed(app, uri, name).await;
+                }
+            }
+        }
+    }
+
     /// Schedules every subscribed resource `c` may have changed.
     fn mark(&mut self, app: &Engine, subs: &HashSet<String>, c: &Changed) {
         let now = Instant::now();
@@ -247,7 +268,8 @@ impl Pending {
             if def.source.follows_states() || self.due.contains_key(uri) {
                 continue;
             }
-            // The first look only takes the baseline (see `result_changed`).
+            // The first look is at once: against the baseline taken when
+            // subscribed (see `follow`), it is news only if that moved since.
             let due = self
                 .polled
                 .get(uri)
@@ -320,12 +342,10 @@ impl Pending {
             Ok(v) => hash_of(&**v),
             Err(e) => hash_of(e),
         };
-        match self.results.insert(uri.to_string(), h) {
-            Some(before) => before != h,
-            // A polled fetcher's first result is its baseline; any other's
-            // first look follows a change that touched it.
-            None => !self.polled.contains_key(uri),
-        }
+        // The first result is the baseline (taken when subscribed).
+        self.results
+            .insert(uri.to_string(), h)
+            .is_some_and(|before| before != h)
     }
 }
 

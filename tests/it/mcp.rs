@@ -5,60 +5,18 @@
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
-    GetPromptRequestParams, Implementation, ProtocolVersion, ReadResourceRequestParams,
-    ResourceContents, ResourceUpdatedNotificationParam, SubscribeRequestParams,
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
+    ResourceContents, SubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::ServiceExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::helpers::harness::{settings, Harness, TestStore};
+use crate::helpers::mcp::{connect, Client, Heard};
 use crate::helpers::Kind;
 
 const TOKEN: &str = "mcp-test-token";
-
-/// Records what the server tells the client.
-#[derive(Clone)]
-struct Heard(mpsc::UnboundedSender<String>);
-
-impl ClientHandler for Heard {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("ha-fetchers-tests", "0"),
-        )
-        .with_protocol_version(ProtocolVersion::V_2025_06_18)
-    }
-
-    async fn on_resource_updated(
-        &self,
-        p: ResourceUpdatedNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.0.send(p.uri);
-    }
-
-    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
-        let _ = self.0.send("tools/list_changed".into());
-    }
-}
-
-type Client = RunningService<RoleClient, Heard>;
-
-async fn connect(base: &str, token: &str) -> (Client, mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let cfg =
-        StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp")).auth_header(token);
-    let client = Heard(tx)
-        .serve(StreamableHttpClientTransport::from_config(cfg))
-        .await
-        .expect("the client initializes");
-    (client, rx)
-}
 
 async fn harness() -> Harness {
     let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::harness::TOKEN)

@@ -569,6 +569,48 @@ async fn mcp_answers_a_scoped_token_within_its_scope() {
     s.h.finish().await;
 }
 
+/// What a scoped subscriber hears: a change of an entity it sees, and not
+/// one of an entity outside its scope, though both are lights and the
+/// subscription is to the whole domain (or a fetcher that reads it).
+#[tokio::test]
+async fn a_scoped_subscriber_hears_nothing_of_entities_outside_its_scope() {
+    use rmcp::model::SubscribeRequestParams;
+    let s = start().await;
+    let (c, mut heard) = crate::helpers::mcp::connect(&s.h.base, &s.bed).await;
+    for uri in ["ha://domain/light", "ha://fetcher/ha_lights_on"] {
+        #[allow(deprecated)]
+        c.subscribe(SubscribeRequestParams::new(uri)).await.unwrap();
+    }
+    // Past the first look, which only takes the fetcher's baseline.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let was = s.h.engine.states().cached("light.kitchen_lights").unwrap();
+    let flip = if &*was.state == "on" { "off" } else { "on" };
+    s.h.sim.set("light.kitchen_lights", flip);
+    s.h.wait_state("light.kitchen_lights", flip).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), heard.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "a change outside the scope is not news: {quiet:?}"
+    );
+    let was = s.h.engine.states().cached("light.bed_light").unwrap();
+    let flip = if &*was.state == "on" { "off" } else { "on" };
+    s.h.sim.set("light.bed_light", flip);
+    let mut uris = BTreeSet::new();
+    while uris.len() < 2 {
+        let uri = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("a change inside the scope is heard within 5 s")
+            .unwrap();
+        uris.insert(uri);
+    }
+    assert_eq!(
+        uris,
+        set(&["ha://domain/light", "ha://fetcher/ha_lights_on"])
+    );
+    c.cancel().await.unwrap();
+    s.h.finish().await;
+}
+
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn tokens_live_in_mysql_as_hashes(pool: sqlx::MySqlPool) {
     let store = Backend::Sql(pool.clone());
