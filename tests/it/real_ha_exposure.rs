@@ -102,30 +102,8 @@ async fn exposure_equals_has_own_list_and_changes_arrive() {
 async fn an_assist_token_sees_exactly_what_ha_exposes() {
     let Some(ha) = real_ha() else { return };
     let _one = EXPOSING.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens.json");
-    let (token, hash) = ha_fetchers::tokens::mint();
-    let spec = ha_fetchers::state::ScopeSpec {
-        entities: ha_fetchers::state::Entities::Assist,
-        fetchers: vec![],
-        prompts: vec![],
-    };
-    let row = ha_fetchers::tokens::Stored {
-        name: "assist".into(),
-        hash,
-        scope: spec,
-        created_at: String::new(),
-    };
-    ha_fetchers::tokens::Backend::File(file.clone())
-        .create(row)
-        .await
-        .unwrap();
-    let mut settings = ha.settings();
-    settings.api_token = Some(SecretString::from("admin-of-the-exposure-test"));
-    settings.tokens_file = file;
-    let app = Application::build(settings).await.unwrap();
-    let (engine, port, stop) = (app.engine().clone(), app.port(), app.shutdown_token());
-    tokio::spawn(app.run_until_stopped());
+    let app = start_assist(&ha).await;
+    let (engine, port, stop, token) = (&app.engine, app.port, &app.stop, app.token.clone());
     for _ in 0..200 {
         if engine.states().exposed_ids().is_some() && engine.states().cached("sun.sun").is_some() {
             break;
@@ -162,11 +140,7 @@ async fn an_assist_token_sees_exactly_what_ha_exposes() {
         .filter(|id| states.contains(id))
         .collect();
     assert_eq!(get(token).await, want);
-    assert_eq!(
-        get("admin-of-the-exposure-test").await.len(),
-        states.len(),
-        "the admin sees all"
-    );
+    assert_eq!(get(ADMIN).await.len(), states.len(), "the admin sees all");
 
     // Every other door, the same set.
     let base = format!("http://127.0.0.1:{port}");
@@ -244,9 +218,203 @@ async fn an_assist_token_sees_exactly_what_ha_exposes() {
     // Unexposing an entity in HA hides it from the token within the event's time.
     let id = want.first().cloned().unwrap();
     expose(&ha, &id, false).await;
-    arrives(&engine, &id, false, Duration::from_secs(5)).await;
+    arrives(engine, &id, false, Duration::from_secs(5)).await;
     assert!(!get(token).await.contains(&id));
     expose(&ha, &id, true).await;
-    arrives(&engine, &id, true, Duration::from_secs(5)).await;
+    arrives(engine, &id, true, Duration::from_secs(5)).await;
+    stop.cancel();
+}
+
+/// An app with one token scoped to `assist`, and [`ADMIN`].
+struct Assist {
+    engine: Engine,
+    port: u16,
+    stop: tokio_util::sync::CancellationToken,
+    /// The scoped token.
+    token: String,
+    /// Holds the tokens file.
+    _dir: tempfile::TempDir,
+}
+
+async fn start_assist(ha: &Ha) -> Assist {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (token, hash) = ha_fetchers::tokens::mint();
+    let row = ha_fetchers::tokens::Stored {
+        name: "assist".into(),
+        hash,
+        scope: ha_fetchers::state::ScopeSpec {
+            entities: ha_fetchers::state::Entities::Assist,
+            fetchers: vec![],
+            prompts: vec![],
+        },
+        created_at: String::new(),
+    };
+    ha_fetchers::tokens::Backend::File(file.clone())
+        .create(row)
+        .await
+        .unwrap();
+    let mut settings = ha.settings();
+    settings.api_token = Some(SecretString::from(ADMIN));
+    settings.tokens_file = file;
+    let app = Application::build(settings).await.unwrap();
+    let (engine, port, stop) = (app.engine().clone(), app.port(), app.shutdown_token());
+    tokio::spawn(app.run_until_stopped());
+    Assist {
+        engine,
+        port,
+        stop,
+        token,
+        _dir: dir,
+    }
+}
+
+/// The admin token of the apps here.
+const ADMIN: &str = "admin-of-the-exposure-test";
+/// A domain of the test's own, so nothing else changes under its subscription.
+const DOMAIN: &str = "hf_exposure";
+
+/// The doors the first test does not walk, each with two entities of a
+/// domain of its own, one exposed in HA and one not: the event stream, the
+/// console's login, MCP search, `get_entity`, resources and a domain
+/// subscription (rmcp's client), `/api/v1/domains`.
+#[tokio::test]
+async fn the_stream_the_console_and_mcp_see_only_what_ha_exposes() {
+    let Some(ha) = real_ha() else { return };
+    let _one = EXPOSING.lock().await;
+    let (shown, hidden) = (format!("{DOMAIN}.shown"), format!("{DOMAIN}.hidden"));
+    ha.post_state(&shown, json!({"state": "0"})).await;
+    ha.post_state(&hidden, json!({"state": "0"})).await;
+    expose(&ha, &shown, true).await;
+    expose(&ha, &hidden, false).await;
+    let app = start_assist(&ha).await;
+    let (engine, port, stop, token) = (&app.engine, app.port, &app.stop, &app.token);
+    // Outside HA's registry: the poll carries the exposure (README).
+    arrives(engine, &shown, true, Duration::from_secs(15)).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    let domains: Value = http
+        .get(format!("{base}/api/v1/domains"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(domains.to_string().contains(DOMAIN), "{domains}");
+    let seen = |v: &Value| v.to_string().contains(&shown);
+    let leaked = |v: &Value| v.to_string().contains(&hidden);
+
+    // The console: a login with the token sees its scope, and only it.
+    let r = http
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let view: Value = r.json().await.unwrap();
+    assert!(
+        view["scope"].as_str().unwrap_or("").contains("Assist"),
+        "{view}"
+    );
+    let states: Value = http
+        .get(format!("{base}/api/v1/states?domain={DOMAIN}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(seen(&states) && !leaked(&states), "{states}");
+
+    // MCP through rmcp's client: search, one entity, resources, a subscription.
+    let (c, mut heard) = crate::helpers::mcp::connect(&base, token).await;
+    let call = |name: &str, args: Value| {
+        let mut p = rmcp::model::CallToolRequestParams::new(name.to_string());
+        if let Value::Object(m) = args {
+            p = p.with_arguments(m);
+        }
+        c.call_tool(p)
+    };
+    let found = call("search_entities", json!({"query": "*"}))
+        .await
+        .unwrap();
+    let found = serde_json::to_value(&found).unwrap();
+    assert!(
+        !leaked(&found),
+        "search_entities hides what HA does not expose"
+    );
+    let one = call("get_entity", json!({"entity_id": hidden}))
+        .await
+        .unwrap();
+    assert_eq!(one.is_error, Some(true));
+    let read = |uri: String| c.read_resource(rmcp::model::ReadResourceRequestParams::new(uri));
+    assert!(read(format!("ha://entity/{hidden}")).await.is_err());
+    let domain =
+        serde_json::to_value(read(format!("ha://domain/{DOMAIN}")).await.unwrap()).unwrap();
+    assert!(seen(&domain) && !leaked(&domain), "{domain}");
+    #[allow(deprecated)]
+    let refused = c
+        .subscribe(rmcp::model::SubscribeRequestParams::new(format!(
+            "ha://entity/{hidden}"
+        )))
+        .await;
+    assert!(
+        refused.is_err(),
+        "a subscription outside the scope is refused"
+    );
+    #[allow(deprecated)]
+    c.subscribe(rmcp::model::SubscribeRequestParams::new(format!(
+        "ha://domain/{DOMAIN}"
+    )))
+    .await
+    .unwrap();
+
+    // The event stream, asked for everything.
+    let mut events = http
+        .get(format!("{base}/api/v1/events?entity_id=*"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A change HA does not expose: no news anywhere.
+    ha.post_state(&hidden, json!({"state": "1"})).await;
+    let mut stream = String::new();
+    let quiet = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < quiet {
+        tokio::select! {
+            n = heard.recv() => panic!("MCP told of an unexposed change: {n:?}"),
+            c = events.chunk() => stream.push_str(&String::from_utf8_lossy(&c.unwrap().unwrap())),
+            _ = tokio::time::sleep_until(quiet.into()) => {}
+        }
+    }
+    // An exposed one: both hear it.
+    ha.post_state(&shown, json!({"state": "1"})).await;
+    let uri = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("the exposed change is told within 5 s")
+        .unwrap();
+    assert_eq!(uri, format!("ha://domain/{DOMAIN}"));
+    let until = Instant::now() + Duration::from_secs(5);
+    while !stream.contains(&shown) && Instant::now() < until {
+        if let Ok(Ok(Some(c))) =
+            tokio::time::timeout(Duration::from_millis(500), events.chunk()).await
+        {
+            stream.push_str(&String::from_utf8_lossy(&c));
+        }
+    }
+    assert!(stream.contains(&shown), "{stream}");
+    assert!(!stream.contains(&hidden), "{stream}");
+    c.cancel().await.unwrap();
+    ha.delete_state(&shown).await;
+    ha.delete_state(&hidden).await;
     stop.cancel();
 }
