@@ -150,9 +150,11 @@ impl Watcher {
     async fn run(mut self, stop: CancellationToken) {
         let app = self.app.clone();
         // Both lists change only with their revision: compared first, so an idle
-        // session hashes nothing. Any change of the prompt set is news.
+        // session hashes nothing. Each is news only when what this session may
+        // see of it changed: a scope hears nothing of what it cannot use.
         let (mut revision, mut prompts_revision) = *self.lists.borrow_and_update();
         let mut tools_hash = hash_of(&tools::list(&app));
+        let mut prompts_hash = prompts_seen(&app);
         let mut feed: Option<crate::state::Watcher> = None;
         let mut p = Pending::default();
         loop {
@@ -201,8 +203,12 @@ impl Watcher {
                     }
                     if pr != prompts_revision {
                         prompts_revision = pr;
-                        if self.peer.notify_prompt_list_changed().await.is_err() {
-                            break;
+                        let h = prompts_seen(&app);
+                        if h != prompts_hash {
+                            prompts_hash = h;
+                            if self.peer.notify_prompt_list_changed().await.is_err() {
+                                break;
+                            }
                         }
                     }
                 }
@@ -347,6 +353,15 @@ impl Pending {
             .insert(uri.to_string(), h)
             .is_some_and(|before| before != h)
     }
+}
+
+/// A hash of the templates `app` may use, bodies and all: a changed body is
+/// news to a client that listed it.
+fn prompts_seen(app: &Engine) -> u64 {
+    let mut seen = app.prompts().list();
+    seen.retain(|t| app.prompt_allowed(&t.name));
+    seen.sort_by(|a, b| a.name.cmp(&b.name));
+    hash_of(&seen)
 }
 
 /// A hash of a value's JSON form.

@@ -611,6 +611,71 @@ async fn a_scoped_subscriber_hears_nothing_of_entities_outside_its_scope() {
     s.h.finish().await;
 }
 
+/// The tool and prompt lists are news to a session only when what it may
+/// use of them changed: a fetcher or prompt outside a scope is added, and
+/// the admin hears of it while the scoped session hears nothing.
+#[sqlx::test(migrations = "mysql/schemas")]
+async fn a_scoped_session_hears_only_of_lists_it_may_use(pool: sqlx::MySqlPool) {
+    let spec = ScopeSpec {
+        entities: Entities::Only(vec!["domain:light".into()]),
+        fetchers: vec!["ha_*".into()],
+        prompts: vec!["home_status".into()],
+    };
+    let (token, hash) = tokens::mint();
+    let row = Stored {
+        name: "bed".into(),
+        hash,
+        scope: spec,
+        created_at: String::new(),
+    };
+    Backend::Sql(pool.clone()).create(row).await.unwrap();
+    let sim = ha_fetchers::sim::Sim::start_demo(crate::helpers::TOKEN)
+        .await
+        .unwrap();
+    let mut settings = crate::helpers::settings(&sim);
+    settings.api_token = Some(ADMIN.to_string().into());
+    settings.database_url = Some(crate::helpers::services::mysql_url_of(&pool).into());
+    settings.reload_interval = Duration::from_millis(200);
+    let h = Harness::start_with(sim, settings, TestStore::new(Kind::Memory).await).await;
+    h.synced().await;
+    let (admin, mut admin_heard) = crate::helpers::mcp::connect(&h.base, ADMIN).await;
+    let (bed, mut bed_heard) = crate::helpers::mcp::connect(&h.base, &token).await;
+    crate::helpers::fixtures::reminders_example(&pool).await;
+    sqlx::query("INSERT INTO prompt_templates (name, body) VALUES ('private', 'secret')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut told = BTreeSet::new();
+    while told.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), admin_heard.recv())
+            .await
+            .expect("the admin hears of both lists within 5 s")
+            .unwrap();
+        told.insert(n);
+    }
+    assert_eq!(told, set(&["prompts/list_changed", "tools/list_changed"]));
+    // Past another reload: the scoped session has heard nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bed_heard.try_recv().ok(),
+        None,
+        "a list it cannot use changed"
+    );
+    sqlx::query("INSERT INTO prompt_templates (name, body) VALUES ('home_status', 'home')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), bed_heard.recv())
+        .await
+        .expect("a prompt it may use is news within 5 s")
+        .unwrap();
+    assert_eq!(n, "prompts/list_changed");
+    for c in [admin, bed] {
+        c.cancel().await.unwrap();
+    }
+    h.finish().await;
+}
+
 #[sqlx::test(migrations = "mysql/schemas")]
 async fn tokens_live_in_mysql_as_hashes(pool: sqlx::MySqlPool) {
     let store = Backend::Sql(pool.clone());

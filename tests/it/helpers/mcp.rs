@@ -37,12 +37,16 @@ impl ClientHandler for Heard {
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
         let _ = self.0.send("tools/list_changed".into());
     }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send("prompts/list_changed".into());
+    }
 }
 
 pub type Client = RunningService<RoleClient, Heard>;
 
 /// rmcp's client on `{base}/mcp` with `token`, and what the server tells it:
-/// updated resources' URIs, and `tools/list_changed`.
+/// updated resources' URIs, `tools/list_changed` and `prompts/list_changed`.
 pub async fn connect(base: &str, token: &str) -> (Client, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let cfg =
