@@ -14,8 +14,9 @@ use bytes::BytesMut;
 
 use super::{ApiError, AppState};
 use crate::door::ErrorBody;
+use crate::engine::Engine;
 use crate::state::Glob;
-use crate::stream::{Chunk, Event, Lagged, Subscription};
+use crate::stream::{Chunk, Event, Kind, Lagged, Subscription};
 
 /// A comment line this often keeps proxies and the client's own timeout from
 /// taking an idle stream for a dead one.
@@ -40,9 +41,10 @@ struct Filter {
     globs: Vec<Glob>,
     /// `full=1`: the whole state object in `state` events.
     full: bool,
-    /// A scoped caller's states: events of entities they do not see are
-    /// never sent. `None` for the admin.
-    seen: Option<crate::state::StateManager>,
+    /// A scoped caller's engine: events of entities it does not see are
+    /// never sent, and a `reload` names only what it may use. `None` for
+    /// the admin.
+    scoped: Option<Engine>,
 }
 
 /// `domain=` and `entity_id=` filters one stream may give: each event is
@@ -55,7 +57,7 @@ impl Filter {
             domains: HashSet::new(),
             globs: Vec::new(),
             full: false,
-            seen: None,
+            scoped: None,
         };
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if f.domains.len() + f.globs.len() >= MAX_FILTERS {
@@ -93,11 +95,30 @@ impl Filter {
         Ok(f)
     }
 
+    /// The event's text for this client: its shared text, but for a scoped
+    /// client's `reload`, which counts only the fetchers and templates the
+    /// scope may use and, as `/api/v1/fetchers` through a scope, names no
+    /// row's problems (they name rows the scope may not use).
+    fn text(&self, e: &Event) -> Bytes {
+        match (&self.scoped, &e.kind) {
+            (Some(engine), Kind::Reload { .. }) => {
+                let templates = engine.prompts().list();
+                let data = serde_json::json!({
+                    "fetchers": engine.fetchers().loaded().defs.len(),
+                    "templates": templates.iter().filter(|t| engine.prompt_allowed(&t.name)).count(),
+                    "problems": [],
+                });
+                crate::stream::frame(Some(e.id), "reload", &data.to_string())
+            }
+            _ => e.sse(self.full).clone(),
+        }
+    }
+
     fn passes(&self, e: &Event) -> bool {
         let Some(id) = e.entity_id() else {
             return true;
         };
-        self.seen.as_ref().is_none_or(|s| s.sees(id))
+        self.scoped.as_ref().is_none_or(|s| s.states().sees(id))
             && (self.domains.is_empty() || self.domains.contains(crate::state::domain_of(id)))
             && (self.globs.is_empty() || self.globs.iter().any(|g| g.matches(id)))
     }
@@ -137,7 +158,7 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let mut filter = Filter::parse(query.as_deref())?;
     // A scoped caller's stream carries its entities only, whatever it asked.
-    filter.seen = engine.scope().map(|_| engine.states().clone());
+    filter.scoped = engine.scope().map(|_| engine.clone());
     if app.engine.stream().subscribers() >= max_streams(app.limits.max_connections) {
         return Err(ApiError::Overloaded);
     }
@@ -211,7 +232,7 @@ impl Client {
         if let Some(mut buf) = self.first.take() {
             for e in self.backlog.by_ref() {
                 if self.filter.passes(&e) {
-                    buf.extend_from_slice(e.sse(self.filter.full));
+                    buf.extend_from_slice(&self.filter.text(&e));
                 }
             }
             return Some((Ok(buf.freeze()), self));
@@ -254,7 +275,7 @@ impl Client {
             match r {
                 Ok(chunk) => {
                     for e in chunk.iter().filter(|e| self.filter.passes(e)) {
-                        self.ready.push_back(e.sse(self.filter.full).clone());
+                        self.ready.push_back(self.filter.text(e));
                     }
                     n += chunk.len();
                 }

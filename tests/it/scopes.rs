@@ -611,6 +611,23 @@ async fn a_scoped_subscriber_hears_nothing_of_entities_outside_its_scope() {
     s.h.finish().await;
 }
 
+/// What `r` sends until it has sent `until` (then a little more, up to
+/// `within`), or `within` has passed.
+async fn read_for(r: &mut reqwest::Response, within: Duration, until: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, r.chunk()).await {
+            Ok(Ok(Some(c))) => seen.push_str(&String::from_utf8_lossy(&c)),
+            _ => break,
+        }
+        if seen.contains(until) && seen.contains("event: reload") {
+            break;
+        }
+    }
+    seen
+}
+
 /// The tool and prompt lists are news to a session only when what it may
 /// use of them changed: a fetcher or prompt outside a scope is added, and
 /// the admin hears of it while the scoped session hears nothing.
@@ -640,7 +657,18 @@ async fn a_scoped_session_hears_only_of_lists_it_may_use(pool: sqlx::MySqlPool) 
     h.synced().await;
     let (admin, mut admin_heard) = crate::helpers::mcp::connect(&h.base, ADMIN).await;
     let (bed, mut bed_heard) = crate::helpers::mcp::connect(&h.base, &token).await;
+    let events = |token: &str| {
+        h.http
+            .get(format!("{}/api/v1/events", h.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let mut admin_events = events(ADMIN).await.unwrap();
+    let mut bed_events = events(&token).await.unwrap();
     crate::helpers::fixtures::reminders_example(&pool).await;
+    let broken =
+        "INSERT INTO data_fetchers (name, source, params) VALUES ('secret_broken', 'nope', '{}')";
+    sqlx::query(broken).execute(&pool).await.unwrap();
     sqlx::query("INSERT INTO prompt_templates (name, body) VALUES ('private', 'secret')")
         .execute(&pool)
         .await
@@ -661,6 +689,15 @@ async fn a_scoped_session_hears_only_of_lists_it_may_use(pool: sqlx::MySqlPool) 
         None,
         "a list it cannot use changed"
     );
+    // The event stream's `reload`: the admin's names the broken row; the
+    // scoped one's counts and names only what the scope may use.
+    let admin_saw = read_for(&mut admin_events, Duration::from_secs(5), "secret_broken").await;
+    assert!(admin_saw.contains("secret_broken"), "{admin_saw}");
+    let bed_saw = read_for(&mut bed_events, Duration::from_millis(500), "\n\n").await;
+    assert!(bed_saw.contains("event: reload"), "{bed_saw}");
+    for hidden in ["secret_broken", "reminders_due_today", "private"] {
+        assert!(!bed_saw.contains(hidden), "{hidden}: {bed_saw}");
+    }
     sqlx::query("INSERT INTO prompt_templates (name, body) VALUES ('home_status', 'home')")
         .execute(&pool)
         .await
