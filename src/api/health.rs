@@ -225,13 +225,14 @@ pub struct MysqlHealth {
     )
 )]
 pub async fn mysql_health(State(app): State<Arc<AppState>>) -> (StatusCode, Json<MysqlHealth>) {
-    let body = mysql(&app).await;
+    let body = mysql(app.engine.fetchers()).await;
     (status(body.ok), Json(body))
 }
 
-/// Where definitions come from, and whether MySQL answers.
-pub async fn mysql(app: &AppState) -> MysqlHealth {
-    let reg = &app.engine.fetchers();
+/// Where definitions come from, and whether MySQL answers, as `reg` sees
+/// it: through a scope, the counts are the scope's fetchers and no row's
+/// problems.
+pub async fn mysql(reg: &crate::fetchers::Runner) -> MysqlHealth {
     let status = reg.load_status();
     let configured = status.backend == BackendKind::Mysql;
     let ping = match tokio::time::timeout(MYSQL_PING_TIMEOUT, reg.ping()).await {

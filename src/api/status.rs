@@ -29,9 +29,9 @@ pub struct Status {
     /// Domains among them.
     domains: usize,
     /// Events received from Home Assistant per second, oldest first, over the
-    /// last five minutes (shorter right after start).
+    /// last five minutes (shorter right after start); empty for a scoped caller.
     events_per_second: Vec<u32>,
-    /// Recent snapshots applied, oldest first (at most 20).
+    /// Recent snapshots applied, oldest first (at most 20); none for a scoped caller.
     resyncs: Vec<Resync>,
     /// The change stream.
     stream: StreamStats,
@@ -49,15 +49,18 @@ pub async fn status(
     State(app): State<Arc<AppState>>,
     super::extract::Seen(engine): super::extract::Seen,
 ) -> Json<Status> {
-    // Counts are the caller's scope's; a snapshot's counts are the house's,
-    // so a scoped caller gets none.
+    // Counts are the caller's scope's. A snapshot's counts and the event
+    // rate are the house's (a rate of motion at night says someone is home),
+    // so a scoped caller gets neither.
     let summary = engine.states().summary();
-    let resyncs = match engine.scope() {
-        None => app.engine.states().resyncs(),
-        Some(_) => Vec::new(),
+    let (resyncs, events_per_second) = match engine.scope() {
+        None => (
+            app.engine.states().resyncs(),
+            app.engine.stream().events_per_second(),
+        ),
+        Some(_) => (Vec::new(), Vec::new()),
     };
-    let events_per_second = app.engine.stream().events_per_second();
-    let (redis, mysql) = tokio::join!(redis(&app), mysql(&app));
+    let (redis, mysql) = tokio::join!(redis(&app), mysql(engine.fetchers()));
     Json(Status {
         websocket: websocket(&app),
         redis,

@@ -830,6 +830,16 @@ async fn a_console_login_with_a_scoped_token_sees_its_scope() {
     assert_eq!(ids(&states), set(BED));
     let status: Value = get("/api/v1/status").await.unwrap().json().await.unwrap();
     assert_eq!(status["entities"], 3, "{status}");
+    // The house's event rate and snapshots are not the scope's to see.
+    assert_eq!(status["events_per_second"], json!([]), "{status}");
+    assert_eq!(status["resyncs"], json!([]), "{status}");
+    assert_eq!(status["mysql"]["problems"], 0, "{status}");
+    let fetchers = status["mysql"]["fetchers"].as_u64().unwrap();
+    let (_, listed) = s.get(&s.bed, "/api/v1/fetchers").await;
+    assert_eq!(
+        fetchers as usize,
+        listed["fetchers"].as_array().unwrap().len()
+    );
     assert_eq!(get("/metrics").await.unwrap().status(), 403);
     let session: Value = get("/api/v1/session").await.unwrap().json().await.unwrap();
     assert!(session["scope"].is_string(), "{session}");
