@@ -54,6 +54,8 @@ const MCP_ACCEPT: &str = "application/json, text/event-stream";
 const ROUNDS: usize = 3 * RUNS;
 /// In-process calls timed for the breakdown row.
 const CALLS: usize = 200_000;
+/// In-process listings of the lights timed for the listing row.
+const LIST_CALLS: usize = 2_000;
 /// The targets: the "≤ 10 % slower".
 const TARGET_GET: &str = "≤ 10 % slower (≥ 0.9× the admin's req/s)";
 const TARGET_MCP: &str = "≤ 10 % slower (p50 ≤ 1.1× the admin's)";
@@ -332,8 +334,9 @@ async fn measure(
 
     let b = Breakdown::measure(app, file, &tokens[1].secret, &tokens[2].secret, &ids).await?;
     println!(
-        "  in-process, one thread, per call: Tokens::scope_of {:.3} µs, Engine::scoped {:.3} µs, StateManager::get {:.3} µs through `{}`, {:.3} µs through `assist`, {:.3} µs whole",
-        b.lookup, b.view, b.get_only, ONLY.join(","), b.get_assist, b.get_whole
+        "  in-process, one thread, per call: Tokens::scope_of {:.3} µs, Engine::scoped {:.3} µs, StateManager::get {:.3} µs through `{}`, {:.3} µs through `assist`, {:.3} µs whole; listing the lights {:.1} µs through `{}`, {:.1} µs through `assist`, {:.1} µs whole",
+        b.lookup, b.view, b.get_only, ONLY.join(","), b.get_assist, b.get_whole,
+        b.list[1], ONLY.join(","), b.list[2], b.list[0]
     );
 
     let admin = &sums[0];
@@ -402,6 +405,27 @@ async fn measure(
             ),
         );
     }
+    rows.push(
+        Row::new(
+            &format!(
+                "`StateManager::list` of the lights, what `live_context` {{\"domain\": \"light\"}} walks before it prints, timed in-process on one thread ({LIST_CALLS} calls each): through `{}` {:.1} µs, through `assist` {:.1} µs, whole {:.1} µs",
+                ONLY.join(","),
+                b.list[1],
+                b.list[2],
+                b.list[0]
+            ),
+            format!(
+                "{:+.1} µs (`{}`), {:+.1} µs (`assist`) per call",
+                b.list[1] - b.list[0],
+                ONLY.join(","),
+                b.list[2] - b.list[0]
+            ),
+            "–",
+            true,
+        )
+        .with_ref(format!("whole: {:.1} µs", b.list[0]), b.list[0] / b.list[2])
+        .info(),
+    );
     let extra = |get: f64| b.lookup + b.view + get - b.get_whole;
     rows.push(
         Row::new(
@@ -447,6 +471,9 @@ struct Breakdown {
     get_assist: f64,
     /// `StateManager::get` through the whole engine.
     get_whole: f64,
+    /// `StateManager::list` of the lights (what `live_context` walks): whole,
+    /// through [`ONLY`], through `assist`.
+    list: [f64; 3],
 }
 
 impl Breakdown {
@@ -493,12 +520,26 @@ impl Breakdown {
         let get_whole = get(&app.engine).await?;
         let get_only = get(&scoped).await?;
         let get_assist = get(&assisted).await?;
+        let lights = ha_fetchers::state::Query {
+            domain: Some("light".into()),
+            state: None,
+            pattern: None,
+        };
+        let mut list = [0.0; 3];
+        for (slot, engine) in list.iter_mut().zip([&app.engine, &scoped, &assisted]) {
+            let t = Instant::now();
+            for _ in 0..LIST_CALLS {
+                black_box(engine.states().list(&lights).await?);
+            }
+            *slot = t.elapsed().as_secs_f64() * 1e6 / LIST_CALLS as f64;
+        }
         Ok(Self {
             lookup,
             view,
             get_only,
             get_assist,
             get_whole,
+            list,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 pub(crate) type Ids<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 
 use super::entity::{domain_of, EntityState};
-use super::registry::Registries;
+use super::registry::{Registries, RegistryError, RegistryKind};
 
 /// What an upsert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +23,23 @@ pub enum Upserted {
 /// What a slot holds: a state, or a known entity whose state was invalidated.
 pub type Slot = Option<EntityState>;
 
+/// One entity's entry.
+#[derive(Debug)]
+struct Entry {
+    slot: Slot,
+    /// Whether HA exposes it to Assist, as [`Registries::exposed`] says: kept
+    /// here because an `assist` scope asks it of every entity a listing
+    /// walks, and the entry is in hand then (a lookup in HA's list per id
+    /// made `live_context` through `assist` 12 % slower than the admin's).
+    exposed: bool,
+}
+
 /// Entities by id and by domain, with a change counter per domain.
 #[derive(Default, Debug)]
 pub struct Index {
-    /// id → state; `None` marks an invalidated entry that a read must refill.
-    by_id: Ids<Slot>,
+    /// id → state (`None` marks an invalidated entry that a read must
+    /// refill) and exposure.
+    by_id: Ids<Entry>,
     /// domain → sorted ids, so listings come out in a stable order.
     by_domain: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// domain → generation, bumped on every change, so fetcher results know when they are stale.
@@ -43,7 +55,7 @@ impl Index {
     /// (micros), so a write or removal from `at` must be dropped. The one
     /// place the rule is written; the Redis store asks it too.
     pub fn holds_newer(&self, id: &str, at: i64) -> bool {
-        matches!(self.by_id.get(id), Some(Some(cur)) if cur.last_updated > at)
+        matches!(self.by_id.get(id), Some(Entry { slot: Some(cur), .. }) if cur.last_updated > at)
     }
 
     /// Inserts or replaces a state unless ours is newer.
@@ -56,24 +68,27 @@ impl Index {
 
     /// Inserts or replaces a state whatever we hold.
     fn put(&mut self, s: EntityState) -> Upserted {
-        let outcome = match self.by_id.get(&s.entity_id) {
-            Some(Some(old)) if old.raw == s.raw => {
+        let id = s.entity_id.clone();
+        let outcome = match self.by_id.get_mut(&id) {
+            Some(Entry {
+                slot: Some(old), ..
+            }) if old.raw == s.raw => {
                 return Upserted::Updated {
                     old_state: Some(old.state.clone()),
                 }
             }
-            Some(Some(old)) => Upserted::Updated {
-                old_state: Some(old.state.clone()),
+            Some(e) => Upserted::Updated {
+                old_state: e.slot.replace(s).map(|old| old.state),
             },
-            Some(None) => Upserted::Updated { old_state: None },
-            None => Upserted::Inserted,
+            None => {
+                let exposed = self.registries.exposed(&id);
+                let slot = Some(s);
+                self.by_id.insert(id.clone(), Entry { slot, exposed });
+                self.add_to_domain(&id);
+                Upserted::Inserted
+            }
         };
-        let id = s.entity_id.clone();
         self.bump(domain_of(&id));
-        if outcome == Upserted::Inserted {
-            self.add_to_domain(&id);
-        }
-        self.by_id.insert(id, Some(s));
         outcome
     }
 
@@ -82,7 +97,7 @@ impl Index {
         if at > 0 && self.holds_newer(id, at) {
             return None;
         }
-        let slot = self.by_id.remove(id)?;
+        let slot = self.by_id.remove(id)?.slot;
         let d = domain_of(id);
         if let Some(set) = self.by_domain.get_mut(d) {
             set.remove(id);
@@ -96,12 +111,19 @@ impl Index {
 
     /// Drops the state but remembers the entity, so listings know to refill it.
     pub fn invalidate(&mut self, id: &str) {
-        if let Some(slot) = self.by_id.get_mut(id) {
-            *slot = None;
+        if let Some(e) = self.by_id.get_mut(id) {
+            e.slot = None;
         } else {
             let id: Arc<str> = Arc::from(id);
             self.add_to_domain(&id);
-            self.by_id.insert(id, None);
+            let exposed = self.registries.exposed(&id);
+            self.by_id.insert(
+                id,
+                Entry {
+                    slot: None,
+                    exposed,
+                },
+            );
         }
         self.bump(domain_of(id));
     }
@@ -130,7 +152,20 @@ impl Index {
     }
 
     pub fn get(&self, id: &str) -> Option<&Slot> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|e| &e.slot)
+    }
+
+    /// The slot of `id` and whether HA exposes it to Assist.
+    pub fn entry(&self, id: &str) -> Option<(&Slot, bool)> {
+        self.by_id.get(id).map(|e| (&e.slot, e.exposed))
+    }
+
+    /// Whether HA exposes `id` to Assist: the entry's flag when it is known.
+    pub fn exposed(&self, id: &str) -> bool {
+        match self.by_id.get(id) {
+            Some(e) => e.exposed,
+            None => self.registries.exposed(id),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -139,8 +174,8 @@ impl Index {
 
     /// Every entity with its slot, in no order: for counts over the whole
     /// house, which need no order and no lookup per id.
-    pub fn slots(&self) -> impl Iterator<Item = (&Arc<str>, &Slot)> {
-        self.by_id.iter()
+    pub fn slots(&self) -> impl Iterator<Item = (&Arc<str>, &Slot, bool)> {
+        self.by_id.iter().map(|(id, e)| (id, &e.slot, e.exposed))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -167,14 +202,21 @@ impl Index {
         &self.registries
     }
 
-    /// The registries, to replace one. Areas filter results of every domain,
-    /// so every domain's generation moves and no cached result outlives an
-    /// area change.
-    pub fn registries_mut(&mut self) -> &mut Registries {
+    /// Replaces one registry from HA's answer. Areas filter results of every
+    /// domain, so every domain's generation moves and no cached result
+    /// outlives an area change; a new exposure list sets every entry's flag.
+    pub fn set_registry(&mut self, kind: RegistryKind, raw: Arc<str>) -> Result<(), RegistryError> {
         self.generation += 1;
         let g = self.generation;
         self.generations.values_mut().for_each(|v| *v = g);
-        &mut self.registries
+        self.registries.set(kind, raw)?;
+        if kind == RegistryKind::Exposed {
+            let reg = &self.registries;
+            self.by_id
+                .iter_mut()
+                .for_each(|(id, e)| e.exposed = reg.exposed(id));
+        }
+        Ok(())
     }
 
     pub fn generation(&self) -> u64 {
@@ -237,9 +279,38 @@ mod tests {
         let mut ix = Index::default();
         ix.upsert(st("light.a", "on", "2026-01-01T00:00:00+00:00"));
         let (g, gl) = (ix.generation(), ix.domain_generation("light"));
-        ix.registries_mut();
+        ix.set_registry(RegistryKind::Area, "[]".into()).unwrap();
         assert!(ix.generation() > g);
         assert!(ix.domain_generation("light") > gl);
+    }
+
+    #[test]
+    fn every_entry_knows_whether_ha_exposes_it() {
+        let mut ix = Index::default();
+        ix.upsert(st("light.a", "on", "2026-01-01T00:00:00+00:00"));
+        ix.invalidate("light.b");
+        assert!(!ix.exposed("light.a") && !ix.exposed("light.b"));
+        let list = r#"{"exposed_entities": {"light.a": {"conversation": true},
+            "light.b": {"conversation": true}, "light.c": {"conversation": true},
+            "light.d": {"conversation": false}}}"#;
+        ix.set_registry(RegistryKind::Exposed, list.into()).unwrap();
+        ix.upsert(st("light.c", "on", "2026-01-01T00:00:00+00:00"));
+        ix.upsert(st("light.d", "on", "2026-01-01T00:00:00+00:00"));
+        ix.upsert(st("light.a", "off", "2026-01-01T00:00:01+00:00"));
+        for (id, want) in [
+            ("light.a", true),
+            ("light.b", true),
+            ("light.c", true),
+            ("light.d", false),
+        ] {
+            assert_eq!(ix.exposed(id), want, "{id}");
+            assert_eq!(ix.entry(id).unwrap().1, want, "{id}");
+            assert_eq!(ix.exposed(id), ix.registries().exposed(id), "{id}");
+        }
+        assert!(ix.exposed("light.e") == ix.registries().exposed("light.e"));
+        ix.set_registry(RegistryKind::Exposed, r#"{"exposed_entities": {}}"#.into())
+            .unwrap();
+        assert!(ix.slots().all(|(_, _, exposed)| !exposed));
     }
 
     #[test]

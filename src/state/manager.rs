@@ -145,6 +145,13 @@ impl StateManager {
         self.scope.as_ref().is_none_or(|s| s.allows(id, ix))
     }
 
+    /// [`Self::sees_in`] for an entry in hand, with its exposure flag.
+    pub fn sees_entry(&self, ix: &super::Index, id: &str, exposed: bool) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.allows_entry(id, exposed, ix))
+    }
+
     /// Whether this handle sees `id`.
     pub fn sees(&self, id: &str) -> bool {
         let Some(scope) = &self.scope else {
@@ -294,18 +301,18 @@ impl StateManager {
         let mut missing = Vec::new();
         let selective = q.domain.is_none() && (q.state.is_some() || q.pattern.is_some());
         self.store.read(&mut |ix| {
-            let mut visit = |id: &Arc<str>, slot: Option<&Slot>| match slot {
-                _ if !self.sees_in(ix, id) => {}
-                Some(Some(s)) if matches_query(s, q) => found.push(s.clone()),
-                Some(None) => missing.push(id.clone()),
+            let mut visit = |id: &Arc<str>, entry: Option<(&Slot, bool)>| match entry {
+                Some((_, exposed)) if !self.sees_entry(ix, id, exposed) => {}
+                Some((Some(s), _)) if matches_query(s, q) => found.push(s.clone()),
+                Some((None, _)) => missing.push(id.clone()),
                 _ => {}
             };
             match &q.domain {
-                Some(d) => ix.domain_ids(d).for_each(|id| visit(id, ix.get(id))),
+                Some(d) => ix.domain_ids(d).for_each(|id| visit(id, ix.entry(id))),
                 // A filter over the whole house keeps few states: walking the
                 // slots in map order and sorting what matched skips a lookup per id.
-                None if selective => ix.slots().for_each(|(id, slot)| visit(id, Some(slot))),
-                None => ix.ids().for_each(|id| visit(id, ix.get(id))),
+                None if selective => ix.slots().for_each(|(id, s, e)| visit(id, Some((s, e)))),
+                None => ix.ids().for_each(|id| visit(id, ix.entry(id))),
             }
         });
         if selective {
@@ -332,7 +339,7 @@ impl StateManager {
     pub fn exposed(&self, id: &str) -> bool {
         let mut out = false;
         self.store
-            .read(&mut |ix| out = self.sees_in(ix, id) && ix.registries().exposed(id));
+            .read(&mut |ix| out = self.sees_in(ix, id) && ix.exposed(id));
         out
     }
 
@@ -371,7 +378,7 @@ impl StateManager {
             type Fast<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
             type Counts<'a> = (usize, Fast<&'a str, usize>);
             let mut counts: Fast<&str, Counts<'_>> = Fast::default();
-            for (id, slot) in ix.slots().filter(|(id, _)| self.sees_in(ix, id)) {
+            for (id, slot, _) in ix.slots().filter(|(id, _, e)| self.sees_entry(ix, id, *e)) {
                 let e = counts.entry(super::domain_of(id)).or_default();
                 e.0 += 1;
                 let st = slot.as_ref().map_or("unknown", |s| &*s.state);
@@ -405,7 +412,7 @@ impl StateManager {
         let mut n = 0;
         self.store.read(&mut |ix| {
             if self.scope.is_some() {
-                for (id, _) in ix.slots().filter(|(id, _)| self.sees_in(ix, id)) {
+                for (id, _, _) in ix.slots().filter(|(id, _, e)| self.sees_entry(ix, id, *e)) {
                     n += 1;
                     *domains.entry(super::domain_of(id).to_string()).or_default() += 1;
                 }

@@ -73,8 +73,7 @@ impl Store for MemoryStore {
     async fn set_registry(&self, kind: RegistryKind, raw: Arc<str>) -> Result<(), StoreError> {
         self.index
             .write()
-            .registries_mut()
-            .set(kind, raw)
+            .set_registry(kind, raw)
             .map_err(|e| StoreError::Rejected(e.to_string()))
     }
 

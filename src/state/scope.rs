@@ -132,8 +132,17 @@ impl Scope {
     /// Whether the scope sees entity `id`, given the index (for exposure and areas).
     pub fn allows(&self, id: &str, ix: &Index) -> bool {
         match &self.spec.entities {
+            Entities::Assist => ix.exposed(id),
+            _ => self.allows_entry(id, false, ix),
+        }
+    }
+
+    /// [`Self::allows`] for an entry in hand: `exposed` is its flag
+    /// ([`Index::entry`]), which spares `assist` a lookup per entity.
+    pub fn allows_entry(&self, id: &str, exposed: bool, ix: &Index) -> bool {
+        match &self.spec.entities {
             Entities::All => true,
-            Entities::Assist => ix.registries().exposed(id),
+            Entities::Assist => exposed,
             Entities::Only(_) => self.selectors.iter().any(|s| s.allows(id, ix)),
         }
     }

@@ -57,8 +57,10 @@ impl Typed for DeviceStatus {
         let mut unavailable: Vec<Arc<str>> = Vec::new();
         let mut unknown_count = 0;
         states.store().read(&mut |ix| {
-            let seen = ix.slots().filter(|(id, _)| states.sees_in(ix, id));
-            for s in seen.filter_map(|(_, slot)| slot.as_ref()) {
+            let seen = ix
+                .slots()
+                .filter(|(id, _, e)| states.sees_entry(ix, id, *e));
+            for s in seen.filter_map(|(_, slot, _)| slot.as_ref()) {
                 match &*s.state {
                     "unavailable" if in_scope(s.domain()) => unavailable.push(s.entity_id.clone()),
                     "unknown" if in_scope(s.domain()) => unknown_count += 1,
