@@ -49,9 +49,9 @@ pub async fn status(
     State(app): State<Arc<AppState>>,
     super::extract::Seen(engine): super::extract::Seen,
 ) -> Json<Status> {
-    // Counts are the caller's scope's. A snapshot's counts and the event
-    // rate are the house's (a rate of motion at night says someone is home),
-    // so a scoped caller gets neither.
+    // Counts are the caller's scope's, the link's too. A snapshot's and a
+    // reconcile's counts and the event rate are the house's (a rate of
+    // motion at night says someone is home): a scoped caller gets none.
     let summary = engine.states().summary();
     let (resyncs, events_per_second) = match engine.scope() {
         None => (
@@ -61,8 +61,13 @@ pub async fn status(
         Some(_) => (Vec::new(), Vec::new()),
     };
     let (redis, mysql) = tokio::join!(redis(&app), mysql(engine.fetchers()));
+    let mut websocket = websocket(&app);
+    if engine.scope().is_some() {
+        websocket.entity_count = summary.entity_count;
+        websocket.reconcile = None;
+    }
     Json(Status {
-        websocket: websocket(&app),
+        websocket,
         redis,
         mysql,
         entities: summary.entity_count,

@@ -830,6 +830,7 @@ async fn a_console_login_with_a_scoped_token_sees_its_scope() {
     assert_eq!(ids(&states), set(BED));
     let status: Value = get("/api/v1/status").await.unwrap().json().await.unwrap();
     assert_eq!(status["entities"], 3, "{status}");
+    assert_eq!(status["websocket"]["entity_count"], 3, "{status}");
     // The house's event rate and snapshots are not the scope's to see.
     assert_eq!(status["events_per_second"], json!([]), "{status}");
     assert_eq!(status["resyncs"], json!([]), "{status}");
