@@ -151,13 +151,21 @@ pub fn answer(
             Value::Object(out)
         }
         "logbook/get_events" => {
-            let list: Vec<Value> = rec
-                .between(None, start, end)
-                .filter(|c| ids.is_empty() || ids.contains(&c.id))
-                .map(|c| {
-                    let name = state(&c.id).and_then(|r| field(&r, "friendly_name"));
-                    json!({"when": secs(c.at), "entity_id": c.id, "state": c.new, "name": name})
-                })
+            // HA's own start is an entry of no entity, in a house-wide answer.
+            let started = (ids.is_empty() && (start..end).contains(&rec.born)).then(|| {
+                json!({"when": secs(rec.born), "name": "Home Assistant", "message": "started",
+                       "domain": "homeassistant"})
+            });
+            let list: Vec<Value> = started
+                .into_iter()
+                .chain(
+                    rec.between(None, start, end)
+                        .filter(|c| ids.is_empty() || ids.contains(&c.id))
+                        .map(|c| {
+                            let name = state(&c.id).and_then(|r| field(&r, "friendly_name"));
+                            json!({"when": secs(c.at), "entity_id": c.id, "state": c.new, "name": name})
+                        }),
+                )
                 .collect();
             Value::Array(list)
         }

@@ -611,6 +611,38 @@ async fn a_scoped_subscriber_hears_nothing_of_entities_outside_its_scope() {
     s.h.finish().await;
 }
 
+/// The house's logbook through a scope: its entities' entries only, and
+/// none of no entity (their words may name anything).
+#[tokio::test]
+async fn a_scoped_logbook_has_only_the_scopes_entries() {
+    let s = start().await;
+    s.h.sim.set("light.kitchen_lights", "off");
+    s.h.sim.set("light.bed_light", "off");
+    s.h.wait_state("light.bed_light", "off").await;
+    let run = |token: &str| {
+        let token = token.to_string();
+        let s = &s;
+        async move {
+            let (status, v) = s
+                .post(&token, "/api/v1/fetchers/ha_logbook_recent/run", json!({}))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            v["result"].to_string()
+        }
+    };
+    let all = run(ADMIN).await;
+    assert!(
+        all.contains("Home Assistant started") && all.contains("Kitchen"),
+        "{all}"
+    );
+    let bed = run(&s.bed).await;
+    assert!(bed.contains("light.bed_light"), "{bed}");
+    for hidden in ["Home Assistant", "kitchen"] {
+        assert!(!bed.contains(hidden), "{hidden}: {bed}");
+    }
+    s.h.finish().await;
+}
+
 /// What `r` sends until it has sent `until` (then a little more, up to
 /// `within`), or `within` has passed.
 async fn read_for(r: &mut reqwest::Response, within: Duration, until: &str) -> String {

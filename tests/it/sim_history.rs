@@ -100,7 +100,8 @@ async fn logbook_and_statistics_answer_in_lines_and_numbers() {
             .ends_with(" AC turned on"),
         "{v}"
     );
-    assert_eq!(v["more"], 1);
+    // The other: the bed light's change, and Home Assistant's start.
+    assert_eq!(v["more"], 2);
     let text = ha_fetchers::fetchers::lean::text(&v);
     assert!(
         text.contains("AC turned on") && !text.contains("entity_id"),

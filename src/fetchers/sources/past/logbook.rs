@@ -79,6 +79,10 @@ impl Typed for Logbook {
         let selected = !p.select.is_empty();
         if !selected || !entities.is_empty() {
             let ids: Vec<&str> = entities.iter().map(|s| &*s.entity_id).collect();
+            let whole = cx
+                .states
+                .scope()
+                .is_none_or(|s| s.spec.entities == crate::state::Entities::All);
             let mut slices = Slices::new(&w);
             while let Some(slice) = slices.next_slice() {
                 let mut body = json!({
@@ -94,8 +98,13 @@ impl Typed for Logbook {
                 let entries: Vec<Entry> = serde_json::from_str(raw.get())
                     .map_err(|e| FetchError::Failed(format!("logbook from Home Assistant: {e}")))?;
                 // HA answers for the whole house; a scope sees its entities'
-                // entries and those of no entity (HA started).
-                let seen = |e: &Entry| e.entity_id.as_deref().is_none_or(|id| cx.states.sees(id));
+                // entries. One of no entity ("Home Assistant started", a
+                // `logbook.log` line naming anything) only a scope of every
+                // entity sees: its words may be about any of them.
+                let seen = |e: &Entry| match e.entity_id.as_deref() {
+                    Some(id) => cx.states.sees(id),
+                    None => whole,
+                };
                 // Slices come newest first, entries oldest first within one.
                 for e in entries.into_iter().rev().filter(seen) {
                     total += 1;
