@@ -1,6 +1,7 @@
 //! Home Assistant's template functions, with HA's names and meanings:
 //! `is_state`, `state_attr`, `has_value`, areas and the forgiving number
-//! conversions here; `states` in [`super::states`], time in [`super::time`].
+//! conversions here; `states` and `expand` in [`super::states`], time in
+//! [`super::time`].
 
 use minijinja::value::{Rest, Value};
 use minijinja::{Environment, Error};
@@ -83,6 +84,7 @@ pub const GLOBALS: &[&str] = &[
     "area_name",
     "area_id",
     "areas",
+    "expand",
 ];
 
 /// Registers every HA function (and the filter forms HA offers) on `env`.
@@ -90,6 +92,11 @@ pub const GLOBALS: &[&str] = &[
 /// of names matches [`GLOBALS`] at a glance.
 pub fn register(env: &mut Environment<'static>, sm: &StateManager) {
     env.add_global("states", states::root(sm));
+
+    let s = sm.clone();
+    let expand = move |args: Rest<Value>| states::expand(&s, &args);
+    env.add_function("expand", expand.clone());
+    env.add_filter("expand", expand);
 
     let s = sm.clone();
     let is_state = move |id: &str, want: Value| matches(&Value::from(state_of(&s, id)), &want);

@@ -3,10 +3,11 @@
 //! (`states.light`), by entity (`states.light.kitchen`), iterable; each
 //! entity a [`StateObject`]. Every read is noted for [`super::reads`].
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
-use minijinja::{Error, State};
+use minijinja::{Error, ErrorKind, State};
 
 use super::reads;
 use crate::state::{EntityState, Index, StateManager};
@@ -177,6 +178,70 @@ impl Object for DomainStates {
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Iter(Box::new(objects(&self.sm, Some(&self.domain)).into_iter()))
     }
+}
+
+/// The most names `expand` looks at in one call, its arguments and the
+/// groups' members together: a bound on the work one call can ask.
+pub const MAX_EXPAND: usize = 100_000;
+
+/// HA's `expand(*args)`: the state objects of the entities named (ids, state
+/// objects, or lists of either), each once, sorted by id. A group (`group.*`,
+/// or an entity whose `entity_id` attribute lists members, as the group
+/// integration's light and switch groups do; HA asks which integration made
+/// it, which the mirror does not know) is replaced by its members, a zone by
+/// its `persons`; neither is in the answer itself. What the scope does not
+/// see is skipped, as an entity HA does not have is.
+pub(super) fn expand(sm: &StateManager, args: &[Value]) -> Result<Value, Error> {
+    let mut search: Vec<Value> = args.to_vec();
+    let mut looked = HashSet::new();
+    let mut found = BTreeMap::new();
+    let mut asked = 0;
+    while let Some(v) = search.pop() {
+        asked += 1;
+        if asked > MAX_EXPAND {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("expand looks at {MAX_EXPAND} names at most, members included"),
+            ));
+        }
+        let id = if let Some(id) = v.as_str() {
+            id.to_string()
+        } else if let Some(o) = v.downcast_object_ref::<StateObject>() {
+            o.state.entity_id.to_string()
+        } else {
+            // A list (or anything iterable) is its items; a number, nothing.
+            if let Ok(items) = v.try_iter() {
+                search.extend(items);
+            }
+            continue;
+        };
+        // Each entity once: a group that lists itself, or two that list
+        // each other, end here.
+        if !looked.insert(id.clone()) {
+            continue;
+        }
+        let Some(o) = state_object(sm, &id) else {
+            continue;
+        };
+        let attrs = o.attributes();
+        let members = match attrs.get("entity_id") {
+            Some(m @ serde_json::Value::Array(_)) => Some(m),
+            _ if o.state.domain() == "group" => attrs.get("entity_id"),
+            _ if o.state.domain() == "zone" => attrs.get("persons"),
+            _ => None,
+        };
+        match members {
+            Some(m) => {
+                let ids = m.as_array().into_iter().flatten();
+                search.extend(ids.filter_map(|i| i.as_str()).map(Value::from));
+            }
+            None if matches!(o.state.domain(), "group" | "zone") => {}
+            None => {
+                found.insert(id, Value::from_object(o));
+            }
+        }
+    }
+    Ok(Value::from(found.into_values().collect::<Vec<_>>()))
 }
 
 /// `states(id)`: the state string, `unknown` when missing.

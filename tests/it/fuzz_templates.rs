@@ -51,6 +51,8 @@ const FRAGMENTS: &[&str] = &[
     "99",
     "fetch('nope')",
     "area_entities('kitchen')",
+    "expand(states)",
+    "| expand",
     "| tojson",
     "{",
     "}",

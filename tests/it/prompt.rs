@@ -300,6 +300,84 @@ async fn iif_float_int() {
     assert!(render("{{ 'abc' | int }}").await.is_err());
 }
 
+/// HA's `expand`: groups (nested, in a cycle too) and zones give their
+/// members, each once, sorted by id; ids, state objects and lists mix; a
+/// scope's expansion stops at what it does not see; a runaway is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn expand_gives_each_member_once_sorted_and_within_a_scope() {
+    use ha_fetchers::state::{Entities, Scope, ScopeSpec};
+    let st = |id: &str, attributes: Value| {
+        let raw = json!({"entity_id": id, "state": "on", "attributes": attributes,
+                         "last_updated": "2026-01-01T00:00:00+00:00"});
+        EntityState::from_raw(&raw.to_string()).unwrap()
+    };
+    let store = Arc::new(MemoryStore::new());
+    store
+        .replace_all(vec![
+            st(
+                "group.downstairs",
+                json!({"entity_id": ["light.b", "group.nested", "light.gone"]}),
+            ),
+            st(
+                "group.nested",
+                json!({"entity_id": ["light.a", "group.downstairs"]}),
+            ),
+            st("light.kitchen_group", json!({"entity_id": ["light.c"]})),
+            st("zone.home", json!({"persons": ["person.ada"]})),
+            st("person.ada", json!({})),
+            st("light.a", json!({})),
+            st("light.b", json!({})),
+            st("light.c", json!({})),
+        ])
+        .await
+        .unwrap();
+    let whole = StateManager::new(store, None);
+    let spec = ScopeSpec {
+        entities: Entities::Only(vec!["light.a".into(), "group.*".into()]),
+        fetchers: vec![],
+        prompts: vec![],
+    };
+    let scoped = whole.scoped(Arc::new(Scope::new("t", spec).unwrap()));
+    let text = |sm: &StateManager, body: &'static str| {
+        let r = Arc::new(Renderer::new(sm.clone(), source()));
+        async move {
+            match r.render_source("t", body, RenderOptions::default()).await {
+                Ok(r) => r.text,
+                Err(e) => format!("error: {e}"),
+            }
+        }
+    };
+    let ids = "| map(attribute='entity_id') | join(',') }}";
+    let cases: [(&'static str, &str, &str); 4] = [
+        (
+            "{{ expand('group.downstairs') ",
+            "light.a,light.b",
+            "light.a",
+        ),
+        (
+            "{{ expand('zone.home', ['light.kitchen_group', states.light.a], 'light.a', 42) ",
+            "light.a,light.c,person.ada",
+            "light.a",
+        ),
+        (
+            "{{ states.light | expand ",
+            "light.a,light.b,light.c",
+            "light.a",
+        ),
+        ("{{ expand('light.nope', 'group.nope') ", "", ""),
+    ];
+    for (call, all, seen) in cases {
+        let body: &'static str = Box::leak(format!("{call}{ids}").into_boxed_str());
+        assert_eq!(text(&whole, body).await, all, "{body}");
+        assert_eq!(text(&scoped, body).await, seen, "{body} through a scope");
+    }
+    let runaway = text(&whole, "{{ expand([['x'] * 1000] * 200) | length }}").await;
+    assert!(
+        runaway.contains("expand looks at 100000 names at most"),
+        "{runaway}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn area_lookups_on_recorded_registries() {
     assert_eq!(text("{{ area_name('light.bed_light') }}").await, "Bedroom");
