@@ -3,7 +3,7 @@
 //! (`states.light`), by entity (`states.light.kitchen`), iterable; each
 //! entity a [`StateObject`]. Every read is noted for [`super::reads`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
@@ -185,16 +185,20 @@ impl Object for DomainStates {
 pub const MAX_EXPAND: usize = 100_000;
 
 /// HA's `expand(*args)`: the state objects of the entities named (ids, state
-/// objects, or lists of either), each once, sorted by id. A group (`group.*`,
-/// or an entity whose `entity_id` attribute lists members, as the group
-/// integration's light and switch groups do; HA asks which integration made
-/// it, which the mirror does not know) is replaced by its members, a zone by
-/// its `persons`; neither is in the answer itself. What the scope does not
-/// see is skipped, as an entity HA does not have is.
+/// objects, or lists of either), each once, in HA's order: HA takes the
+/// names from the end, as a stack, and a group's members are pushed in
+/// its place, so the order is not sorted (`states.light | expand` comes
+/// out backwards). A group (`group.*`, or an entity whose `entity_id`
+/// attribute lists members, as the group integration's light and switch
+/// groups do; HA asks which integration made it, which the mirror does not
+/// know) is replaced by its members, a zone by its `persons`; neither is in
+/// the answer itself. What the scope does not see is skipped, as an entity
+/// HA does not have is. Groups that list each other end here; HA's own
+/// `expand` loops on them.
 pub(super) fn expand(sm: &StateManager, args: &[Value]) -> Result<Value, Error> {
     let mut search: Vec<Value> = args.to_vec();
     let mut looked = HashSet::new();
-    let mut found = BTreeMap::new();
+    let mut found = Vec::new();
     let mut asked = 0;
     while let Some(v) = search.pop() {
         asked += 1;
@@ -236,12 +240,10 @@ pub(super) fn expand(sm: &StateManager, args: &[Value]) -> Result<Value, Error> 
                 search.extend(ids.filter_map(|i| i.as_str()).map(Value::from));
             }
             None if matches!(o.state.domain(), "group" | "zone") => {}
-            None => {
-                found.insert(id, Value::from_object(o));
-            }
+            None => found.push(Value::from_object(o)),
         }
     }
-    Ok(Value::from(found.into_values().collect::<Vec<_>>()))
+    Ok(Value::from(found))
 }
 
 /// `states(id)`: the state string, `unknown` when missing.

@@ -26,6 +26,7 @@ mod real_ha;
 mod real_ha_exposure;
 mod real_ha_history;
 mod real_ha_restarts;
+mod real_ha_templates;
 mod redis_outage;
 mod render_bounds;
 mod resilience;

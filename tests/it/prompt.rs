@@ -301,10 +301,10 @@ async fn iif_float_int() {
 }
 
 /// HA's `expand`: groups (nested, in a cycle too) and zones give their
-/// members, each once, sorted by id; ids, state objects and lists mix; a
+/// members, each once, in HA's order; ids, state objects and lists mix; a
 /// scope's expansion stops at what it does not see; a runaway is refused.
 #[tokio::test(flavor = "multi_thread")]
-async fn expand_gives_each_member_once_sorted_and_within_a_scope() {
+async fn expand_gives_each_member_once_in_has_order_and_within_a_scope() {
     use ha_fetchers::state::{Entities, Scope, ScopeSpec};
     let st = |id: &str, attributes: Value| {
         let raw = json!({"entity_id": id, "state": "on", "attributes": attributes,
@@ -359,9 +359,10 @@ async fn expand_gives_each_member_once_sorted_and_within_a_scope() {
             "light.a,light.c,person.ada",
             "light.a",
         ),
+        // HA's order: a stack, so a sorted list comes out backwards.
         (
             "{{ states.light | expand ",
-            "light.a,light.b,light.c",
+            "light.c,light.b,light.a",
             "light.a",
         ),
         ("{{ expand('light.nope', 'group.nope') ", "", ""),
