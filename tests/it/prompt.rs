@@ -379,6 +379,38 @@ async fn expand_gives_each_member_once_in_has_order_and_within_a_scope() {
     );
 }
 
+/// Renders sort under the render guard with a sort of the guard's own (one
+/// that can stop part way): the order is Jinja's, stable, every option.
+#[tokio::test(flavor = "multi_thread")]
+async fn sorts_under_the_render_guard_keep_jinjas_order() {
+    for (body, want) in [
+        ("{{ [3, 1, 2, 1, 10] | sort | join(',') }}", "1,1,2,3,10"),
+        ("{{ [3, 1, 2] | sort(reverse=true) | join(',') }}", "3,2,1"),
+        ("{{ ['b', 'A', 'a', 'B'] | sort | join(',') }}", "A,a,b,B"),
+        ("{{ ['b', 'A', 'a', 'B'] | sort(case_sensitive=true) | join(',') }}", "A,B,a,b"),
+        (
+            "{{ [{'n': 2, 'i': 0}, {'n': 1, 'i': 1}, {'n': 2, 'i': 2}, {'n': 1, 'i': 3}] | sort(attribute='n') | map(attribute='i') | join(',') }}",
+            "1,3,0,2",
+        ),
+        ("{{ {'b': 1, 'a': 2, 'c': 0} | dictsort | map('first') | join(',') }}", "a,b,c"),
+        ("{{ {'b': 1, 'a': 2, 'c': 0} | dictsort(by='value') | map('first') | join(',') }}", "c,b,a"),
+        (
+            "{% for g in [{'k': 'y', 'i': 0}, {'k': 'x', 'i': 1}, {'k': 'y', 'i': 2}] | groupby('k') %}{{ g.grouper }}:{{ g.list | map(attribute='i') | join('') }} {% endfor %}",
+            "x:1 y:02 ",
+        ),
+        ("{{ [] | sort | length }} {{ [7] | sort | join(',') }}", "0 7"),
+    ] {
+        assert_eq!(text(body).await, want, "{body}");
+    }
+    // 1,000 numbers in a scrambled order, as Rust's own sort orders them.
+    let nums: Vec<i64> = (0..1000).map(|i| (i * 7919 + 13) % 1009).collect();
+    let mut sorted = nums.clone();
+    sorted.sort();
+    let body = format!("{{{{ {nums:?} | sort | join(',') }}}}");
+    let want: Vec<String> = sorted.iter().map(i64::to_string).collect();
+    assert_eq!(text(&body).await, want.join(","));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn area_lookups_on_recorded_registries() {
     assert_eq!(text("{{ area_name('light.bed_light') }}").await, "Bedroom");

@@ -529,6 +529,10 @@ pub fn safe_sort<T, F>(seq: &mut [T], f: F) -> Result<(), Error>
 where
     F: FnMut(&T, &T) -> Ordering,
 {
+    // Under a guard, a sort that answers to it (see `guard::sort`).
+    if crate::guard::installed() {
+        return crate::guard::sort(seq, f);
+    }
     #[cfg(feature = "internal_safe_search")]
     {
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -571,8 +571,8 @@ impl PartialEq for Value {
                                     need_length_fallback = false;
                                 }
                                 let mut a_count = 0;
-                                if !a.try_iter_pairs().is_some_and(|mut ak| {
-                                    ak.all(|(k, v1)| {
+                                if !a.try_iter_pairs().is_some_and(|ak| {
+                                    crate::guard::walk(ak).all(|(k, v1)| {
                                         a_count += 1;
                                         b.get_value(&k) == Some(v1)
                                     })
@@ -590,7 +590,7 @@ impl PartialEq for Value {
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                             ) => {
                                 if let (Some(ak), Some(bk)) = (a.try_iter(), b.try_iter()) {
-                                    ak.eq(bk)
+                                    crate::guard::walk(ak).eq(crate::guard::walk(bk))
                                 } else {
                                     false
                                 }
@@ -757,7 +757,9 @@ impl Ord for Value {
                                 // we don't want to pay the cost of actually sorting the keys for
                                 // ordering so we just accept this for now.
                                 match (a.try_iter_pairs(), b.try_iter_pairs()) {
-                                    (Some(a), Some(b)) => a.cmp(b),
+                                    (Some(a), Some(b)) => {
+                                        crate::guard::walk(a).cmp(crate::guard::walk(b))
+                                    }
                                     _ => unreachable!(),
                                 }
                             }
@@ -765,7 +767,9 @@ impl Ord for Value {
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                             ) => match (a.try_iter(), b.try_iter()) {
-                                (Some(a), Some(b)) => a.cmp(b),
+                                (Some(a), Some(b)) => {
+                                    crate::guard::walk(a).cmp(crate::guard::walk(b))
+                                }
                                 _ => unreachable!(),
                             },
                             // terrible fallback for plain objects
