@@ -212,14 +212,20 @@ async fn imported_statistics_equal_has_own_numbers() {
             }
         }
     }
+    // Yesterday, last week, last month, 24 h and 7 d hold data at any hour;
+    // today, this week and this month hold none in their first hour (HA's
+    // zone), where both answers are null.
     assert!(
-        compared >= 28,
-        "most periods hold data: {compared} numbers compared"
+        compared >= 20,
+        "the periods that always hold data: {compared} numbers compared"
     );
 
-    // Buckets: the newest first, HA's hourly rows.
+    // Buckets: the newest first, HA's hourly rows. Yesterday's, which hold
+    // 24 rows at any hour (today's held none from 00:00 to 01:00 in HA's zone:
+    // the newest imported row is the last full hour).
     let req = FetchRequest::new("ha_energy_today")
         .param("statistic_id", energy.as_str())
+        .param("period", "yesterday")
         .param("buckets", "hour")
         .param("limit", 3);
     let v = fetch(&engine, req).await;
