@@ -230,7 +230,7 @@ async fn each_door_shows_a_scope_only_its_entities() {
     let walk = "{{ states | map(attribute='entity_id') | join(',') }}";
     assert_eq!(s.render(&s.bed, walk).await, BED.join(","));
     let expand =
-        "{{ expand(states, 'light.kitchen_lights') | map(attribute='entity_id') | join(',') }}";
+        "{{ expand(states, 'light.kitchen_lights') | map(attribute='entity_id') | sort | join(',') }}";
     assert_eq!(s.render(&s.bed, expand).await, BED.join(","));
     assert_eq!(
         s.render(&s.bed, "{{ states('sensor.outside_temperature') }}")
