@@ -28,6 +28,7 @@ use crate::helpers::serial;
 
 /// Cases (a single template or a batch); ~a quarter are batches. About 45 s
 /// on a 2-core debug build, most of it renders stopped at the deadline.
+/// `FUZZ_HOSTILE_CASES` sets another count for a longer run by hand.
 const CASES: u32 = 130;
 /// Templates sent at once in a batch.
 const BATCH: usize = 8;
@@ -211,6 +212,10 @@ fn expr() -> BoxedStrategy<Expr> {
                 one(|x| (Ty::Str, format!("({} | join)", as_list(x)))),
                 one(|x| (Ty::List, format!("({} | sort)", as_list(x)))),
                 one(|x| (Ty::List, format!("({} | unique | list)", as_list(x)))),
+                one(|x| (Ty::List, format!("({} | sort(reverse=true))", as_list(x)))),
+                one(|x| (Ty::List, format!("({{'k': {}, 'j': 1}} | dictsort)", x.1))),
+                one(|x| (Ty::Other, format!("({} | max)", as_list(x)))),
+                one(|x| (Ty::List, format!("expand({})", as_list(x)))),
                 one(|x| (Ty::Other, format!("({} | length)", as_list(x)))),
                 one(|x| (Ty::Str, format!("({} | replace('a', 'aa'))", as_str(x)))),
                 one(|x| (Ty::Str, format!("w({})", x.1))),
@@ -219,6 +224,10 @@ fn expr() -> BoxedStrategy<Expr> {
                     .prop_map(|(a, b)| (Ty::List, format!("({} + {})", as_list(&a), as_list(&b)))),
                 (e.clone(), e.clone())
                     .prop_map(|(a, b)| (Ty::Other, format!("({} == {})", a.1, b.1))),
+                (e.clone(), e.clone())
+                    .prop_map(|(a, b)| (Ty::Other, format!("({} < {})", as_list(&a), as_list(&b)))),
+                (e.clone(), e.clone())
+                    .prop_map(|(a, b)| (Ty::Other, format!("({} in {})", a.1, as_list(&b)))),
                 (e.clone(), times()).prop_map(|(a, n)| match a.0 {
                     Ty::Str | Ty::List => (a.0, format!("({} * {n})", a.1)),
                     _ => (Ty::List, format!("({} * {n})", as_list(&a))),
@@ -424,15 +433,31 @@ fn hostile_templates_through_the_real_render_path() {
         d.reset_peak();
         d.kib("VmRSS:")
     };
+    let cases_n: u32 = std::env::var("FUZZ_HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES);
     let config = ProptestConfig {
-        cases: CASES,
+        cases: cases_n,
         failure_persistence: None,
         // Shrinking re-renders; bounded so a failing run still ends.
         max_shrink_iters: 64,
         ..ProptestConfig::default()
     };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    // CI's seed is fixed; `FUZZ_HOSTILE_SEED` (a number) explores another
+    // corner by hand.
+    let rng = match std::env::var("FUZZ_HOSTILE_SEED")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(n) => {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&n.to_le_bytes());
+            TestRng::from_seed(RngAlgorithm::ChaCha, &seed)
+        }
+        None => TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    };
+    let mut runner = TestRunner::new_with_rng(config, rng);
     let cases = prop_oneof![
         3 => template().prop_map(|t| vec![t]),
         1 => prop::collection::vec(template(), BATCH),
@@ -456,7 +481,7 @@ fn hostile_templates_through_the_real_render_path() {
     let grew_mib = peak_kib.saturating_sub(before_kib) / 1024;
     let t = tally.borrow();
     eprintln!(
-        "fuzz_hostile: {CASES} cases, {} renders in {took:?}; by status {:?}; 422s by cause {:?}; \
+        "fuzz_hostile: {cases_n} cases, {} renders in {took:?}; by status {:?}; 422s by cause {:?}; \
          max latency {:?}; peak RSS +{grew_mib} MiB (RSS before {} MiB, peak {} MiB); restarts {}",
         t.renders,
         t.by_status,
