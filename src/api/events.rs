@@ -102,10 +102,9 @@ impl Filter {
     fn text(&self, e: &Event) -> Bytes {
         match (&self.scoped, &e.kind) {
             (Some(engine), Kind::Reload { .. }) => {
-                let templates = engine.prompts().list();
                 let data = serde_json::json!({
                     "fetchers": engine.fetchers().loaded().defs.len(),
-                    "templates": templates.iter().filter(|t| engine.prompt_allowed(&t.name)).count(),
+                    "templates": engine.prompt_list().len(),
                     "problems": [],
                 });
                 crate::stream::frame(Some(e.id), "reload", &data.to_string())

@@ -35,10 +35,8 @@ pub struct Listed {
 pub async fn list(Seen(engine): Seen) -> Json<Vec<Listed>> {
     Json(
         engine
-            .prompts()
-            .list()
+            .prompt_list()
             .into_iter()
-            .filter(|t| engine.prompt_allowed(&t.name))
             .map(|t| Listed {
                 name: t.name,
                 description: t.description,

@@ -275,6 +275,14 @@ impl Engine {
         &self.inner.prompts
     }
 
+    /// The stored templates this engine's scope may use, sorted by name:
+    /// what every door lists.
+    pub fn prompt_list(&self) -> Vec<prompt::PromptTemplate> {
+        let mut list = self.inner.prompts.list();
+        list.retain(|t| self.prompt_allowed(&t.name));
+        list
+    }
+
     /// The change stream: subscribe, activity.
     pub fn stream(&self) -> &Hub {
         &self.inner.stream

@@ -10,13 +10,8 @@ use crate::prompt::{PromptTemplate, RenderError, RenderOptions};
 
 /// Every enabled template, by name.
 pub fn list(app: &Engine) -> Vec<Prompt> {
-    let mut templates: Vec<PromptTemplate> = app
-        .prompts()
-        .list()
-        .into_iter()
-        .filter(|t| t.enabled && app.prompt_allowed(&t.name))
-        .collect();
-    templates.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut templates = app.prompt_list();
+    templates.retain(|t| t.enabled);
     templates
         .into_iter()
         .map(|t| {

@@ -358,10 +358,7 @@ impl Pending {
 /// A hash of the templates `app` may use, bodies and all: a changed body is
 /// news to a client that listed it.
 fn prompts_seen(app: &Engine) -> u64 {
-    let mut seen = app.prompts().list();
-    seen.retain(|t| app.prompt_allowed(&t.name));
-    seen.sort_by(|a, b| a.name.cmp(&b.name));
-    hash_of(&seen)
+    hash_of(&app.prompt_list())
 }
 
 /// A hash of a value's JSON form.
