@@ -212,12 +212,15 @@ fn scoped_may(path: &str) -> bool {
     })
 }
 
-/// A scoped token's scope, from the bearer header.
-pub(super) fn bearer_scope(
+/// The caller's scope: a scoped token's in the bearer header, else that of
+/// the scoped console login its cookie names; `None` for the admin and for
+/// a caller with neither.
+pub(super) fn caller_scope(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Option<Arc<crate::state::Scope>> {
-    app.tokens.scope_of(bearer(headers)?)
+    let bearer = bearer(headers).and_then(|t| app.tokens.scope_of(t));
+    bearer.or_else(|| app.sessions.scope(headers).flatten())
 }
 
 /// The bearer header, a console session's cookie, or HA's ingress proxy;
@@ -229,9 +232,7 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let path = req.uri().path();
-    let scope =
-        bearer_scope(&app, req.headers()).or_else(|| app.sessions.scope(req.headers()).flatten());
-    if let Some(scope) = scope {
+    if let Some(scope) = caller_scope(&app, req.headers()) {
         // The console's page, assets and login stay open to a scoped login.
         if !scoped_may(path) && !is_open(path) {
             return Err(ApiError::Forbidden(format!(

@@ -228,8 +228,7 @@ pub async fn get(
     // HA's ingress proxy has authenticated the person already.
     let via_ingress = super::ingress::is_proxy(proxy, peer.as_ref().map(|Extension(p)| p));
     let open = app.api_token.is_none() && proxy.is_none();
-    let scope =
-        super::bearer_scope(&app, &headers).or_else(|| app.sessions.scope(&headers).flatten());
+    let scope = super::caller_scope(&app, &headers);
     let authenticated = via_ingress
         || open
         || scope.is_some()
