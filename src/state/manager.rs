@@ -152,6 +152,15 @@ impl StateManager {
             .is_none_or(|s| s.allows_entry(id, exposed, ix))
     }
 
+    /// Whether this handle sees every entity (the admin, or an `all`
+    /// scope): what may see records of no entity, or of another
+    /// integration's statistic, whose words may be about any of them.
+    pub fn sees_all(&self) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.spec.entities == super::Entities::All)
+    }
+
     /// Whether this handle sees `id`.
     pub fn sees(&self, id: &str) -> bool {
         let Some(scope) = &self.scope else {

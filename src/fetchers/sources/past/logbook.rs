@@ -79,10 +79,6 @@ impl Typed for Logbook {
         let selected = !p.select.is_empty();
         if !selected || !entities.is_empty() {
             let ids: Vec<&str> = entities.iter().map(|s| &*s.entity_id).collect();
-            let whole = cx
-                .states
-                .scope()
-                .is_none_or(|s| s.spec.entities == crate::state::Entities::All);
             let mut slices = Slices::new(&w);
             while let Some(slice) = slices.next_slice() {
                 let mut body = json!({
@@ -103,7 +99,7 @@ impl Typed for Logbook {
                 // entity sees: its words may be about any of them.
                 let seen = |e: &Entry| match e.entity_id.as_deref() {
                     Some(id) => cx.states.sees(id),
-                    None => whole,
+                    None => cx.states.sees_all(),
                 };
                 // Slices come newest first, entries oldest first within one.
                 for e in entries.into_iter().rev().filter(seen) {

@@ -203,12 +203,9 @@ impl Typed for Statistics {
         let per = period_of(&p).map_err(FetchError::BadParams)?;
         // A scope sees an entity's statistic only if it sees the entity, and
         // another integration's (`domain:name`) only if it sees everything.
-        let seen = match cx.states.scope() {
-            None => true,
-            Some(s) if !crate::state::valid_entity_id(&id) => {
-                s.spec.entities == crate::state::Entities::All
-            }
-            Some(_) => cx.states.sees(&id),
+        let seen = match crate::state::valid_entity_id(&id) {
+            true => cx.states.sees(&id),
+            false => cx.states.sees_all(),
         };
         if !seen {
             return Err(unknown(&id));
