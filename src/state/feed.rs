@@ -63,14 +63,6 @@ impl Changed {
             Self::Everything => true,
         }
     }
-
-    /// Whether an entity of `domain` may be among the changes.
-    pub fn touches_domain(&self, domain: &str) -> bool {
-        match self {
-            Self::Entities(us) => us.iter().any(|u| super::domain_of(&u.entity_id) == domain),
-            Self::Everything => true,
-        }
-    }
 }
 
 /// The publishing side, cloned into the writer and every reader.
@@ -141,6 +133,8 @@ mod tests {
         assert!(matches!(w.next().await, Some(Changed::Everything)));
         let c = Changed::Entities(Arc::from(vec![Update::removed("light.a".into())]));
         assert!(c.touches("light.a") && !c.touches("light.b"));
-        assert!(c.touches_domain("light") && !c.touches_domain("switch"));
+        let all = |_: &str| true;
+        assert!(c.touches_domain_where("light", &all) && !c.touches_domain_where("switch", &all));
+        assert!(!c.touches_domain_where("light", &|id| id != "light.a"));
     }
 }
