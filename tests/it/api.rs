@@ -226,7 +226,7 @@ async fn a_console_login_is_a_cookie_the_api_accepts_until_logout() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(cookie.contains(attr), "{cookie}");
     }
-    let pair = cookie.split(';').next().unwrap().to_string();
+    let pair = helpers::session_cookie(resp.headers());
     let with_cookie = |uri: &str, method: Method| helpers::with_cookie(method, uri, &pair);
     let (status, _) = send(&app, with_cookie("/api/v1/states", Method::GET)).await;
     assert_eq!(status, StatusCode::OK, "the cookie opens the API");
@@ -294,19 +294,13 @@ async fn every_route_answers_only_the_allowed_host_names() {
 #[tokio::test]
 async fn logout_ends_the_cookies_streams_and_guesses_are_limited() {
     use crate::helpers::api::empty_app;
-    use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+    use axum::http::header::RETRY_AFTER;
     use http_body_util::BodyExt;
     let app = empty_app(Some("s3cret"));
     let resp = tower::ServiceExt::oneshot(app.clone(), login("s3cret"))
         .await
         .unwrap();
-    let cookie = resp.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = helpers::session_cookie(resp.headers());
     let with_cookie = |uri: &str, method: Method| helpers::with_cookie(method, uri, &cookie);
     let stream =
         tower::ServiceExt::oneshot(app.clone(), with_cookie("/api/v1/events", Method::GET))

@@ -11,6 +11,7 @@ use ha_fetchers::Application;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
+use crate::helpers::api::json as json_of;
 use crate::helpers::real::{real_ha, Ha};
 
 /// The tests here change what the shared HA exposes: one at a time.
@@ -113,16 +114,10 @@ async fn an_assist_token_sees_exactly_what_ha_exposes() {
     let get = |token: &'static str| {
         let url = format!("http://127.0.0.1:{port}/api/v1/states");
         async move {
-            let v: Vec<Value> = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = json_of(reqwest::Client::new().get(url).bearer_auth(token)).await;
             let mut ids: Vec<String> = v
+                .as_array()
+                .unwrap()
                 .iter()
                 .map(|s| s["entity_id"].as_str().unwrap().to_string())
                 .collect();
@@ -146,42 +141,30 @@ async fn an_assist_token_sees_exactly_what_ha_exposes() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        json_of(
+            http.post(format!("{base}{path}"))
+                .bearer_auth(token)
+                .json(&body),
+        )
     };
-    let summary: Value = http
-        .get(format!("{base}/api/v1/summary"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = json_of(
+        http.get(format!("{base}/api/v1/summary"))
+            .bearer_auth(token),
+    )
+    .await;
     assert_eq!(summary["entity_count"], want.len());
     let walk = "{{ states | map(attribute='entity_id') | join(',') }}";
-    let r: Value = post("/api/v1/render", json!({"body": walk}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post("/api/v1/render", json!({"body": walk})).await;
     assert_eq!(
         r["text"],
         want.join(","),
         "templates walk only the exposed states"
     );
-    let r: Value = post(
+    let r = post(
         "/api/v1/fetchers/ha_search_pattern/run",
         json!({"pattern": "*"}),
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r["result"]["count"], want.len(), "{r}");
     let hidden: Vec<&String> = states.iter().filter(|id| !want.contains(id)).collect();
     let session = crate::helpers::mcp::open(&http, &base, token).await;
@@ -294,15 +277,11 @@ async fn the_stream_the_console_and_mcp_see_only_what_ha_exposes() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
-    let domains: Value = http
-        .get(format!("{base}/api/v1/domains"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let domains = json_of(
+        http.get(format!("{base}/api/v1/domains"))
+            .bearer_auth(token),
+    )
+    .await;
     assert!(domains.to_string().contains(DOMAIN), "{domains}");
     let seen = |v: &Value| v.to_string().contains(&shown);
     let leaked = |v: &Value| v.to_string().contains(&hidden);
@@ -314,22 +293,16 @@ async fn the_stream_the_console_and_mcp_see_only_what_ha_exposes() {
         .send()
         .await
         .unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_string();
+    let cookie = crate::helpers::api::session_cookie(r.headers());
     let view: Value = r.json().await.unwrap();
     assert!(
         view["scope"].as_str().unwrap_or("").contains("Assist"),
         "{view}"
     );
-    let states: Value = http
+    let states = http
         .get(format!("{base}/api/v1/states?domain={DOMAIN}"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .header("cookie", &cookie);
+    let states = json_of(states).await;
     assert!(seen(&states) && !leaked(&states), "{states}");
 
     // MCP through rmcp's client: search, one entity, resources, a subscription.

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use ha_fetchers::Application;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::helpers::api::json as json_of;
 use crate::helpers::real::{real_ha, Ha};
 
 /// What both render, chosen so Python's and our printing agree (joined
@@ -91,15 +92,7 @@ async fn templates_render_as_home_assistants_own() {
         let body = json!({ "body": t });
         let url = format!("http://127.0.0.1:{port}/api/v1/render");
         async move {
-            let v: Value = reqwest::Client::new()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = json_of(reqwest::Client::new().post(url).json(&body)).await;
             v["text"]
                 .as_str()
                 .map(str::to_string)

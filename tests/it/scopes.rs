@@ -462,7 +462,8 @@ async fn mcp_session(s: &Scoped, token: &str) -> String {
 async fn mcp_answers_a_scoped_token_within_its_scope() {
     let s = start().await;
     let session = mcp_session(&s, &s.bed).await;
-    let (v, _) = mcp(&s, &s.bed, Some(&session), "tools/list", json!({})).await;
+    let bed = |method: &'static str, params: Value| mcp(&s, &s.bed, Some(&session), method, params);
+    let (v, _) = bed("tools/list", json!({})).await;
     let names: Vec<&str> = v["result"]["tools"]
         .as_array()
         .unwrap()
@@ -477,10 +478,7 @@ async fn mcp_answers_a_scoped_token_within_its_scope() {
         !names.contains(&"light_entities"),
         "a fetcher outside its names is not listed: {names:?}"
     );
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
+    let (v, _) = bed(
         "tools/call",
         json!({"name": "live_context", "arguments": {}}),
     )
@@ -493,46 +491,27 @@ async fn mcp_answers_a_scoped_token_within_its_scope() {
     for hidden in ["kitchen_lights", "sensor.", "sun.sun"] {
         assert!(!text.contains(hidden), "{hidden}: {text}");
     }
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
+    let (v, _) = bed(
         "tools/call",
         json!({"name": "search_entities", "arguments": {"pattern": "*"}}),
     )
     .await;
     assert!(!v.to_string().contains("kitchen_lights"), "{v}");
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
+    let (v, _) = bed(
         "tools/call",
         json!({"name": "get_entity", "arguments": {"entity_id": "light.kitchen_lights"}}),
     )
     .await;
     assert_eq!(v["result"]["isError"], true, "{v}");
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
+    let (v, _) = bed(
         "resources/read",
         json!({"uri": "ha://entity/light.kitchen_lights"}),
     )
     .await;
     assert!(v["error"].is_object(), "{v}");
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
-        "resources/read",
-        json!({"uri": "ha://domain/light"}),
-    )
-    .await;
+    let (v, _) = bed("resources/read", json!({"uri": "ha://domain/light"})).await;
     assert!(!v.to_string().contains("kitchen_lights"), "{v}");
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
+    let (v, _) = bed(
         "resources/subscribe",
         json!({"uri": "ha://entity/light.kitchen_lights"}),
     )
@@ -541,16 +520,13 @@ async fn mcp_answers_a_scoped_token_within_its_scope() {
         v["error"].is_object(),
         "a subscription outside the scope is refused: {v}"
     );
-    let (v, _) = mcp(
-        &s,
-        &s.bed,
-        Some(&session),
+    let (v, _) = bed(
         "resources/subscribe",
         json!({"uri": "ha://entity/light.bed_light"}),
     )
     .await;
     assert!(v["error"].is_null(), "{v}");
-    let (v, _) = mcp(&s, &s.bed, Some(&session), "prompts/list", json!({})).await;
+    let (v, _) = bed("prompts/list", json!({})).await;
     let prompts: Vec<&str> = v["result"]["prompts"]
         .as_array()
         .unwrap()
@@ -586,18 +562,20 @@ async fn a_scoped_subscriber_hears_nothing_of_entities_outside_its_scope() {
     }
     // Past the first look, which only takes the fetcher's baseline.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let was = s.h.engine.states().cached("light.kitchen_lights").unwrap();
-    let flip = if &*was.state == "on" { "off" } else { "on" };
-    s.h.sim.set("light.kitchen_lights", flip);
-    s.h.wait_state("light.kitchen_lights", flip).await;
+    // The other state than the one held.
+    let flip = |id: &str| match &*s.h.engine.states().cached(id).unwrap().state {
+        "on" => "off",
+        _ => "on",
+    };
+    let flip_kitchen = flip("light.kitchen_lights");
+    s.h.sim.set("light.kitchen_lights", flip_kitchen);
+    s.h.wait_state("light.kitchen_lights", flip_kitchen).await;
     let quiet = tokio::time::timeout(Duration::from_millis(1500), heard.recv()).await;
     assert!(
         quiet.is_err(),
         "a change outside the scope is not news: {quiet:?}"
     );
-    let was = s.h.engine.states().cached("light.bed_light").unwrap();
-    let flip = if &*was.state == "on" { "off" } else { "on" };
-    s.h.sim.set("light.bed_light", flip);
+    s.h.sim.set("light.bed_light", flip("light.bed_light"));
     let mut uris = BTreeSet::new();
     while uris.len() < 2 {
         let uri = tokio::time::timeout(Duration::from_secs(5), heard.recv())
@@ -842,13 +820,7 @@ async fn a_console_login_with_a_scoped_token_sees_its_scope() {
             .send()
             .await
             .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = crate::helpers::api::session_cookie(r.headers());
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["authenticated"], true);
     assert!(

@@ -72,6 +72,18 @@ pub fn login(token: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// The session cookie a login answer sets, as a request sends it back
+/// (`name=value`, without its attributes).
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> String {
+    let set = headers[axum::http::header::SET_COOKIE].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+/// The JSON body of a request to a running app (or HA), sent.
+pub async fn json(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 /// A request carrying the session `cookie` (`name=value`).
 pub fn with_cookie(method: Method, uri: &str, cookie: &str) -> Request<Body> {
     Request::builder()
